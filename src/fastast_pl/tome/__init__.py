@@ -1,0 +1,25 @@
+"""Token Merging (ToMe, Bolya et al., ICLR 2023) for timm ViTs; knows nothing about audio."""
+
+from fastast_pl.tome.merge import bipartite_soft_matching, merge_source, merge_wavg
+from fastast_pl.tome.patch import apply_tome, remove_tome, tome_state
+from fastast_pl.tome.schedule import (
+    MergeSchedule,
+    MergeSpec,
+    ResolvedSchedule,
+    resolve_schedule,
+    validate_merge_spec,
+)
+
+__all__ = [
+    "MergeSchedule",
+    "MergeSpec",
+    "ResolvedSchedule",
+    "apply_tome",
+    "bipartite_soft_matching",
+    "merge_source",
+    "merge_wavg",
+    "remove_tome",
+    "resolve_schedule",
+    "tome_state",
+    "validate_merge_spec",
+]

@@ -1,0 +1,216 @@
+"""Per-layer merge schedules: every accepted form of ``merge:`` turned into one canonical list.
+
+Accepted forms (``MergeSpec``):
+
+- ``int`` r: merge r tokens in every layer (ToMe's constant schedule);
+- ``list[int]``: r per layer; a list shorter than the depth is zero-padded;
+- ``MergeSchedule``: merge *ratios* (fractions of the mergeable tokens present at a layer),
+  a named shape and per-layer overrides; a plain dict with its fields is accepted too.
+
+Validation rules (all raise ``ValueError`` naming the value and the layer):
+
+- negative r, ratios outside ``[0, 0.5)``, layer indices outside the model, lists longer
+  than the depth, unknown shapes and wrong types are errors;
+- an explicit r (int, list entry or int override) larger than half the mergeable tokens of
+  the *input*, ``(num_tokens - num_prefix_tokens) // 2``, can never be met at any layer and
+  is an error at config time;
+- an r that is possible on the input but exceeds what is left at a later layer (because
+  earlier layers already merged tokens) is capped silently to ``(N_l - prefix) // 2``,
+  as in ToMe's reference; ``ResolvedSchedule.r`` holds the capped values actually used.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Literal, Union
+
+SHAPES = ("constant", "decreasing", "late")
+_EPS = 1e-9  # so that ratio * tokens hitting an integer is not floored one below by rounding
+
+
+@dataclass
+class MergeSchedule:
+    """Merge ratios per layer, for configs and sweeps.
+
+    ratio: fraction of the mergeable (non-prefix) tokens present at a layer that this layer
+        merges, ``r_l = floor(ratio_l * (N_l - num_prefix_tokens))``; a float for every
+        layer or a per-layer list (zero-padded to the depth). Must lie in ``[0, 0.5)``.
+    shape: how a float ratio is spread over layers:
+        ``"constant"``: ``ratio`` at every layer;
+        ``"decreasing"``: linear from ``2 * ratio`` at the first layer to 0 at the last, so the
+        mean per-layer ratio stays ``ratio`` (needs ``ratio < 0.25``); it merges more early,
+        where it saves most, and so removes somewhat more tokens in total than "constant";
+        ``"late"``: ``ratio`` only in the second half of the layers (``l >= depth // 2``), 0
+        before; early layers see every token.
+        A list ``ratio`` must use ``"constant"``.
+    overrides: layer index -> value replacing that layer's ratio after the shape is applied;
+        a float is a ratio, an int an absolute r (e.g. ``{3: 0.2}`` or ``{0: 64}``).
+    """
+
+    ratio: float | list[float] = 0.0
+    shape: Literal["constant", "decreasing", "late"] = "constant"
+    overrides: dict[int, float | int] | None = None
+
+
+MergeSpec = Union[int, list[int], MergeSchedule]  # noqa: UP007 (runtime alias for jsonargparse)
+
+
+@dataclass(frozen=True)
+class ResolvedSchedule:
+    """Canonical schedule: ``r[l]`` tokens merged in layer l (after capping) and
+    ``tokens[l]`` tokens entering layer l (``tokens[depth]``: leaving the last layer)."""
+
+    r: list[int]
+    tokens: list[int]
+    num_prefix_tokens: int
+
+    @property
+    def depth(self) -> int:
+        return len(self.r)
+
+
+# A per-layer entry before resolution: ("r", int) absolute or ("ratio", float).
+_Entry = tuple[str, float]
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: object) -> bool:
+    return (_is_int(v) or isinstance(v, float)) and not isinstance(v, bool)
+
+
+def _check_ratio(value: object, layer: int | str, what: str) -> float:
+    if not _is_number(value) or not (0.0 <= float(value) < 0.5) or math.isnan(float(value)):
+        raise ValueError(
+            f"merge {what}={value!r} at layer {layer}: expected a ratio in [0, 0.5) "
+            "(fraction of the mergeable tokens present at that layer)"
+        )
+    return float(value)
+
+
+def _check_r(value: object, layer: int | str, what: str) -> int:
+    if not _is_int(value) or value < 0:
+        raise ValueError(f"merge {what}={value!r} at layer {layer}: expected an int r >= 0")
+    return int(value)
+
+
+def _as_schedule(spec: Mapping) -> MergeSchedule:
+    known = {f.name for f in fields(MergeSchedule)}
+    unknown = sorted(set(spec) - known)
+    if unknown:
+        raise ValueError(
+            f"merge schedule has unknown keys {unknown}; expected some of {sorted(known)}"
+        )
+    return MergeSchedule(**spec)
+
+
+def _entries(spec: object, depth: int) -> list[_Entry]:
+    """Validate a spec that needs no token count and expand it to one entry per layer."""
+    if not _is_int(depth) or depth <= 0:
+        raise ValueError(f"merge schedule needs a positive model depth, got depth={depth!r}")
+    if isinstance(spec, Mapping):
+        spec = _as_schedule(spec)
+    if _is_int(spec):
+        return [("r", _check_r(spec, layer, "r")) for layer in range(depth)]
+    if isinstance(spec, Sequence) and not isinstance(spec, str):
+        if len(spec) > depth:
+            raise ValueError(
+                f"merge list has {len(spec)} entries but the model has depth {depth}: "
+                "give at most one r per layer (shorter lists are zero-padded)"
+            )
+        out = [("r", _check_r(v, layer, "r")) for layer, v in enumerate(spec)]
+        return out + [("r", 0)] * (depth - len(out))
+    if isinstance(spec, MergeSchedule):
+        return _schedule_entries(spec, depth)
+    hint = f"; for a ratio use MergeSchedule(ratio={spec})" if isinstance(spec, float) else ""
+    raise ValueError(
+        f"merge={spec!r} ({type(spec).__name__}) is not a merge spec: expected an int r, "
+        f"a list of r per layer or a MergeSchedule{hint}"
+    )
+
+
+def _schedule_entries(spec: MergeSchedule, depth: int) -> list[_Entry]:
+    if spec.shape not in SHAPES:
+        raise ValueError(f"merge shape={spec.shape!r}: expected one of {list(SHAPES)}")
+    ratio = spec.ratio
+    if isinstance(ratio, Sequence) and not isinstance(ratio, str):
+        if spec.shape != "constant":
+            raise ValueError(
+                f"merge shape={spec.shape!r} with a per-layer ratio list: a list already "
+                "gives every layer its ratio, use shape='constant'"
+            )
+        if len(ratio) > depth:
+            raise ValueError(
+                f"merge ratio list has {len(ratio)} entries but the model has depth {depth}"
+            )
+        ratios = [_check_ratio(v, layer, "ratio") for layer, v in enumerate(ratio)]
+        ratios += [0.0] * (depth - len(ratios))
+    else:
+        base = _check_ratio(ratio, "all", "ratio")
+        if spec.shape == "constant":
+            ratios = [base] * depth
+        elif spec.shape == "late":
+            ratios = [base if layer >= depth // 2 else 0.0 for layer in range(depth)]
+        else:  # decreasing: 2*ratio at layer 0 down to 0 at the last layer, mean = ratio
+            span = max(depth - 1, 1)
+            ratios = [2 * base * (depth - 1 - layer) / span for layer in range(depth)]
+            if depth == 1:
+                ratios = [base]
+            _check_ratio(ratios[0], 0, f"ratio (2 x {base} for shape 'decreasing')")
+    entries: list[_Entry] = [("ratio", v) for v in ratios]
+    for layer, value in (spec.overrides or {}).items():
+        if not _is_int(layer) or not (0 <= layer < depth):
+            raise ValueError(
+                f"merge overrides key {layer!r}: expected a layer index in [0, {depth - 1}]"
+            )
+        if _is_int(value):
+            entries[layer] = ("r", _check_r(value, layer, "overrides r"))
+        else:
+            entries[layer] = ("ratio", _check_ratio(value, layer, "overrides ratio"))
+    return entries
+
+
+def validate_merge_spec(spec: MergeSpec, depth: int) -> None:
+    """Check everything about a spec that does not depend on the token count."""
+    _entries(spec, depth)
+
+
+def resolve_schedule(
+    spec: MergeSpec, num_tokens: int, depth: int, num_prefix_tokens: int = 1
+) -> ResolvedSchedule:
+    """Turn any ``MergeSpec`` into the r per layer and the tokens entering each layer.
+
+    Raises ``ValueError`` at config time for impossible requests (see the module docstring);
+    r values that only become impossible because earlier layers merged are capped silently.
+    """
+    entries = _entries(spec, depth)
+    if not _is_int(num_prefix_tokens) or num_prefix_tokens < 0:
+        raise ValueError(f"num_prefix_tokens={num_prefix_tokens!r}: expected an int >= 0")
+    if not _is_int(num_tokens) or num_tokens < num_prefix_tokens:
+        raise ValueError(
+            f"num_tokens={num_tokens!r}: expected an int >= num_prefix_tokens={num_prefix_tokens}"
+        )
+    initial_cap = (num_tokens - num_prefix_tokens) // 2
+    rs: list[int] = []
+    tokens = [num_tokens]
+    for layer, (kind, value) in enumerate(entries):
+        n = tokens[-1]
+        mergeable = n - num_prefix_tokens
+        if kind == "r":
+            if value > initial_cap:
+                raise ValueError(
+                    f"merge r={int(value)} at layer {layer} is impossible: the input has "
+                    f"{num_tokens} tokens ({num_prefix_tokens} prefix), so at most "
+                    f"{initial_cap} can merge in one layer"
+                )
+            r = int(value)
+        else:
+            r = math.floor(value * mergeable + _EPS)
+        r = min(r, mergeable // 2)
+        rs.append(r)
+        tokens.append(n - r)
+    return ResolvedSchedule(r=rs, tokens=tokens, num_prefix_tokens=num_prefix_tokens)
