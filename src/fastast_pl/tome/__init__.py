@@ -1,5 +1,13 @@
 """Token Merging (ToMe, Bolya et al., ICLR 2023) for timm ViTs; knows nothing about audio."""
 
+from fastast_pl.tome.flops import (
+    attention_flops,
+    flops_ratio,
+    matching_flops,
+    mlp_flops,
+    schedule_for_flops_reduction,
+    vit_flops,
+)
 from fastast_pl.tome.merge import bipartite_soft_matching, merge_source, merge_wavg
 from fastast_pl.tome.patch import apply_tome, remove_tome, tome_state
 from fastast_pl.tome.schedule import (
@@ -15,6 +23,12 @@ __all__ = [
     "MergeSpec",
     "ResolvedSchedule",
     "apply_tome",
+    "attention_flops",
+    "flops_ratio",
+    "matching_flops",
+    "mlp_flops",
+    "schedule_for_flops_reduction",
+    "vit_flops",
     "bipartite_soft_matching",
     "merge_source",
     "merge_wavg",
