@@ -1,0 +1,300 @@
+"""ASTModel: the Audio Spectrogram Transformer (Gong et al., Interspeech 2021) on timm blocks.
+
+A normalized fbank ``(B, T, F)`` is read as a 1-channel image with frequency as height and
+time as width, cut into overlapping 16x16 patches, prefixed with a class and a
+distillation token (the DeiT layout AST starts from), run through timm ``Block``s, and the
+two prefix outputs are averaged into the classification head. Token Merging is applied
+through ``fastast_pl.tome`` (the model only exposes ``.blocks`` and ``.num_prefix_tokens``).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+
+import torch
+from timm.models.vision_transformer import Block
+from torch import nn
+
+from fastast_pl.tome import MergeSpec, ResolvedSchedule, apply_tome, remove_tome, resolve_schedule
+
+# name -> (embed_dim, depth, num_heads); the timm DeiT names give the same sizes (the
+# ImageNet resolution only matters for the weights, which are never downloaded here).
+_SIZES: dict[str, tuple[int, int, int]] = {
+    "tiny": (192, 12, 3),
+    "small": (384, 12, 6),
+    "base": (768, 12, 12),
+}
+ARCHS: dict[str, tuple[int, int, int]] = dict(_SIZES)
+for _size, _dims in _SIZES.items():
+    for _res in (224, 384):
+        ARCHS[f"deit_{_size}_distilled_patch16_{_res}"] = _dims
+
+
+def arch_dims(
+    arch: str, embed_dim: int | None, depth: int | None, num_heads: int | None
+) -> tuple[int, int, int]:
+    """(embed_dim, depth, num_heads) for a named size, with explicit values taking precedence."""
+    if arch not in ARCHS:
+        raise ValueError(f"unknown AST arch {arch!r}; known: {sorted(ARCHS)}")
+    d, n, h = ARCHS[arch]
+    return (
+        d if embed_dim is None else embed_dim,
+        n if depth is None else depth,
+        h if num_heads is None else num_heads,
+    )
+
+
+def patch_grid(length: int, patch_size: int, stride: int) -> int:
+    """Number of patch positions along one axis of length ``length`` (no padding)."""
+    return (length - patch_size) // stride + 1
+
+
+@dataclass
+class ASTArch:
+    """The architecture fields of ``ASTModel`` (everything but data-linked sizes and merging).
+
+    ``ASTModel(num_classes=..., input_tdim=..., input_fdim=..., merge=...,
+    **dataclasses.asdict(arch))`` builds the model, so a LightningModule can take one typed arg.
+    """
+
+    arch: str = "deit_base_distilled_patch16_384"
+    embed_dim: int | None = None
+    depth: int | None = None
+    num_heads: int | None = None
+    mlp_ratio: float = 4.0
+    patch_size: int = 16
+    fstride: int = 10
+    tstride: int = 10
+    drop_path_rate: float = 0.0
+    norm_eps: float = 1e-6
+    qkv_bias: bool = True
+
+
+class SpectrogramPatchEmbed(nn.Module):
+    """Overlapping 1-channel patch embedding of a ``(B, T, F)`` spectrogram into ``(B, N, D)``."""
+
+    def __init__(self, embed_dim: int, patch_size: int, fstride: int, tstride: int) -> None:
+        super().__init__()
+        self.num_patches: int | None = None  # set by ASTModel; lets apply_tome check r early
+        self.proj = nn.Conv2d(
+            1, embed_dim, kernel_size=(patch_size, patch_size), stride=(fstride, tstride)
+        )
+
+    def forward(self, fbank: torch.Tensor) -> torch.Tensor:
+        x = fbank.unsqueeze(1).transpose(2, 3)  # (B, 1, F, T): frequency is height
+        x = self.proj(x)  # (B, D, f_dim, t_dim)
+        return x.flatten(2).transpose(1, 2)  # (B, f_dim * t_dim, D), frequency-major
+
+
+class ASTModel(nn.Module):
+    """Audio Spectrogram Transformer over normalized fbank ``(B, T, F)`` -> logits ``(B, C)``.
+
+    Sizes come from ``arch`` (tiny/small/base or a timm ``deit_*_distilled_patch16_*`` name),
+    overridden by explicit ``embed_dim``/``depth``/``num_heads``. ``merge`` is any
+    ``fastast_pl.tome.MergeSpec``; it is validated here so that a bad schedule fails when the
+    model is configured, not in the first forward.
+    """
+
+    num_prefix_tokens = 2  # class token, distillation token
+
+    def __init__(
+        self,
+        num_classes: int = 527,
+        input_tdim: int = 1024,
+        input_fdim: int = 128,
+        arch: str = "deit_base_distilled_patch16_384",
+        embed_dim: int | None = None,
+        depth: int | None = None,
+        num_heads: int | None = None,
+        mlp_ratio: float = 4.0,
+        patch_size: int = 16,
+        fstride: int = 10,
+        tstride: int = 10,
+        drop_path_rate: float = 0.0,
+        norm_eps: float = 1e-6,
+        qkv_bias: bool = True,
+        merge: MergeSpec = 0,
+        prop_attn: bool = True,
+    ) -> None:
+        super().__init__()
+        embed_dim, depth, num_heads = arch_dims(arch, embed_dim, depth, num_heads)
+        if embed_dim % num_heads != 0:
+            raise ValueError(f"embed_dim={embed_dim} is not divisible by num_heads={num_heads}")
+        if num_classes < 1:
+            raise ValueError(f"num_classes={num_classes}: expected at least 1")
+        for name, length, stride in (
+            ("input_fdim", input_fdim, fstride),
+            ("input_tdim", input_tdim, tstride),
+        ):
+            if length < patch_size or stride < 1:
+                raise ValueError(
+                    f"{name}={length} with stride {stride}: expected a length >= patch_size "
+                    f"({patch_size}) and a stride >= 1"
+                )
+        self.arch = arch
+        self.num_classes = num_classes
+        self.input_tdim = input_tdim
+        self.input_fdim = input_fdim
+        self.embed_dim = embed_dim
+        self.depth = depth
+        self.num_heads = num_heads
+        self.mlp_ratio = mlp_ratio
+        self.patch_size = patch_size
+        self.fstride = fstride
+        self.tstride = tstride
+        self.norm_eps = norm_eps
+        self.drop_path_rate = drop_path_rate
+        self.qkv_bias = qkv_bias
+        self.grid_size = (
+            patch_grid(input_fdim, patch_size, fstride),
+            patch_grid(input_tdim, patch_size, tstride),
+        )
+        self.num_patches = self.grid_size[0] * self.grid_size[1]
+
+        norm_layer = functools.partial(nn.LayerNorm, eps=norm_eps)
+        self.patch_embed = SpectrogramPatchEmbed(embed_dim, patch_size, fstride, tstride)
+        self.patch_embed.num_patches = self.num_patches
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        self.dist_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        self.pos_embed = nn.Parameter(
+            torch.zeros(1, self.num_prefix_tokens + self.num_patches, embed_dim)
+        )
+        drop_path = torch.linspace(0, drop_path_rate, depth).tolist()  # stochastic depth rule
+        self.blocks = nn.Sequential(
+            *[
+                Block(
+                    dim=embed_dim,
+                    num_heads=num_heads,
+                    mlp_ratio=mlp_ratio,
+                    qkv_bias=qkv_bias,
+                    drop_path=drop_path[i],
+                    norm_layer=norm_layer,
+                )
+                for i in range(depth)
+            ]
+        )
+        self.norm = norm_layer(embed_dim)
+        self.head = nn.Sequential(norm_layer(embed_dim), nn.Linear(embed_dim, num_classes))
+        self.init_weights()
+
+        self.merge: MergeSpec = 0
+        self.prop_attn = prop_attn
+        self.set_merge(merge, prop_attn)
+
+    # ------------------------------------------------------------------ weights
+    def init_weights(self) -> None:
+        """DeiT-style initialisation: truncated normal (std 0.02) tokens and linear layers."""
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        nn.init.trunc_normal_(self.cls_token, std=0.02)
+        nn.init.trunc_normal_(self.dist_token, std=0.02)
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.trunc_normal_(module.weight, std=0.02)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.LayerNorm):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+
+    def reset_head(self) -> None:
+        """Re-initialise the classification head (LayerNorm + Linear), as AST does on transfer."""
+        norm, linear = self.head[0], self.head[1]
+        nn.init.ones_(norm.weight)
+        nn.init.zeros_(norm.bias)
+        nn.init.trunc_normal_(linear.weight, std=0.02)
+        nn.init.zeros_(linear.bias)
+
+    # ------------------------------------------------------------------ merging
+    @property
+    def num_tokens(self) -> int:
+        """Tokens entering the first block: prefix tokens plus patches."""
+        return self.num_prefix_tokens + self.num_patches
+
+    def merge_schedule(self, merge: MergeSpec | None = None) -> ResolvedSchedule:
+        """The per-layer schedule ``merge`` (default: the model's own) resolves to here."""
+        spec = self.merge if merge is None else merge
+        return resolve_schedule(spec, self.num_tokens, self.depth, self.num_prefix_tokens)
+
+    def set_merge(self, merge: MergeSpec, prop_attn: bool | None = None) -> None:
+        """Validate and switch the Token Merging schedule; an all-zero schedule removes ToMe."""
+        prop_attn = self.prop_attn if prop_attn is None else prop_attn
+        resolved = self.merge_schedule(merge)  # raises ValueError on a bad schedule
+        remove_tome(self)  # no-op when not patched
+        if any(resolved.r):
+            apply_tome(self, r=merge, prop_attn=prop_attn)
+        self.merge = merge
+        self.prop_attn = prop_attn
+
+    # ------------------------------------------------------------------ forward
+    def _check_input(self, fbank: torch.Tensor) -> None:
+        if fbank.ndim != 3:
+            raise ValueError(
+                f"ASTModel expects a normalized fbank (B, T, F), got shape {tuple(fbank.shape)}"
+            )
+        _, t, f = fbank.shape
+        grid = (
+            patch_grid(f, self.patch_size, self.fstride),
+            patch_grid(t, self.patch_size, self.tstride),
+        )
+        if grid != self.grid_size:
+            raise ValueError(
+                f"fbank with T={t} frames and F={f} mel bins gives a {grid[0]}x{grid[1]} patch "
+                f"grid; this model was built for {self.grid_size[0]}x{self.grid_size[1]} "
+                f"(input_tdim={self.input_tdim}, input_fdim={self.input_fdim})"
+            )
+
+    def forward_features(self, fbank: torch.Tensor) -> torch.Tensor:
+        """Normalized token sequence after the last block, ``(B, N', D)``."""
+        self._check_input(fbank)
+        x = self.patch_embed(fbank)  # (B, N, D)
+        b = x.shape[0]
+        prefix = torch.cat(
+            (self.cls_token.expand(b, -1, -1), self.dist_token.expand(b, -1, -1)), dim=1
+        )  # (B, 2, D)
+        x = torch.cat((prefix, x), dim=1) + self.pos_embed  # (B, 2 + N, D)
+        x = self.blocks(x)  # (B, N', D); N' < 2 + N when merging
+        return self.norm(x)
+
+    def forward(self, fbank: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, num_classes)`` from the mean of the class and distillation outputs."""
+        x = self.forward_features(fbank)
+        pooled = (x[:, 0] + x[:, 1]) / 2  # (B, D)
+        return self.head(pooled)
+
+    # ------------------------------------------------------------------ config / loading
+    def arch_config(self) -> ASTArch:
+        """The ``ASTArch`` that rebuilds this model's architecture (explicit sizes)."""
+        return ASTArch(
+            arch=self.arch,
+            embed_dim=self.embed_dim,
+            depth=self.depth,
+            num_heads=self.num_heads,
+            mlp_ratio=self.mlp_ratio,
+            patch_size=self.patch_size,
+            fstride=self.fstride,
+            tstride=self.tstride,
+            drop_path_rate=self.drop_path_rate,
+            norm_eps=self.norm_eps,
+            qkv_bias=self.qkv_bias,
+        )
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, **overrides: object) -> ASTModel:
+        """Build a model from a checkpoint (official AST, HF transformers, timm DeiT or ours).
+
+        The architecture is read from the checkpoint; ``overrides`` (any ``ASTModel`` argument)
+        replace it. A different ``num_classes`` re-initialises the head; a different input
+        size adapts the positional embedding (see ``fastast_pl.models.checkpoints``).
+        """
+        from fastast_pl.models.checkpoints import build_from_checkpoint
+
+        return build_from_checkpoint(cls, path, dict(overrides))
+
+    def load_pretrained(self, path: str | os.PathLike, strict: bool = True) -> ASTModel:
+        """Load checkpoint weights into this model, adapting pos_embed and head to its sizes."""
+        from fastast_pl.models.checkpoints import load_into
+
+        load_into(self, path, strict=strict)
+        return self
