@@ -1,0 +1,59 @@
+"""`python -m fastast_pl`: LightningCLI with the data -> model links, plus tool subcommands.
+
+`fit`, `validate`, `test`, `predict` are LightningCLI's. The other subcommands
+(`benchmark`, ...) are plain functions with their own `--help`, dispatched here by name.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from lightning.pytorch.cli import LightningCLI
+
+from fastast_pl.data.datamodule import AudioDataModule
+from fastast_pl.modules.base import ClassificationModule
+
+# subcommand -> "module:function" taking argv (list[str]) and returning an exit code or None.
+TOOLS: dict[str, tuple[str, str]] = {
+    "benchmark": ("fastast_pl.benchmark:main", "throughput/latency/FLOPs per merge schedule"),
+}
+
+
+class FastASTCLI(LightningCLI):
+    """LightningCLI whose model sizes come from the data, never typed twice."""
+
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.link_arguments("data.target_length", "model.init_args.target_length")
+        parser.link_arguments("data.num_mel_bins", "model.init_args.num_mel_bins")
+        parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
+        parser.link_arguments("data.multi_label", "model.init_args.multi_label", apply_on="instantiate")
+
+
+def _run_tool(name: str, argv: list[str]) -> int:
+    target = TOOLS[name][0]
+    module_name, func_name = target.split(":")
+    func = getattr(importlib.import_module(module_name), func_name)
+    return int(func(argv) or 0)
+
+
+def main(args: list[str] | None = None) -> int | None:
+    """Entry point of `python -m fastast_pl` and the `fastast-pl` script."""
+    argv = list(sys.argv[1:] if args is None else args)
+    if argv and argv[0] in TOOLS:
+        code = _run_tool(argv[0], argv[1:])
+        if args is None:
+            sys.exit(code)
+        return code
+    if not argv or argv[0] in ("-h", "--help"):
+        tools = "\n".join(f"  {name:<10} {help_}" for name, (_, help_) in TOOLS.items())
+        print(f"Tool subcommands (each has --help):\n{tools}\n")
+    FastASTCLI(
+        model_class=ClassificationModule,
+        subclass_mode_model=True,
+        datamodule_class=AudioDataModule,
+        seed_everything_default=0,
+        save_config_kwargs={"overwrite": False},
+        args=argv,
+    )
+    return None

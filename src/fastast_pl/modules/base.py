@@ -1,0 +1,199 @@
+"""ClassificationModule: what every fastast-pl LightningModule shares.
+
+The student, the teacher and the distillation differ only in the model they run and the
+loss they optimise; the data contract (dict batches), the task loss, the metrics, the
+throughput measurement and the AST optimiser recipe live here once.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from fastast_pl.metrics import ClassificationMetrics, accuracy_metric
+
+Batch = dict[str, Tensor]
+
+
+@dataclass
+class OptimConfig:
+    """Adam with linear warm-up and step decay: the AST recipe (Gong et al. 2021).
+
+    Args:
+        lr: Peak learning rate (AST: 1e-5 for AudioSet, 1e-5 ESC-50 from AudioSet weights).
+        weight_decay: Adam weight decay (AST: 5e-7).
+        betas: Adam betas (AST: 0.95, 0.999).
+        warmup_steps: Optimiser steps of linear warm-up from 0 to `lr` (AST: 1000 on AudioSet; 0 disables).
+        decay_start_epoch: First epoch at which the LR is multiplied by `decay_factor` (AST AudioSet: 2, ESC-50: 5).
+        decay_every: Epochs between further decays (AST: 1).
+        decay_factor: Multiplier per decay (AST AudioSet: 0.5, ESC-50: 0.85); 1.0 disables decay.
+    """
+
+    lr: float = 1e-4
+    weight_decay: float = 5e-7
+    betas: tuple[float, float] = (0.95, 0.999)
+    warmup_steps: int = 0
+    decay_start_epoch: int = 2
+    decay_every: int = 1
+    decay_factor: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0:
+            raise ValueError(f"optim.lr must be > 0, got {self.lr}")
+        if self.warmup_steps < 0 or self.decay_every < 1 or self.decay_start_epoch < 0:
+            raise ValueError(
+                "optim.warmup_steps and optim.decay_start_epoch must be >= 0 and optim.decay_every "
+                f">= 1, got {self.warmup_steps}, {self.decay_start_epoch}, {self.decay_every}"
+            )
+        if not 0 < self.decay_factor <= 1:
+            raise ValueError(f"optim.decay_factor must be in (0, 1], got {self.decay_factor}")
+
+    def lr_factor(self, step: int, epoch: int) -> float:
+        """Multiplier of `lr` at optimiser step `step` (0-based) in epoch `epoch` (0-based)."""
+        warmup = min(1.0, (step + 1) / self.warmup_steps) if self.warmup_steps else 1.0
+        decays = 0 if epoch < self.decay_start_epoch else (epoch - self.decay_start_epoch) // self.decay_every + 1
+        return warmup * self.decay_factor**decays
+
+
+class ClassificationModule(L.LightningModule):
+    """Base LightningModule: task loss, metrics per stage, throughput, optimiser.
+
+    Subclasses build their network in `__init__` and implement `forward(fbank) -> logits`;
+    they may override `training_loss` (distillation does).
+
+    Args:
+        num_classes: Number of classes (linked from the data; never type it twice).
+        target_length: Input frames T of the fbank (linked from the data).
+        num_mel_bins: Mel bins F of the fbank (linked from the data).
+        multi_label: True for multi-label data (BCE, sigmoid), False for single-label (CE, softmax).
+        optim: Optimiser and LR schedule.
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 527,
+        target_length: int = 1024,
+        num_mel_bins: int = 128,
+        multi_label: bool = False,
+        optim: OptimConfig | None = None,
+    ) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.target_length = target_length
+        self.num_mel_bins = num_mel_bins
+        self.multi_label = multi_label
+        self.optim = optim or OptimConfig()
+        self.metrics = torch.nn.ModuleDict(
+            {
+                stage: ClassificationMetrics(num_classes, multi_label, prefix=f"{stage}/")
+                for stage in ("val", "test")
+            }
+        )
+        self.train_acc = accuracy_metric(num_classes, multi_label)
+        self._timing = {"clips": 0, "seconds": 0.0}
+
+    # ----------------------------------------------------------------- losses
+    def task_loss(self, logits: Tensor, target: Tensor) -> Tensor:
+        """CE for single-label (soft targets allowed, for mixup), BCE for multi-label."""
+        if self.multi_label:
+            return F.binary_cross_entropy_with_logits(logits, target)
+        return F.cross_entropy(logits, target)
+
+    def training_loss(self, batch: Batch, logits: Tensor) -> dict[str, Tensor]:
+        """Parts of the training loss; "loss" is optimised, every part is logged."""
+        return {"loss": self.task_loss(logits, batch["target"])}
+
+    # ------------------------------------------------------------------ steps
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        logits = self(batch["fbank"])
+        parts = self.training_loss(batch, logits)
+        bs = batch["fbank"].shape[0]
+        for name, value in parts.items():
+            key = "train/loss" if name == "loss" else f"train/loss_{name}"
+            self.log(key, value, prog_bar=name == "loss", batch_size=bs)
+        self._update_train_acc(logits, batch["target"])
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=bs)
+        return parts["loss"]
+
+    def _update_train_acc(self, logits: Tensor, target: Tensor) -> None:
+        if self.multi_label:
+            self.train_acc.update(torch.sigmoid(logits.detach()), (target > 0.5).long())
+        else:
+            self.train_acc.update(logits.detach().softmax(-1), target.argmax(-1))
+
+    def _eval_step(self, batch: Batch, stage: str) -> Tensor:
+        fbank = batch["fbank"]
+        logits = self._timed_forward(fbank)
+        loss = self.task_loss(logits, batch["target"])
+        self.log(f"{stage}/loss", loss, prog_bar=stage == "val", batch_size=fbank.shape[0], sync_dist=True)
+        self.metrics[stage].update(logits, batch["target"])
+        return logits
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+
+    def predict_step(self, batch: Batch, batch_idx: int) -> dict[str, Tensor]:
+        logits = self(batch["fbank"])
+        probs = torch.sigmoid(logits) if self.multi_label else logits.softmax(-1)
+        return {"index": batch["index"], "probs": probs}
+
+    # ------------------------------------------------------- epoch boundaries
+    def on_validation_epoch_start(self) -> None:
+        self._timing = {"clips": 0, "seconds": 0.0}
+
+    def on_test_epoch_start(self) -> None:
+        self._timing = {"clips": 0, "seconds": 0.0}
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_metrics("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_metrics("test")
+
+    def _log_metrics(self, stage: str) -> None:
+        metrics = self.metrics[stage]
+        if metrics["acc"].update_count == 0:  # sanity check skipped or empty split
+            return
+        for name, value in metrics.compute().items():  # already synced across ranks by torchmetrics
+            self.log(name, value, prog_bar=name.endswith("/acc"))
+        metrics.reset()
+        if self._timing["seconds"] > 0:
+            throughput = self._timing["clips"] / self._timing["seconds"]
+            self.log(f"{stage}/throughput", throughput, sync_dist=True)
+
+    def _timed_forward(self, fbank: Tensor) -> Tensor:
+        """Forward pass timed for the clips/s figure logged with the metrics."""
+        if fbank.device.type == "cuda":
+            torch.cuda.synchronize(fbank.device)
+        start = time.perf_counter()
+        logits = self(fbank)
+        if fbank.device.type == "cuda":
+            torch.cuda.synchronize(fbank.device)
+        self._timing["seconds"] += time.perf_counter() - start
+        self._timing["clips"] += fbank.shape[0]
+        return logits
+
+    # -------------------------------------------------------------- optimiser
+    def trainable_parameters(self) -> list[torch.nn.Parameter]:
+        """Parameters the optimiser updates (a frozen teacher is not among them)."""
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def configure_optimizers(self):
+        cfg = self.optim
+        optimizer = torch.optim.Adam(
+            self.trainable_parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=cfg.betas
+        )
+
+        def factor(step: int) -> float:
+            return cfg.lr_factor(step, self.current_epoch)
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
