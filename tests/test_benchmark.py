@@ -83,3 +83,31 @@ def test_bad_arguments_fail_before_any_work(tmp_path):
     with pytest.raises(ValueError, match="--iters"):
         benchmark.main(["--tiny", "--iters", "0", "--out", str(tmp_path)])
     assert not (tmp_path / "benchmark.json").exists()
+
+
+def test_data_benchmark_fills_and_reads_the_cache(tmp_path):
+    from fastast_pl import bench_data
+
+    code = bench_data.main(
+        ["--clips", "3", "--seconds", "1", "--target-length", "100", "--out", str(tmp_path)]
+    )
+    assert code == 0
+    doc = json.loads((tmp_path / "data_benchmark.json").read_text())
+    assert set(doc["stages"]) == {"decode", "decode+resample", "fbank"}
+    assert set(doc["epochs"]) == {"epoch1_uncached", "epoch2_cached"}
+    for row in [*doc["stages"].values(), *doc["epochs"].values()]:
+        assert row["clips_per_s"] > 0 and row["ms_per_clip_median"] > 0
+    e1, e2 = doc["epochs"]["epoch1_uncached"], doc["epochs"]["epoch2_cached"]
+    assert doc["cache_speedup"] == pytest.approx(e2["clips_per_s"] / e1["clips_per_s"])
+    assert doc["meta"]["clips"] == 3 and doc["meta"]["file_sample_rate"] == 44100
+
+
+def test_data_benchmark_clips_are_what_it_claims(tmp_path):
+    import soundfile as sf
+
+    from fastast_pl.bench_data import write_clips
+
+    paths = write_clips(tmp_path, 2, 0.5, 44100)
+    for p in paths:
+        info = sf.info(str(p))
+        assert (info.samplerate, info.frames, info.channels) == (44100, 22050, 1)
