@@ -1,0 +1,239 @@
+"""Kaldi fbank features, normalization, SpecAugment and mixup, following the AST recipe.
+
+The recipe (Gong et al., 2021): remove the waveform's mean, take a 25 ms / 10 ms
+Hanning-window Kaldi fbank with ``htk_compat=True`` and no energy term, pad with zeros
+or crop to ``target_length`` frames, then normalize as ``(x - mean) / (2 * std)`` with the
+dataset's statistics. SpecAugment masks are applied after normalization and fill with 0
+(the dataset mean), so a masked region looks like "average", not like a loud band.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+from torchaudio.compliance import kaldi
+
+AUDIOSET_MEAN = -4.2677393
+AUDIOSET_STD = 4.5689974
+
+# Bump when the way features are computed changes, so old caches are never served.
+FEATURE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Every setting that decides the numbers in a normalized fbank.
+
+    Args:
+        sample_rate: Rate (Hz) the audio is resampled to before the fbank.
+        num_mel_bins: Mel bands per frame (the model's input frequency size).
+        target_length: Frames per clip after zero padding / cropping (model input time size).
+        frame_shift: Hop between frames in milliseconds.
+        frame_length: Window length in milliseconds.
+        mean: Dataset mean of the raw log-mel fbank, for normalization.
+        std: Dataset standard deviation of the raw log-mel fbank, for normalization.
+        dither: Kaldi dither amount used for training clips (0 disables; eval never dithers).
+    """
+
+    sample_rate: int = 16000
+    num_mel_bins: int = 128
+    target_length: int = 1024
+    frame_shift: float = 10.0
+    frame_length: float = 25.0
+    mean: float = AUDIOSET_MEAN
+    std: float = AUDIOSET_STD
+    dither: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("sample_rate", "num_mel_bins", "target_length"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"FeatureConfig.{name} must be > 0, got {getattr(self, name)}")
+        if not (self.std > 0 and math.isfinite(self.std)):
+            raise ValueError(f"FeatureConfig.std must be a finite number > 0, got {self.std}")
+        if self.frame_shift <= 0 or self.frame_length <= 0:
+            raise ValueError(
+                f"frame_shift and frame_length must be > 0 ms, got {self.frame_shift} "
+                f"and {self.frame_length}"
+            )
+        if self.dither < 0:
+            raise ValueError(f"FeatureConfig.dither must be >= 0, got {self.dither}")
+
+    @property
+    def window_samples(self) -> int:
+        """Samples in one analysis window; shorter clips give no frames at all."""
+        return int(self.sample_rate * self.frame_length * 0.001)
+
+    def to_dict(self) -> dict[str, Any]:
+        """All settings plus the fixed recipe constants, as plain JSON-able values."""
+        out = dataclasses.asdict(self)
+        out.update(
+            window_type="hanning",
+            htk_compat=True,
+            use_energy=False,
+            remove_waveform_mean=True,
+            padding="zeros",
+            normalization="(x - mean) / (2 * std)",
+            version=FEATURE_VERSION,
+        )
+        return out
+
+    def raw_key(self) -> str:
+        """Hash of the settings that decide the *unnormalized* fbank (used by the cache).
+
+        Mean, std and the training dither are left out: the cache stores dither-free
+        features before normalization, so changing the statistics reuses it.
+        """
+        fields = self.to_dict()
+        for name in ("mean", "std", "dither", "normalization"):
+            fields.pop(name)
+        blob = json.dumps(fields, sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def compute_fbank(
+    waveform: torch.Tensor, config: FeatureConfig, dither: float = 0.0
+) -> torch.Tensor:
+    """Kaldi log-mel fbank of a ``(1, N)`` waveform, ``(frames, num_mel_bins)``, unpadded.
+
+    A clip shorter than one window gives ``(0, num_mel_bins)`` (all padding later).
+    """
+    if waveform.dim() != 2 or waveform.shape[0] != 1:
+        raise ValueError(f"expected a mono waveform of shape (1, N), got {tuple(waveform.shape)}")
+    if waveform.shape[1] < config.window_samples:
+        return torch.zeros(0, config.num_mel_bins)
+    waveform = waveform - waveform.mean()
+    return kaldi.fbank(
+        waveform,
+        htk_compat=True,
+        sample_frequency=config.sample_rate,
+        use_energy=False,
+        window_type="hanning",
+        num_mel_bins=config.num_mel_bins,
+        dither=dither,
+        frame_shift=config.frame_shift,
+        frame_length=config.frame_length,
+    )  # (frames, F)
+
+
+def crop(fbank: torch.Tensor, target_length: int) -> torch.Tensor:
+    """Keep the first ``target_length`` frames (the AST recipe crops from the start)."""
+    return fbank[:target_length]
+
+
+def pad_or_crop(fbank: torch.Tensor, target_length: int) -> torch.Tensor:
+    """Zero-pad at the end or crop to exactly ``target_length`` frames: ``(T, F)``."""
+    frames = fbank.shape[0]
+    if frames >= target_length:
+        return fbank[:target_length]
+    pad = torch.zeros(target_length - frames, fbank.shape[1], dtype=fbank.dtype)
+    return torch.cat([fbank, pad], dim=0)  # (T, F)
+
+
+def normalize(fbank: torch.Tensor, mean: float, std: float) -> torch.Tensor:
+    """AST normalization ``(x - mean) / (2 * std)``."""
+    return (fbank - mean) / (2.0 * std)
+
+
+class SpecAugment(torch.nn.Module):
+    """Frequency and time masking of one ``(T, F)`` fbank (training only).
+
+    Args:
+        freqm: Largest frequency mask width in bins (0 disables).
+        timem: Largest time mask width in frames (0 disables).
+    """
+
+    def __init__(self, freqm: int = 0, timem: int = 0) -> None:
+        super().__init__()
+        if freqm < 0 or timem < 0:
+            raise ValueError(f"freqm and timem must be >= 0, got {freqm} and {timem}")
+        import torchaudio.transforms as T
+
+        self.freq_mask = T.FrequencyMasking(freqm) if freqm > 0 else None
+        self.time_mask = T.TimeMasking(timem) if timem > 0 else None
+
+    def forward(self, fbank: torch.Tensor) -> torch.Tensor:
+        spec = fbank.t().unsqueeze(0)  # (1, F, T): torchaudio masks want (..., freq, time)
+        if self.freq_mask is not None:
+            spec = self.freq_mask(spec)
+        if self.time_mask is not None:
+            spec = self.time_mask(spec)
+        return spec.squeeze(0).t().contiguous()  # (T, F)
+
+
+def sample_mixup_lambda(alpha: float) -> float:
+    """Draw the mixing weight of the first clip from Beta(alpha, alpha) (torch RNG)."""
+    if alpha <= 0:
+        raise ValueError(f"mixup_alpha must be > 0, got {alpha}")
+    beta = torch.distributions.Beta(torch.tensor(float(alpha)), torch.tensor(float(alpha)))
+    return float(beta.sample())
+
+
+def mix(
+    fbank_a: torch.Tensor,
+    target_a: torch.Tensor,
+    fbank_b: torch.Tensor,
+    target_b: torch.Tensor,
+    lam: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Convex combination of two clips and of their targets (weight ``lam`` on the first)."""
+    return lam * fbank_a + (1 - lam) * fbank_b, lam * target_a + (1 - lam) * target_b
+
+
+class _RawFbankSource(Protocol):
+    def __len__(self) -> int: ...
+
+    def raw_fbank(self, index: int) -> torch.Tensor: ...
+
+
+def compute_stats(
+    source: Any, max_clips: int | None = None, progress: bool = True
+) -> tuple[float, float]:
+    """Mean and standard deviation of the raw log-mel fbank over a training split.
+
+    Args:
+        source: An ``AudioDataModule`` (its training split is used) or an ``AudioDataset``
+            (anything with ``__len__`` and ``raw_fbank(index)``).
+        max_clips: Use at most this many clips, spread evenly over the split (None: all).
+        progress: Show a rich progress bar.
+
+    Returns:
+        ``(mean, std)`` over every value of every real (unpadded) frame, ready for the
+        DataModule's ``norm_mean`` / ``norm_std``. Unlike the AST scripts, padding frames are
+        left out, so short clips with a long ``target_length`` do not pull the mean to 0.
+    """
+    dataset: _RawFbankSource = (
+        source.stats_dataset() if hasattr(source, "stats_dataset") else source
+    )
+    n = len(dataset)
+    if n == 0:
+        raise ValueError("compute_stats: the split holds no clips")
+    if max_clips is not None and max_clips < n:
+        if max_clips <= 0:
+            raise ValueError(f"max_clips must be > 0, got {max_clips}")
+        indices = [int(i * n / max_clips) for i in range(max_clips)]
+    else:
+        indices = list(range(n))
+    total = 0.0
+    total_sq = 0.0
+    count = 0
+    iterator: Any = indices
+    if progress:
+        from rich.progress import track
+
+        iterator = track(indices, description="fbank statistics", transient=True)
+    for i in iterator:
+        fb = dataset.raw_fbank(i).double()
+        total += float(fb.sum())
+        total_sq += float((fb * fb).sum())
+        count += fb.numel()
+    if count == 0:
+        raise ValueError("compute_stats: every clip was shorter than one analysis window")
+    mean = total / count
+    var = max(total_sq / count - mean * mean, 0.0)
+    return mean, math.sqrt(var)
