@@ -1,0 +1,125 @@
+"""Tiny data, models and trainers shared by the teacher/distillation tests (CPU, seconds)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from fastast_pl.models.ast import ASTArch
+from fastast_pl.models.teacher import TeacherArch
+from fastast_pl.modules.base import OptimConfig
+
+T, F = 64, 32  # frames x mel bins: the smallest input both models take
+TINY_AST = ASTArch(embed_dim=32, depth=2, num_heads=2, patch_size=16, fstride=16, tstride=16)
+# mobilenetv3_small_050: ~0.6M parameters, with BatchNorm (whose buffers must never move).
+TINY_TEACHER = TeacherArch(backbone="mobilenetv3_small_050", pooling="attention", num_heads=2)
+FAST_OPTIM = OptimConfig(lr=1e-3, decay_start_epoch=100)
+
+
+class _Clips(Dataset):
+    """Class c = a bright band at mel bin 4c (plus noise); dict items as the contract says."""
+
+    def __init__(self, n: int, num_classes: int, multi_label: bool, seed: int) -> None:
+        g = torch.Generator().manual_seed(seed)
+        self.fbank = 0.3 * torch.randn(n, T, F, generator=g)  # (N, T, F)
+        self.target = torch.zeros(n, num_classes)
+        for i in range(n):
+            classes = [i % num_classes]
+            if multi_label:
+                classes.append((i * 7 + 1) % num_classes)
+            for c in classes:
+                self.target[i, c] = 1.0
+                self.fbank[i, :, (4 * c) % F] += 2.0
+
+    def __len__(self) -> int:
+        return self.fbank.shape[0]
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {"fbank": self.fbank[i], "target": self.target[i], "index": torch.tensor(i)}
+
+
+class TinyDataModule(L.LightningDataModule):
+    """Stands in for AudioDataModule: dict batches, feature_config(), augmentation attributes."""
+
+    def __init__(
+        self,
+        num_classes: int = 4,
+        multi_label: bool = False,
+        n_train: int = 16,
+        n_eval: int = 8,
+        batch_size: int = 8,
+        freqm: int = 0,
+        timem: int = 0,
+        mixup: float = 0.0,
+        mean: float = -4.27,
+    ) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.multi_label = multi_label
+        self.target_length, self.num_mel_bins = T, F
+        self.batch_size = batch_size
+        self.freqm, self.timem, self.mixup = freqm, timem, mixup
+        self.mean = mean
+        self.train_set = _Clips(n_train, num_classes, multi_label, seed=0)
+        self.eval_set = _Clips(n_eval, num_classes, multi_label, seed=1)
+
+    def feature_config(self) -> dict[str, Any]:
+        return {
+            "sample_rate": 16000,
+            "num_mel_bins": F,
+            "target_length": T,
+            "frame_shift": 10.0,
+            "frame_length": 25.0,
+            "mean": self.mean,
+            "std": 4.57,
+            "dither": 0.0,
+        }
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.eval_set, batch_size=self.batch_size)
+
+    def test_dataloader(self) -> DataLoader:
+        return DataLoader(self.eval_set, batch_size=self.batch_size)
+
+
+def tiny_trainer(root: Path, **overrides: Any) -> L.Trainer:
+    kwargs: dict[str, Any] = dict(
+        accelerator="cpu",
+        devices=1,
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        default_root_dir=str(root),
+    )
+    kwargs.update(overrides)
+    return L.Trainer(**kwargs)
+
+
+def train_teacher(root: Path, dm: TinyDataModule, name: str = "teacher.ckpt") -> Path:
+    """Fit a tiny TeacherModule for one epoch on `dm` and save its checkpoint."""
+    from fastast_pl.modules.teacher import TeacherModule
+
+    L.seed_everything(0, verbose=False)
+    module = TeacherModule(
+        num_classes=dm.num_classes,
+        target_length=T,
+        num_mel_bins=F,
+        multi_label=dm.multi_label,
+        teacher=TINY_TEACHER,
+        optim=FAST_OPTIM,
+    )
+    trainer = tiny_trainer(root, limit_val_batches=0)
+    trainer.fit(module, datamodule=dm)
+    path = root / name
+    trainer.save_checkpoint(path)
+    return path
