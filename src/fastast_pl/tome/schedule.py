@@ -51,7 +51,7 @@ class MergeSchedule:
 
     ratio: float | list[float] = 0.0
     shape: Literal["constant", "decreasing", "late"] = "constant"
-    overrides: dict[int, float | int] | None = None
+    overrides: dict[int, int | float] | None = None
 
 
 MergeSpec = Union[int, list[int], MergeSchedule]  # noqa: UP007 (runtime alias for jsonargparse)

@@ -1,0 +1,117 @@
+"""Merge schedules: every accepted form, the cap, every error, and YAML parsing."""
+
+from __future__ import annotations
+
+import pytest
+
+from fastast_pl.tome import MergeSchedule, resolve_schedule, validate_merge_spec
+
+
+def test_int_is_constant_and_capped_later():
+    s = resolve_schedule(16, num_tokens=197, depth=12, num_prefix_tokens=1)
+    # 196 mergeable tokens: 16 per layer until fewer than 32 mergeable remain, then half.
+    assert s.r[:11] == [16] * 11
+    assert s.tokens[11] == 197 - 176 and s.r[11] == (21 - 1) // 2
+    assert s.tokens == [197 - sum(s.r[:i]) for i in range(13)]
+    assert len(s.tokens) == 13 and len(s.r) == 12
+
+
+def test_list_is_zero_padded():
+    s = resolve_schedule([4, 2], num_tokens=30, depth=4, num_prefix_tokens=2)
+    assert s.r == [4, 2, 0, 0] and s.tokens == [30, 26, 24, 24, 24]
+
+
+def test_ratio_shapes():
+    const = resolve_schedule(MergeSchedule(ratio=0.1), 102, 4, 2)
+    assert const.r == [10, 9, 8, 7]  # floor(0.1 * mergeable tokens present)
+    late = resolve_schedule(MergeSchedule(ratio=0.1, shape="late"), 102, 4, 2)
+    assert late.r == [0, 0, 10, 9]
+    dec = resolve_schedule(MergeSchedule(ratio=0.15, shape="decreasing"), 102, 4, 2)
+    # per-layer ratios 0.3, 0.2, 0.1, 0.0
+    assert dec.r == [30, 14, 5, 0]
+    per_layer = resolve_schedule(MergeSchedule(ratio=[0.2, 0.0, 0.25]), 102, 4, 2)
+    assert per_layer.r == [20, 0, 20, 0]
+
+
+def test_overrides_ratio_and_r():
+    s = resolve_schedule(MergeSchedule(ratio=0.1, overrides={1: 0.2, 3: 5}), 102, 4, 2)
+    assert s.r == [10, 18, 7, 5]
+    s = resolve_schedule(MergeSchedule(overrides={3: 0.2}), 102, 4, 2)
+    assert s.r == [0, 0, 0, 20]
+
+
+def test_dict_spec_is_a_schedule():
+    s = resolve_schedule({"ratio": 0.1, "shape": "late"}, 102, 4, 2)
+    assert s.r == [0, 0, 10, 9]
+
+
+def test_ast_sized_schedule_validates():
+    s = resolve_schedule(100, num_tokens=1214, depth=12, num_prefix_tokens=2)
+    assert s.tokens[-1] == 1214 - sum(s.r) and s.r[0] == 100 and s.tokens[0] == 1214
+
+
+@pytest.mark.parametrize(
+    "spec,match",
+    [
+        (-1, r"r=-1 at layer 0"),
+        ([3, -2], r"r=-2 at layer 1"),
+        ([1, 1, 1, 1, 1], r"5 entries .* depth 4"),
+        (50, r"r=50 at layer 0 is impossible.*at most 49"),
+        ([0, 0, 60], r"r=60 at layer 2 is impossible"),
+        (MergeSchedule(ratio=0.5), r"ratio=0.5 at layer all"),
+        (MergeSchedule(ratio=-0.1), r"ratio=-0.1"),
+        (MergeSchedule(ratio=[0.1, 0.7]), r"ratio=0.7 at layer 1"),
+        (MergeSchedule(ratio=[0.1] * 5), r"5 entries .* depth 4"),
+        (MergeSchedule(ratio=0.3, shape="decreasing"), r"at layer 0"),
+        (MergeSchedule(ratio=0.1, shape="wavy"), r"shape='wavy'"),
+        (MergeSchedule(ratio=[0.1], shape="late"), r"shape='late' with a per-layer ratio list"),
+        (MergeSchedule(overrides={4: 0.1}), r"overrides key 4"),
+        (MergeSchedule(overrides={1: 0.6}), r"overrides ratio=0.6 at layer 1"),
+        (MergeSchedule(overrides={1: -3}), r"overrides r=-3 at layer 1"),
+        (MergeSchedule(overrides={1: 99}), r"r=99 at layer 1 is impossible"),
+        ({"ratio": 0.1, "speed": 2}, r"unknown keys \['speed'\]"),
+        (0.1, r"merge=0.1 .*MergeSchedule\(ratio=0.1\)"),
+        ("8", r"merge='8'"),
+        (True, r"merge=True"),
+    ],
+)
+def test_errors_name_value_and_layer(spec, match):
+    with pytest.raises(ValueError, match=match):
+        resolve_schedule(spec, num_tokens=100, depth=4, num_prefix_tokens=2)
+
+
+def test_validate_without_token_count():
+    validate_merge_spec(MergeSchedule(ratio=0.2, overrides={0: 3}), depth=3)
+    with pytest.raises(ValueError, match="depth 3"):
+        validate_merge_spec([1, 2, 3, 4], depth=3)
+    with pytest.raises(ValueError, match="num_tokens=1"):
+        resolve_schedule(0, num_tokens=1, depth=3, num_prefix_tokens=2)
+
+
+def test_yaml_parsing_with_jsonargparse(tmp_path):
+    from jsonargparse import ArgumentParser
+
+    from fastast_pl.tome import MergeSpec
+
+    parser = ArgumentParser()
+    parser.add_argument("--config", action="config")
+    parser.add_argument("--merge", type=MergeSpec, default=0)
+
+    def parse(text: str):
+        path = tmp_path / "c.yaml"
+        path.write_text(text)
+        return parser.instantiate_classes(parser.parse_args(["--config", str(path)])).merge
+
+    assert parse("merge: 8\n") == 8
+    assert parse("merge: [8, 8, 4]\n") == [8, 8, 4]
+    sched = parse("merge:\n  ratio: 0.1\n  shape: decreasing\n  overrides: {3: 0.2, 5: 7}\n")
+    assert isinstance(sched, MergeSchedule)
+    assert sched.ratio == 0.1 and sched.shape == "decreasing"
+    assert sched.overrides == {3: 0.2, 5: 7} and isinstance(sched.overrides[5], int)
+    resolved = resolve_schedule(sched, 102, 6, 2)
+    assert resolved.r[3] == int(0.2 * (resolved.tokens[3] - 2)) and resolved.r[5] == 7
+    per_layer = parse("merge: {ratio: [0.1, 0.2]}\n")
+    assert per_layer.ratio == [0.1, 0.2]
+    # A sweep overrides one field on the command line.
+    args = parser.parse_args(["--merge.ratio=0.15", "--merge.shape=late"])
+    assert parser.instantiate_classes(args).merge == MergeSchedule(ratio=0.15, shape="late")
