@@ -1,10 +1,247 @@
-"""Dataset preparation (placeholder until the full version lands)."""
+"""Prepare ESC-50 and Speech Commands into the layouts ``AudioDataModule`` reads.
+
+``prepare_dataset(name, out_dir, archive=None)`` takes an archive the user already has
+(``ESC-50-master.zip``, ``speech_commands_v0.02.tar.gz``) or, when ``archive`` is None,
+downloads it first (the only place in the package that touches the network). Archives are
+extracted member by member: absolute paths, ``..`` components, links and devices are
+refused, so nothing lands outside ``out_dir``. ``out_dir`` must be empty or missing, or
+already prepared for the same dataset (then nothing is done); user data is never
+overwritten.
+
+Results:
+
+- ESC-50: ``out_dir/audio/*.wav``, ``out_dir/meta/esc50.csv`` (``dataset: esc50``).
+- Speech Commands: ``out_dir/audio/<word>/*.wav``, ``out_dir/speechcommands_{train,valid,test}.json``
+  (AST manifests, paths relative to ``out_dir``) and ``out_dir/class_labels_indices.csv``,
+  split by the archive's ``validation_list.txt`` / ``testing_list.txt``
+  (``dataset: manifest``). ``_background_noise_`` is extracted but not listed.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
+import csv
+import json
+import logging
+import os
+import shutil
+import tarfile
+import tempfile
+import urllib.request
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
+from typing import IO, Literal
+
+log = logging.getLogger(__name__)
+
+MARKER = ".fastast_prepared.json"
+URLS = {
+    "esc50": "https://github.com/karoldvl/ESC-50/archive/master.zip",
+    "speechcommands": "http://download.tensorflow.org/data/speech_commands_v0.02.tar.gz",
+}
+DatasetName = Literal["esc50", "speechcommands"]
 
 
-def prepare_dataset(name: str, out_dir: str | Path, archive: str | Path | None = None) -> Path:
-    """Prepare ``name`` into ``out_dir`` (not implemented yet)."""
-    raise NotImplementedError(f"prepare_dataset({name!r}) is not implemented yet")
+class UnsafeArchiveError(ValueError):
+    """An archive member would be written outside the output directory, or is a link."""
+
+
+def _safe_relative(name: str, archive: Path) -> PurePosixPath | None:
+    """The member's path as a safe relative path (None for an empty name)."""
+    path = PurePosixPath(name.replace("\\", "/"))
+    if path.is_absolute() or (path.parts and ":" in path.parts[0]):
+        raise UnsafeArchiveError(
+            f"{archive}: member {name!r} has an absolute path; refusing to extract"
+        )
+    if ".." in path.parts:
+        raise UnsafeArchiveError(
+            f"{archive}: member {name!r} points outside the archive root; refusing to extract"
+        )
+    parts = [p for p in path.parts if p not in ("", ".")]
+    return PurePosixPath(*parts) if parts else None
+
+
+def _members(archive: Path) -> Iterator[tuple[PurePosixPath, IO[bytes]]]:
+    """(safe relative path, open file) for every regular file in a zip or tar archive."""
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as zf:
+            for info in zf.infolist():
+                rel = _safe_relative(info.filename, archive)
+                if rel is None or info.is_dir():
+                    continue
+                if ((info.external_attr >> 16) & 0o170000) == 0o120000:
+                    raise UnsafeArchiveError(
+                        f"{archive}: member {info.filename!r} is a symbolic link"
+                    )
+                with zf.open(info) as fh:
+                    yield rel, fh
+        return
+    try:
+        tf = tarfile.open(archive, "r:*")
+    except (tarfile.TarError, OSError) as err:
+        raise ValueError(f"{archive} is neither a zip nor a readable tar archive: {err}") from err
+    with tf:
+        for member in tf:
+            rel = _safe_relative(member.name, archive)
+            if rel is None or member.isdir():
+                continue
+            if not member.isfile():
+                raise UnsafeArchiveError(
+                    f"{archive}: member {member.name!r} is a link or special file; refusing to extract"
+                )
+            fh = tf.extractfile(member)
+            if fh is not None:
+                with fh:
+                    yield rel, fh
+
+
+def _strip_prefix(rel: PurePosixPath, prefix: str | None) -> PurePosixPath | None:
+    if prefix is None:
+        return rel
+    if rel.parts[:1] != (prefix,) or len(rel.parts) < 2:
+        return None
+    return PurePosixPath(*rel.parts[1:])
+
+
+def _extract(archive: Path, out_dir: Path, prefix: str | None = None) -> int:
+    """Extract regular files (minus a leading ``prefix`` folder) into ``out_dir``; count them."""
+    root = out_dir.resolve()
+    count = 0
+    for rel, fh in _members(archive):
+        rel = _strip_prefix(rel, prefix)
+        if rel is None:
+            continue
+        target = (root / rel).resolve()
+        if root not in target.parents:
+            raise UnsafeArchiveError(f"{archive}: member {rel} would be written outside {out_dir}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with target.open("wb") as dst:
+            shutil.copyfileobj(fh, dst)
+        count += 1
+    return count
+
+
+def _top_folder(archive: Path, marker: str) -> str | None:
+    """The folder that holds ``marker`` (e.g. 'ESC-50-master' for meta/esc50.csv), or None."""
+    for rel, _ in _members(archive):
+        s = rel.as_posix()
+        if s == marker:
+            return None
+        if s.endswith("/" + marker) and len(rel.parts) == len(PurePosixPath(marker).parts) + 1:
+            return rel.parts[0]
+    raise ValueError(f"{archive}: no {marker} inside; is this the right archive?")
+
+
+def _download(name: str, dest_dir: Path) -> Path:
+    url = URLS[name]
+    dest = dest_dir / url.rsplit("/", 1)[-1]
+    log.warning("downloading %s to %s", url, dest)
+    fd, tmp = tempfile.mkstemp(dir=dest_dir, prefix=".download-")
+    os.close(fd)
+    try:
+        urllib.request.urlretrieve(url, tmp)  # noqa: S310 - fixed https/http URL above
+        os.replace(tmp, dest)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return dest
+
+
+def _check_out_dir(name: str, out_dir: Path) -> bool:
+    """True if already prepared for ``name``; raise if non-empty and not ours."""
+    marker = out_dir / MARKER
+    if marker.is_file():
+        prepared = json.loads(marker.read_text()).get("dataset")
+        if prepared == name:
+            return True
+        raise FileExistsError(
+            f"{out_dir} was prepared for {prepared!r}, not {name!r}; choose another out_dir"
+        )
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise FileExistsError(
+            f"refusing to prepare {name} into {out_dir}: the directory is not empty. "
+            "Choose an empty or new out_dir."
+        )
+    return False
+
+
+def _prepare_esc50(archive: Path, out_dir: Path) -> dict[str, str]:
+    prefix = _top_folder(archive, "meta/esc50.csv")
+    count = _extract(archive, out_dir, prefix)
+    if not (out_dir / "meta" / "esc50.csv").is_file() or not (out_dir / "audio").is_dir():
+        raise ValueError(
+            f"{archive}: extracted {count} files but no meta/esc50.csv and audio/ folder"
+        )
+    return {"dataset": "esc50", "data_dir": str(out_dir)}
+
+
+def _read_list(path: Path) -> set[str]:
+    if not path.is_file():
+        raise ValueError(f"Speech Commands archive lacks {path.name}")
+    return {line.strip() for line in path.read_text().splitlines() if line.strip()}
+
+
+def _prepare_speechcommands(archive: Path, out_dir: Path) -> dict[str, str]:
+    prefix = _top_folder(archive, "validation_list.txt")
+    audio = out_dir / "audio"
+    audio.mkdir(parents=True, exist_ok=True)
+    _extract(archive, audio, prefix)
+    val = _read_list(audio / "validation_list.txt")
+    test = _read_list(audio / "testing_list.txt")
+    words = sorted(d.name for d in audio.iterdir() if d.is_dir() and not d.name.startswith("_"))
+    if not words:
+        raise ValueError(f"{archive}: no word folders found")
+    entries: dict[str, list[dict[str, str]]] = {"train": [], "valid": [], "test": []}
+    for word in words:
+        for wav in sorted((audio / word).glob("*.wav")):
+            rel = f"{word}/{wav.name}"
+            split = "valid" if rel in val else "test" if rel in test else "train"
+            entries[split].append({"wav": f"audio/{rel}", "labels": word})
+    for split, data in entries.items():
+        (out_dir / f"speechcommands_{split}.json").write_text(
+            json.dumps({"data": data}, indent=1) + "\n"
+        )
+    with (out_dir / "class_labels_indices.csv").open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["index", "mid", "display_name"])
+        writer.writerows((i, w, w) for i, w in enumerate(words))
+    return {
+        "dataset": "manifest",
+        "train_manifest": str(out_dir / "speechcommands_train.json"),
+        "val_manifest": str(out_dir / "speechcommands_valid.json"),
+        "test_manifest": str(out_dir / "speechcommands_test.json"),
+        "label_csv": str(out_dir / "class_labels_indices.csv"),
+        "multi_label": "false",
+    }
+
+
+def prepare_dataset(
+    name: DatasetName, out_dir: str | Path, archive: str | Path | None = None
+) -> dict[str, str]:
+    """Prepare ``name`` ("esc50" or "speechcommands") into ``out_dir``.
+
+    Args:
+        name: Which dataset.
+        out_dir: Empty or missing directory to write the layout into.
+        archive: Archive you already have; None downloads it (needs internet).
+
+    Returns:
+        The ``data:`` settings to put in a config for this dataset.
+    """
+    if name not in URLS:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(URLS)}")
+    out_dir = Path(out_dir)
+    if archive is not None and not Path(archive).is_file():
+        raise FileNotFoundError(f"archive {archive} does not exist")
+    if _check_out_dir(name, out_dir):
+        log.info("%s already prepared in %s", name, out_dir)
+        return json.loads((out_dir / MARKER).read_text())["settings"]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=".download-") as tmp:
+        source = Path(archive) if archive is not None else _download(name, Path(tmp))
+        if name == "esc50":
+            settings = _prepare_esc50(source, out_dir)
+        else:
+            settings = _prepare_speechcommands(source, out_dir)
+    payload = {"dataset": name, "archive": str(archive or URLS[name]), "settings": settings}
+    (out_dir / MARKER).write_text(json.dumps(payload, indent=2) + "\n")
+    return settings

@@ -1,0 +1,86 @@
+"""Feature cache: hits, misses, invalidation, atomic writes."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+from data_testkit import one_thread, raw_reference, reference_fbank, tone, write  # noqa: F401
+
+from fastast_pl.data.cache import FeatureCache
+from fastast_pl.data.datasets import AudioDataset, Clip
+from fastast_pl.data.features import FeatureConfig
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _files(tmp_path, n=3):
+    return [
+        write(tmp_path / "audio" / f"{i}.wav", tone(0.3, 16000, 300 * (i + 1)), 16000)
+        for i in range(n)
+    ]
+
+
+def _run(paths, config, cache_root, train=False):
+    cache = FeatureCache(cache_root, config)
+    ds = AudioDataset([Clip(p, (0,)) for p in paths], 1, config, cache=cache, train=train)
+    items = [ds[i]["fbank"] for i in range(len(ds))]
+    return cache, items
+
+
+def test_miss_then_hit_with_identical_features(tmp_path):
+    paths = _files(tmp_path)
+    config = FeatureConfig(target_length=50)
+    cache, first = _run(paths, config, tmp_path / "cache")
+    assert (cache.misses, cache.hits) == (3, 0)
+    cache2, second = _run(paths, config, tmp_path / "cache")  # a new process would see this
+    assert (cache2.misses, cache2.hits) == (3 - 3, 3)
+    for p, a, b in zip(paths, first, second):
+        torch.testing.assert_close(a, b)
+        torch.testing.assert_close(b, reference_fbank(p, 50), rtol=1e-4, atol=1e-4)
+    leftovers = [f for f in (tmp_path / "cache").rglob("*") if f.name.startswith(".tmp")]
+    assert leftovers == []
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"num_mel_bins": 64}, {"target_length": 40}, {"frame_shift": 20.0}, {"sample_rate": 8000}],
+)
+def test_changing_a_feature_setting_misses(tmp_path, change):
+    paths = _files(tmp_path, 1)
+    _run(paths, FeatureConfig(target_length=50), tmp_path / "cache")
+    cache, _ = _run(paths, FeatureConfig(**{"target_length": 50, **change}), tmp_path / "cache")
+    assert (cache.misses, cache.hits) == (1, 0)
+
+
+def test_normalization_stats_reuse_cache_but_apply(tmp_path):
+    paths = _files(tmp_path, 1)
+    _run(paths, FeatureConfig(target_length=50), tmp_path / "cache")
+    cache, items = _run(
+        paths, FeatureConfig(target_length=50, mean=-1.0, std=3.0), tmp_path / "cache"
+    )
+    assert cache.hits == 1
+    torch.testing.assert_close(
+        items[0], (raw_reference(paths[0], 50) + 1.0) / 6.0, rtol=1e-4, atol=1e-4
+    )
+
+
+def test_modified_audio_file_misses(tmp_path):
+    paths = _files(tmp_path, 1)
+    config = FeatureConfig(target_length=50)
+    _run(paths, config, tmp_path / "cache")
+    write(paths[0], tone(0.5, 16000, 1234.0), 16000)  # new content, size and mtime
+    st = os.stat(paths[0])
+    os.utime(paths[0], ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    cache, items = _run(paths, config, tmp_path / "cache")
+    assert (cache.misses, cache.hits) == (1, 0)
+    torch.testing.assert_close(items[0], reference_fbank(paths[0], 50), rtol=1e-4, atol=1e-4)
+
+
+def test_training_with_dither_bypasses_cache(tmp_path):
+    paths = _files(tmp_path, 1)
+    config = FeatureConfig(target_length=50, dither=1.0)
+    cache, _ = _run(paths, config, tmp_path / "cache", train=True)
+    assert (cache.misses, cache.hits) == (0, 0)
+    assert not (tmp_path / "cache").exists()
