@@ -200,3 +200,22 @@ def test_torch_compile_agrees_with_eager():
     torch.testing.assert_close(compiled, eager)
     assert tome_state(model).tokens_seen == [66, 60, 56, 54]
     assert tome_state(model).source.shape == (2, 54, 66)
+
+
+def test_backward_through_merges_in_train_mode():
+    model = apply_tome(make_model(distilled=True, drop_path_rate=0.1).train(), r=[8, 8, 8])
+    out = model(images())
+    loss = sum(o.square().mean() for o in out) if isinstance(out, tuple) else out.square().mean()
+    loss.backward()
+    grads = [p.grad for p in model.blocks.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert model.blocks[0].attn.qkv.weight.grad.abs().sum() > 0
+
+
+def test_grad_checkpointing_is_refused_while_merging():
+    model = apply_tome(make_model(), r=2)
+    model.set_grad_checkpointing(True)
+    with pytest.raises(RuntimeError, match="grad_checkpointing"):
+        model(images())
+    apply_tome(model, r=0)
+    model(images())  # r=0 runs timm's own blocks: checkpointing is fine

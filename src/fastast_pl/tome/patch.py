@@ -10,6 +10,8 @@ In a patched block: attention (with proportional attention, ``log(size)`` added 
 logits through ``scaled_dot_product_attention``'s float mask) -> merge r tokens by
 bipartite soft matching on the keys -> MLP. A block whose r is 0 while no token has been
 merged yet runs the original timm forward, so ``r=0`` is bit-identical to the unpatched model.
+Gradient checkpointing of the blocks is refused while merging (recomputation would see the
+sizes of the finished forward).
 """
 
 from __future__ import annotations
@@ -80,6 +82,12 @@ class _ResetHook:
         self.state = state
 
     def __call__(self, module: nn.Module, args: tuple) -> None:
+        if getattr(module, "grad_checkpointing", False) and self.state.spec != 0:
+            # Recomputing a block in backward would read the sizes left by the whole forward.
+            raise RuntimeError(
+                f"{type(module).__name__} has grad_checkpointing on, which ToMe does not "
+                "support (merged sizes are per-forward state); turn one of them off"
+            )
         self.state.reset()
 
 
