@@ -1,0 +1,354 @@
+"""Cross-model knowledge distillation (CMKD): the loss, and the student module that uses it.
+
+CMKD (Gong et al., 2022) trains the student on a mix of the ground-truth loss and a
+distillation loss towards a frozen CNN teacher's (temperature-softened) predictions:
+
+    loss = (1 - kd_lambda) * task(student, target) + kd_lambda * kd(student, teacher)
+
+The paper writes the weight on the ground-truth term (lambda * L_gt + (1 - lambda) * L_kd)
+and uses 0.5, where both conventions agree; here `kd_lambda` is the weight of the KD term,
+so `kd_lambda=0` is plain supervised training.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from fastast_pl.metrics import ClassificationMetrics
+from fastast_pl.models.ast import ASTArch
+from fastast_pl.modules.base import Batch, OptimConfig
+from fastast_pl.modules.kd_cache import TeacherLogitsCache, cache_key, teacher_input_augmentations
+from fastast_pl.modules.student import StudentModule
+from fastast_pl.modules.teacher import (
+    FrozenTeacher,
+    TeacherInfo,
+    TeacherModule,
+    datamodule_feature_config,
+)
+from fastast_pl.tome import MergeSpec
+
+log = logging.getLogger(__name__)
+
+#: Defaults from the CMKD paper's main CNN -> AST setting as we read it: lambda = 0.5 and
+#: temperature 1. We could not re-check the temperature against the paper's text while
+#: writing this (it may differ per dataset); treat it as a tunable config option.
+DEFAULT_KD_LAMBDA = 0.5
+DEFAULT_KD_TEMPERATURE = 1.0
+
+
+def cmkd_loss(
+    student_logits: Tensor,
+    teacher_logits: Tensor,
+    target: Tensor,
+    multi_label: bool,
+    kd_lambda: float = DEFAULT_KD_LAMBDA,
+    temperature: float = DEFAULT_KD_TEMPERATURE,
+) -> dict[str, Tensor]:
+    """CMKD loss for (B, C) student/teacher logits and (B, C) float targets.
+
+    single-label: task = cross-entropy with the (possibly soft, e.g. mixup) targets;
+        kd = KL(softmax(teacher / T) || softmax(student / T)) * T^2, averaged over the batch.
+    multi-label: task = BCE-with-logits on the targets (mean over clips and classes);
+        kd = BCE-with-logits of the student's logits against sigmoid(teacher / T)
+        (temperature on the teacher only, as CMKD writes it).
+
+    Returns {"loss", "task", "kd"}; the teacher side is detached.
+    """
+    if student_logits.shape != teacher_logits.shape or student_logits.shape != target.shape:
+        raise ValueError(
+            "cmkd_loss: student logits, teacher logits and target must have the same (B, C) "
+            f"shape; got {tuple(student_logits.shape)}, {tuple(teacher_logits.shape)}, "
+            f"{tuple(target.shape)}"
+        )
+    if not 0.0 <= kd_lambda <= 1.0:
+        raise ValueError(f"cmkd_loss: kd_lambda must be in [0, 1], got {kd_lambda}")
+    if temperature <= 0:
+        raise ValueError(f"cmkd_loss: temperature must be > 0, got {temperature}")
+    teacher_logits = teacher_logits.detach().to(student_logits.dtype)
+    target = target.to(student_logits.dtype)
+    if multi_label:
+        task = F.binary_cross_entropy_with_logits(student_logits, target)
+        soft = torch.sigmoid(teacher_logits / temperature)
+        kd = F.binary_cross_entropy_with_logits(student_logits, soft)
+    else:
+        task = F.cross_entropy(student_logits, target)
+        log_p_student = F.log_softmax(student_logits / temperature, dim=-1)
+        log_p_teacher = F.log_softmax(teacher_logits / temperature, dim=-1)
+        kd = F.kl_div(log_p_student, log_p_teacher, reduction="batchmean", log_target=True)
+        kd = kd * temperature**2
+    loss = (1.0 - kd_lambda) * task + kd_lambda * kd
+    return {"loss": loss, "task": task, "kd": kd}
+
+
+#: Feature settings that may differ between teacher and student data: training-time
+#: dither is augmentation, not part of what the teacher expects at its input.
+_IGNORED_FEATURE_KEYS = frozenset({"dither"})
+
+
+def check_teacher_compatibility(
+    info: TeacherInfo,
+    num_classes: int,
+    multi_label: bool,
+    feature_config: dict[str, Any] | None,
+) -> None:
+    """Raise ValueError naming the teacher's and the data's value of every setting that differs.
+
+    Compared: the number of classes, the label kind and the feature settings (every
+    key of ``feature_config()`` both sides have, except training dither; without a stored
+    feature config, the mel bins).
+    """
+    problems = []
+    if info.num_classes != num_classes:
+        problems.append(f"num_classes: teacher {info.num_classes}, data {num_classes}")
+    if info.multi_label != multi_label:
+        problems.append(f"multi_label: teacher {info.multi_label}, data {multi_label}")
+    teacher_features = info.feature_config
+    if teacher_features is None:
+        teacher_features = {"num_mel_bins": info.num_mel_bins}
+    if feature_config is not None:
+        for key in sorted(set(teacher_features) & set(feature_config) - _IGNORED_FEATURE_KEYS):
+            if teacher_features[key] != feature_config[key]:
+                problems.append(
+                    f"feature {key}: teacher {teacher_features[key]!r}, data {feature_config[key]!r}"
+                )
+    if problems:
+        raise ValueError(
+            f"teacher checkpoint {info.path!r} does not fit the data: " + "; ".join(problems)
+        )
+
+
+class DistillationModule(StudentModule):
+    """AST student (with Token Merging) trained with CMKD from a frozen CNN teacher.
+
+    The teacher is loaded in ``setup()`` from ``teacher_checkpoint`` (a TeacherModule
+    checkpoint), checked against the data (classes, label kind, feature settings), kept
+    in eval mode without gradients, left out of the optimiser and dropped from this
+    module's checkpoints: a distilled checkpoint tests and predicts without it. Outside
+    ``fit`` a missing ``teacher_checkpoint`` only skips the teacher's metrics.
+
+    Logged: ``train/loss``, ``train/loss_task``, ``train/loss_kd``; the student's metrics
+    as in StudentModule, and the teacher's once per run (first validation epoch, and
+    test) as ``{val,test}/teacher_{acc,mAP,d_prime}``.
+
+    Args (beyond StudentModule's):
+        teacher_checkpoint: path of the trained TeacherModule checkpoint.
+        kd_lambda: weight of the distillation term (CMKD: 0.5); 0 = labels only.
+        kd_temperature: softening temperature of the teacher (CMKD: 1, see DEFAULT_KD_TEMPERATURE).
+        cache_teacher_logits: cache the teacher's logits of the training clips on disk
+            (used only when training augmentation leaves the teacher's input unchanged).
+        teacher_cache_dir: where the cache lives; default ``<teacher checkpoint dir>/teacher_logits``.
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 527,
+        target_length: int = 1024,
+        num_mel_bins: int = 128,
+        multi_label: bool = False,
+        ast: ASTArch | None = None,
+        merge: MergeSpec = 0,
+        eval_merge: MergeSpec | None = None,
+        prop_attn: bool = True,
+        init_from: str | None = None,
+        optim: OptimConfig | None = None,
+        teacher_checkpoint: str | None = None,
+        kd_lambda: float = DEFAULT_KD_LAMBDA,
+        kd_temperature: float = DEFAULT_KD_TEMPERATURE,
+        cache_teacher_logits: bool = False,
+        teacher_cache_dir: str | None = None,
+    ) -> None:
+        super().__init__(
+            num_classes, target_length, num_mel_bins, multi_label, ast, merge, eval_merge,
+            prop_attn, init_from, optim,
+        )  # fmt: skip
+        self.save_hyperparameters()
+        if not 0.0 <= kd_lambda <= 1.0:
+            raise ValueError(f"kd_lambda must be in [0, 1], got {kd_lambda}")
+        if kd_temperature <= 0:
+            raise ValueError(f"kd_temperature must be > 0, got {kd_temperature}")
+        self.teacher_checkpoint = teacher_checkpoint
+        self.kd_lambda = kd_lambda
+        self.kd_temperature = kd_temperature
+        self.cache_teacher_logits = cache_teacher_logits
+        self.teacher_cache_dir = teacher_cache_dir
+        self.teacher: FrozenTeacher | None = None
+        self.teacher_metrics = nn.ModuleDict(
+            {
+                stage: ClassificationMetrics(num_classes, multi_label, prefix=f"{stage}/teacher_")
+                for stage in ("val", "test")
+            }
+        )
+        self._teacher_val_done = False
+        self._cache: TeacherLogitsCache | None = None
+        self.cache_counts = {"hits": 0, "misses": 0}
+
+    # ------------------------------------------------------------------ teacher
+    def setup(self, stage: str) -> None:
+        if self.teacher is None:
+            self._load_teacher(stage)
+        if stage == "fit" and self.teacher is not None:
+            self._setup_cache()
+
+    def _load_teacher(self, stage: str) -> None:
+        path = self.teacher_checkpoint
+        if stage == "fit" and not path:
+            raise ValueError(
+                "DistillationModule needs model.teacher_checkpoint (a TeacherModule checkpoint) "
+                "to fit; got None"
+            )
+        if stage != "fit" and (not path or not Path(path).is_file()):
+            log.warning(
+                "no teacher checkpoint (%r) for %s: evaluating the student only", path, stage
+            )
+            return
+        teacher = TeacherModule.load_frozen(path)
+        check_teacher_compatibility(
+            teacher.info, self.num_classes, self.multi_label, self._data_feature_config()
+        )
+        self.teacher = teacher.to(self.device)
+
+    def _data_feature_config(self) -> dict[str, Any]:
+        features = datamodule_feature_config(self._trainer)
+        if features is None:  # built by hand, no datamodule: what the module itself knows
+            features = {"num_mel_bins": self.num_mel_bins, "target_length": self.target_length}
+        return features
+
+    def _setup_cache(self) -> None:
+        self._cache = None
+        if not self.cache_teacher_logits:
+            return
+        datamodule = getattr(self._trainer, "datamodule", None)
+        if datamodule is None:
+            log.warning("not caching teacher logits: no datamodule to check augmentation on")
+            return
+        augmentations = teacher_input_augmentations(datamodule)
+        if augmentations:
+            log.warning(
+                "not caching teacher logits: training augmentation changes the teacher's input "
+                "every epoch (%s)",
+                ", ".join(augmentations),
+            )
+            return
+        assert self.teacher_checkpoint is not None  # checked in _load_teacher
+        directory = (
+            self.teacher_cache_dir or Path(self.teacher_checkpoint).parent / "teacher_logits"
+        )
+        key = cache_key(
+            self.teacher_checkpoint,
+            datamodule_feature_config(self._trainer),
+            "train",
+            extra=_data_identity(datamodule),
+        )
+        self._cache = TeacherLogitsCache(directory, "train", key, self.num_classes)
+        log.info(
+            "teacher-logits cache %s: %s (%d clips stored)",
+            self._cache.path, self._cache.status, len(self._cache),
+        )  # fmt: skip
+
+    def teacher_logits(self, batch: Batch) -> Tensor:
+        """(B, C) teacher logits for a training batch, from the cache where it has them."""
+        assert self.teacher is not None
+        fbank = batch["fbank"]
+        if self._cache is None:
+            return self.teacher(fbank)
+        stored, found = self._cache.lookup(batch["index"])
+        out = stored.to(fbank.device)  # (B, C)
+        missing = (~found).nonzero().squeeze(1)  # (M,)
+        self.cache_counts["hits"] += int(found.sum())
+        self.cache_counts["misses"] += int(missing.numel())
+        if missing.numel():
+            computed = self.teacher(fbank[missing.to(fbank.device)]).float()  # (M, C)
+            out[missing.to(fbank.device)] = computed
+            self._cache.store(batch["index"][missing.to(batch["index"].device)], computed)
+        return out
+
+    # --------------------------------------------------------------------- loss
+    def training_loss(self, batch: Batch, logits: Tensor) -> dict[str, Tensor]:
+        """CMKD: logged as train/loss, train/loss_task, train/loss_kd."""
+        teacher_logits = self.teacher_logits(batch)
+        return cmkd_loss(
+            logits, teacher_logits, batch["target"], self.multi_label,
+            self.kd_lambda, self.kd_temperature,
+        )  # fmt: skip
+
+    def on_train_epoch_end(self) -> None:
+        if self._cache is None:
+            return
+        self._cache.sync()
+        if self.trainer.is_global_zero and self._cache.dirty:
+            self._cache.save()
+        self._cache.dirty = False
+        log.info(
+            "teacher-logits cache: %d clips stored, counts %s", len(self._cache), self.cache_counts
+        )
+
+    # --------------------------------------------------------------- evaluation
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        super().validation_step(batch, batch_idx)
+        if (
+            self.teacher is not None
+            and not self._teacher_val_done
+            and not self.trainer.sanity_checking
+        ):
+            self.teacher_metrics["val"].update(self.teacher(batch["fbank"]), batch["target"])
+
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        super().test_step(batch, batch_idx)
+        if self.teacher is not None:
+            self.teacher_metrics["test"].update(self.teacher(batch["fbank"]), batch["target"])
+
+    def on_validation_epoch_end(self) -> None:
+        super().on_validation_epoch_end()
+        if self._log_teacher_metrics("val"):
+            self._teacher_val_done = True
+
+    def on_test_epoch_end(self) -> None:
+        super().on_test_epoch_end()
+        self._log_teacher_metrics("test")
+
+    def _log_teacher_metrics(self, stage: str) -> bool:
+        metrics = self.teacher_metrics[stage]
+        if metrics["acc"].update_count == 0:
+            return False
+        for name, value in metrics.compute().items():
+            self.log(name, value)
+        metrics.reset()
+        return True
+
+    # -------------------------------------------------------------- checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Drop the teacher's weights: they live in the teacher's own checkpoint."""
+        state = checkpoint["state_dict"]
+        for key in [k for k in state if k.startswith("teacher.")]:
+            del state[key]
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Put the loaded teacher's weights back so strict loading of the student succeeds."""
+        if self.teacher is not None:
+            state = checkpoint["state_dict"]
+            for key, value in self.teacher.state_dict().items():
+                state.setdefault(f"teacher.{key}", value)
+
+
+#: Datamodule settings that change how clips are loaded, not which clips or features.
+_LOADER_ONLY_HPARAMS = frozenset(
+    {"batch_size", "num_workers", "pin_memory", "persistent_workers", "balanced_sampling",
+     "samples_per_epoch", "cache_dir", "on_bad_audio", "check_files_exist"}
+)  # fmt: skip
+
+
+def _data_identity(datamodule: Any) -> dict[str, Any]:
+    """What tells one training set from another beyond the feature settings (for the cache key)."""
+    identity: dict[str, Any] = {"class": type(datamodule).__qualname__}
+    hparams = getattr(datamodule, "hparams", None)
+    if hparams:
+        identity["hparams"] = {
+            k: repr(v) for k, v in dict(hparams).items() if k not in _LOADER_ONLY_HPARAMS
+        }
+    return identity
