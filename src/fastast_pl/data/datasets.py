@@ -80,12 +80,10 @@ def _show(items: Sequence[object], limit: int = 5) -> str:
 
 def check_files(splits: ClipSplits) -> None:
     """Raise FileNotFoundError naming the first few missing files and their count."""
-    missing = [
-        str(clip.path)
-        for clips in splits.splits.values()
-        for clip in clips
-        if not clip.path.is_file()
-    ]
+    paths = dict.fromkeys(
+        c.path for clips in splits.splits.values() for c in clips
+    )  # ordered, unique
+    missing = [str(p) for p in paths if not p.is_file()]
     if missing:
         raise FileNotFoundError(
             f"{splits.source}: audio files listed but missing: {_show(missing)}"

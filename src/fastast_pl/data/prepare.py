@@ -164,10 +164,10 @@ def _check_out_dir(name: str, out_dir: Path) -> bool:
     return False
 
 
-def _prepare_esc50(archive: Path, out_dir: Path) -> dict[str, str]:
+def _prepare_esc50(archive: Path, work: Path, out_dir: Path) -> dict[str, str]:
     prefix = _top_folder(archive, "meta/esc50.csv")
-    count = _extract(archive, out_dir, prefix)
-    if not (out_dir / "meta" / "esc50.csv").is_file() or not (out_dir / "audio").is_dir():
+    count = _extract(archive, work, prefix)
+    if not (work / "meta" / "esc50.csv").is_file() or not (work / "audio").is_dir():
         raise ValueError(
             f"{archive}: extracted {count} files but no meta/esc50.csv and audio/ folder"
         )
@@ -180,9 +180,9 @@ def _read_list(path: Path) -> set[str]:
     return {line.strip() for line in path.read_text().splitlines() if line.strip()}
 
 
-def _prepare_speechcommands(archive: Path, out_dir: Path) -> dict[str, str]:
+def _prepare_speechcommands(archive: Path, work: Path, out_dir: Path) -> dict[str, str]:
     prefix = _top_folder(archive, "validation_list.txt")
-    audio = out_dir / "audio"
+    audio = work / "audio"
     audio.mkdir(parents=True, exist_ok=True)
     _extract(archive, audio, prefix)
     val = _read_list(audio / "validation_list.txt")
@@ -197,10 +197,10 @@ def _prepare_speechcommands(archive: Path, out_dir: Path) -> dict[str, str]:
             split = "valid" if rel in val else "test" if rel in test else "train"
             entries[split].append({"wav": f"audio/{rel}", "labels": word})
     for split, data in entries.items():
-        (out_dir / f"speechcommands_{split}.json").write_text(
+        (work / f"speechcommands_{split}.json").write_text(
             json.dumps({"data": data}, indent=1) + "\n"
         )
-    with (out_dir / "class_labels_indices.csv").open("w", newline="") as fh:
+    with (work / "class_labels_indices.csv").open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["index", "mid", "display_name"])
         writer.writerows((i, w, w) for i, w in enumerate(words))
@@ -235,13 +235,21 @@ def prepare_dataset(
     if _check_out_dir(name, out_dir):
         log.info("%s already prepared in %s", name, out_dir)
         return json.loads((out_dir / MARKER).read_text())["settings"]
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=".download-") as tmp:
-        source = Path(archive) if archive is not None else _download(name, Path(tmp))
+    # Build everything in a staging directory beside out_dir and move it into place at the
+    # end: a failed or interrupted run leaves out_dir as it was.
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.partial-"))
+    try:
+        source = Path(archive) if archive is not None else _download(name, work)
         if name == "esc50":
-            settings = _prepare_esc50(source, out_dir)
+            settings = _prepare_esc50(source, work / "data", out_dir)
         else:
-            settings = _prepare_speechcommands(source, out_dir)
-    payload = {"dataset": name, "archive": str(archive or URLS[name]), "settings": settings}
-    (out_dir / MARKER).write_text(json.dumps(payload, indent=2) + "\n")
+            settings = _prepare_speechcommands(source, work / "data", out_dir)
+        payload = {"dataset": name, "archive": str(archive or URLS[name]), "settings": settings}
+        (work / "data" / MARKER).write_text(json.dumps(payload, indent=2) + "\n")
+        if out_dir.exists():
+            out_dir.rmdir()  # empty (checked above)
+        os.replace(work / "data", out_dir)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     return settings

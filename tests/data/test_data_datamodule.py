@@ -1,0 +1,239 @@
+"""AudioDataModule: the batch contract, linked properties, bad input, sampling, a Trainer run."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+
+import lightning.pytorch as pl
+import numpy as np
+import pytest
+import torch
+from data_testkit import folder_dataset, one_thread, reference_fbank, write  # noqa: F401
+
+from fastast_pl.data.audio import AudioDecodeError
+from fastast_pl.data.datamodule import AudioDataModule
+from fastast_pl.data.sampling import DistributedWeightedSampler
+from fastast_pl.data.synthetic import SyntheticConfig
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+SMALL = SyntheticConfig(num_classes=5, clips_per_class=6, clip_seconds=0.3)
+
+
+def _synthetic(tmp_path, **kw):
+    args = dict(
+        data_dir=str(tmp_path / "syn"),
+        target_length=40,
+        num_mel_bins=32,
+        batch_size=4,
+        synthetic=SMALL,
+    )
+    return AudioDataModule(**{**args, **kw})
+
+
+def test_properties_need_no_audio(tmp_path):
+    dm = AudioDataModule(data_dir=str(tmp_path / "not_yet"))
+    assert (dm.num_classes, dm.multi_label, dm.target_length, dm.num_mel_bins) == (
+        8,
+        False,
+        1024,
+        128,
+    )
+    assert dm.class_names[:2] == ["tone", "chirp_up"]
+    esc = AudioDataModule(dataset="esc50", data_dir=str(tmp_path / "no_esc"), esc10=True)
+    assert (esc.num_classes, esc.multi_label) == (10, False)
+    assert not (tmp_path / "not_yet").exists() and not (tmp_path / "no_esc").exists()
+
+
+def test_synthetic_batches_follow_the_contract(tmp_path):
+    dm = _synthetic(tmp_path, freqm=8, timem=8, mixup=0.5)
+    dm.prepare_data()
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["fbank"].shape == (4, 40, 32) and batch["fbank"].dtype == torch.float32
+    assert batch["target"].shape == (4, 5) and batch["target"].dtype == torch.float32
+    assert batch["index"].shape == (4,) and batch["index"].dtype == torch.int64
+    torch.testing.assert_close(batch["target"].sum(dim=1), torch.ones(4))
+    val = next(iter(dm.val_dataloader()))
+    assert val["index"].tolist() == [0, 1, 2, 3]  # rows of the split, in order
+    clip = dm.datasets["val"].clips[0]
+    torch.testing.assert_close(
+        val["fbank"][0], reference_fbank(clip.path, 40, 32), rtol=1e-4, atol=1e-4
+    )
+    assert val["target"][0].tolist() == [float(i == clip.labels[0]) for i in range(5)]
+    sizes = {s: len(dm.datasets[s]) for s in ("train", "val")}
+    assert sizes["train"] + sizes["val"] + 5 == 30  # one test clip per class
+    config = dm.feature_config()
+    for key in (
+        "sample_rate",
+        "num_mel_bins",
+        "target_length",
+        "frame_shift",
+        "frame_length",
+        "mean",
+        "std",
+        "dither",
+    ):
+        assert key in config
+    assert (config["target_length"], config["num_mel_bins"]) == (40, 32)
+
+
+def test_augmentation_is_training_only(tmp_path):
+    dm = _synthetic(tmp_path, freqm=16, timem=16, mixup=1.0)
+    dm.setup("fit")  # no Trainer: setup generates the synthetic data itself
+    torch.manual_seed(0)
+    first, second = (next(iter(dm.val_dataloader())) for _ in range(2))
+    torch.testing.assert_close(first["fbank"], second["fbank"])
+    assert ((first["target"] == 0) | (first["target"] == 1)).all()
+    train_items = [dm.datasets["train"][0] for _ in range(3)]
+    assert not torch.equal(train_items[0]["fbank"], train_items[1]["fbank"])
+
+
+def test_missing_data_dir_names_path_and_how(tmp_path):
+    dm = AudioDataModule(dataset="esc50", data_dir=str(tmp_path / "ESC-50"))
+    with pytest.raises(
+        FileNotFoundError, match=rf"{tmp_path / 'ESC-50'} does not exist.*prepare esc50"
+    ):
+        dm.setup("fit")
+
+
+def test_missing_files_are_listed_at_setup(tmp_path):
+    root = folder_dataset(tmp_path / "data", {"a": 4, "b": 4}, seconds=0.05)
+    dm = AudioDataModule(
+        dataset="folder", data_dir=str(root), val_fraction=0.25, test_fraction=0.25
+    )
+    _ = dm.clip_splits
+    (root / "a" / "a_1.wav").unlink()
+    with pytest.raises(FileNotFoundError, match=r"missing: .*a_1.wav \(1 in all\)"):
+        dm.setup("fit")
+
+
+def _manifest_data(tmp_path, n_common=12, n_rare=2):
+    with (tmp_path / "labels.csv").open("w", newline="") as fh:
+        csv.writer(fh).writerows(
+            [["index", "mid", "display_name"], [0, "/m/x", "x"], [1, "/m/y", "y"], [2, "/m/z", "z"]]
+        )
+    entries = []
+    for i in range(n_common + n_rare):
+        labels = "/m/x,/m/y" if i < n_common else "/m/z"
+        path = write(
+            tmp_path / "wav" / f"{i}.wav",
+            np.random.default_rng(i).uniform(-0.1, 0.1, 1600).astype(np.float32),
+            16000,
+        )
+        entries.append({"wav": str(path), "labels": labels})
+    (tmp_path / "train.json").write_text(json.dumps({"data": entries}))
+    return dict(
+        dataset="manifest",
+        train_manifest=str(tmp_path / "train.json"),
+        val_manifest=str(tmp_path / "train.json"),
+        label_csv=str(tmp_path / "labels.csv"),
+        target_length=20,
+        num_mel_bins=16,
+        batch_size=4,
+    )
+
+
+def test_manifest_datamodule_multi_label_and_balanced_sampling(tmp_path):
+    dm = AudioDataModule(**_manifest_data(tmp_path), balanced_sampling=True, samples_per_epoch=400)
+    assert (dm.num_classes, dm.multi_label, dm.class_names) == (3, True, ["x", "y", "z"])
+    dm.setup("fit")
+    loader = dm.train_dataloader()
+    assert isinstance(loader.sampler, DistributedWeightedSampler) and len(loader.sampler) == 400
+    draws = list(loader.sampler)
+    rare = sum(i >= 12 for i in draws) / len(draws)
+    # weights: common clips 1/12 + 1/12, rare clips 1/2 -> rare share = 1 / (1 + 2/12 * 12 / 2... )
+    expected = (2 * 0.5) / (2 * 0.5 + 12 * (2 / 12))
+    assert rare == pytest.approx(expected, abs=0.08)
+    batch = next(iter(loader))
+    assert batch["target"].shape == (4, 3) and set(batch["target"].sum(1).tolist()) <= {1.0, 2.0}
+
+
+def _folder_with_bad_files(tmp_path):
+    """train/{a,b}: 6 good clips each plus a corrupt (a) and an empty (b) file; val/: clean."""
+    root = tmp_path / "data"
+    folder_dataset(root / "train", {"a": 6, "b": 6}, seconds=0.1)
+    folder_dataset(root / "val", {"a": 1, "b": 1}, seconds=0.1)
+    (root / "train" / "a" / "a_corrupt.wav").write_bytes(b"RIFF1234WAVEjunkjunk" * 3)
+    (root / "train" / "b" / "b_empty.wav").write_bytes(b"")
+    return root
+
+
+def _bad_dm(root, **kw):
+    args = dict(
+        dataset="folder", data_dir=str(root), target_length=20, num_mel_bins=16, batch_size=7
+    )
+    return AudioDataModule(**{**args, **kw})
+
+
+def test_bad_audio_raises_with_file_name(tmp_path):
+    dm = _bad_dm(_folder_with_bad_files(tmp_path))
+    dm.setup("fit")  # the files exist, so setup passes; decoding fails while loading
+    with pytest.raises(
+        AudioDecodeError, match=r"cannot decode audio file .*(a_corrupt|b_empty)\.wav"
+    ):
+        list(dm.train_dataloader())
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_bad_audio_skip_keeps_batches_full_and_reports(tmp_path, caplog, num_workers):
+    root = _folder_with_bad_files(tmp_path)
+    dm = _bad_dm(root, on_bad_audio="skip", num_workers=num_workers, persistent_workers=False)
+    dm.setup("fit")
+    batches = list(dm.train_dataloader())
+    assert [len(b["index"]) for b in batches] == [7, 7]
+    good = {
+        i
+        for i, c in enumerate(dm.datasets["train"].clips)
+        if "_corrupt" not in c.path.name and "_empty" not in c.path.name
+    }
+    assert all(int(i) in good for b in batches for i in b["index"])  # bad clips were replaced
+    assert dm.datasets["train"].tally.total() >= 2  # both bad files were met (and counted)
+    with caplog.at_level(logging.WARNING):
+        count = dm.report_bad_audio("train")
+    assert count >= 2
+    assert (
+        "skipped" in caplog.text and "a_corrupt.wav" in caplog.text and "b_empty.wav" in caplog.text
+    )
+    assert dm.datasets["train"].tally.total() == 0  # reset after the report
+
+
+class _Tiny(pl.LightningModule):
+    def __init__(self, num_classes: int):
+        super().__init__()
+        self.head = torch.nn.Linear(16, num_classes)
+
+    def training_step(self, batch, _):
+        logits = self.head(batch["fbank"].mean(dim=1))  # (B, F) -> (B, C)
+        return torch.nn.functional.cross_entropy(logits, batch["target"])
+
+    def validation_step(self, batch, _):
+        self.log(
+            "val_loss",
+            torch.nn.functional.cross_entropy(self.head(batch["fbank"].mean(1)), batch["target"]),
+        )
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def test_trainer_fit_reports_skipped_clips_each_epoch(tmp_path, caplog):
+    root = _folder_with_bad_files(tmp_path)
+    dm = _bad_dm(root, batch_size=4, on_bad_audio="skip")
+    trainer = pl.Trainer(
+        max_epochs=2,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
+    with caplog.at_level(logging.WARNING, logger="fastast_pl.data.datamodule"):
+        trainer.fit(_Tiny(dm.num_classes), datamodule=dm)
+    reports = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+    assert len(reports) >= 2  # one per epoch in which a bad clip was met
+    assert all("unreadable clip" in m and ".wav" in m for m in reports)

@@ -1,0 +1,106 @@
+"""The built-in synthetic dataset: determinism, readability, ownership of its directory."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from fastast_pl.data.synthetic import (
+    CLASS_NAMES,
+    META_FILE,
+    SyntheticConfig,
+    check_synthetic,
+    ensure_synthetic,
+    generate_synthetic,
+)
+
+SMALL = SyntheticConfig(num_classes=5, clips_per_class=4, clip_seconds=0.25)
+
+
+def _wavs(root):
+    return sorted(p.relative_to(root) for p in root.rglob("*.wav"))
+
+
+def test_same_seed_gives_byte_identical_files(tmp_path):
+    a = tmp_path / "a"
+    b = tmp_path / "b"
+    generate_synthetic(a, SMALL)
+    generate_synthetic(b, SMALL)
+    assert _wavs(a) == _wavs(b) and len(_wavs(a)) == 20
+    for rel in _wavs(a):
+        assert (a / rel).read_bytes() == (b / rel).read_bytes()
+    assert (a / "synthetic.csv").read_bytes() == (b / "synthetic.csv").read_bytes()
+
+
+def test_different_seed_gives_different_audio(tmp_path):
+    generate_synthetic(tmp_path / "a", SMALL)
+    generate_synthetic(tmp_path / "b", SyntheticConfig(**{**SMALL.to_dict(), "seed": 1}))
+    rel = _wavs(tmp_path / "a")[0]
+    assert (tmp_path / "a" / rel).read_bytes() != (tmp_path / "b" / rel).read_bytes()
+
+
+def test_files_are_readable_and_labelled(tmp_path):
+    manifest = generate_synthetic(tmp_path, SMALL)
+    rows = list(csv.DictReader(manifest.open()))
+    assert len(rows) == 20
+    assert {r["label"] for r in rows} == set(CLASS_NAMES[:5])
+    for split in ("train", "val", "test"):
+        per_class = {r["label"] for r in rows if r["split"] == split}
+        assert per_class == set(CLASS_NAMES[:5]), split  # every class in every split
+    peaks = []
+    for r in rows:
+        data, sr = sf.read(str(tmp_path / r["path"]))
+        assert sr == 16000 and data.shape == (4000,)
+        assert np.isfinite(data).all() and 0 < np.abs(data).max() <= 1
+        peaks.append(np.abs(data).max())
+    assert max(peaks) / min(peaks) > 2  # levels are randomised, not one per class
+
+
+def test_generation_is_fast_enough_for_the_demo(tmp_path):
+    import time
+
+    start = time.perf_counter()
+    generate_synthetic(
+        tmp_path, SyntheticConfig(num_classes=8, clips_per_class=25, clip_seconds=1.0)
+    )
+    assert time.perf_counter() - start < 20  # ~1 s on a laptop core; generous for CI
+
+
+def test_existing_directory_with_other_settings_is_regenerated(tmp_path, caplog):
+    ensure_synthetic(tmp_path, SMALL)
+    other = SyntheticConfig(**{**SMALL.to_dict(), "clips_per_class": 3, "num_classes": 6})
+    with pytest.raises(ValueError, match="other settings.*clips_per_class"):
+        check_synthetic(tmp_path, other)
+    with caplog.at_level("WARNING"):
+        ensure_synthetic(tmp_path, other)
+    assert "other settings" in caplog.text
+    assert len(_wavs(tmp_path)) == 18  # no clips of the old generation are left over
+    assert json.loads((tmp_path / META_FILE).read_text())["config"] == other.to_dict()
+    check_synthetic(tmp_path, other)
+
+
+def test_refuses_a_non_empty_directory_it_does_not_own(tmp_path):
+    (tmp_path / "my_thesis.txt").write_text("precious")
+    with pytest.raises(FileExistsError, match="not empty"):
+        ensure_synthetic(tmp_path, SMALL)
+    assert (tmp_path / "my_thesis.txt").read_text() == "precious"
+    assert not (tmp_path / "audio").exists()
+
+
+def test_foreign_meta_file_is_not_trusted(tmp_path):
+    (tmp_path / META_FILE).write_text(json.dumps({"generator": "someone else"}))
+    with pytest.raises(ValueError, match="not written by"):
+        ensure_synthetic(tmp_path, SMALL)
+
+
+@pytest.mark.parametrize(
+    "field,value",
+    [("num_classes", 1), ("num_classes", 9), ("clips_per_class", 2), ("clip_seconds", 0.0)],
+)
+def test_config_validation(field, value):
+    with pytest.raises(ValueError, match=field):
+        SyntheticConfig(**{field: value})
