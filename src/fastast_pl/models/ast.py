@@ -161,7 +161,8 @@ class ASTModel(nn.Module):
         self.pos_embed = nn.Parameter(
             torch.zeros(1, self.num_prefix_tokens + self.num_patches, embed_dim)
         )
-        drop_path = torch.linspace(0, drop_path_rate, depth).tolist()  # stochastic depth rule
+        # stochastic depth rising linearly to drop_path_rate (python floats: meta-device safe)
+        drop_path = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]
         self.blocks = nn.Sequential(
             *[
                 Block(
@@ -281,20 +282,38 @@ class ASTModel(nn.Module):
         )
 
     @classmethod
-    def from_pretrained(cls, path: str | os.PathLike, **overrides: object) -> ASTModel:
+    def from_pretrained(
+        cls,
+        path: str | os.PathLike,
+        *,
+        checkpoint_fdim: int | None = None,
+        checkpoint_fstride: int | None = None,
+        **overrides: object,
+    ) -> ASTModel:
         """Build a model from a checkpoint (official AST, HF transformers, timm DeiT or ours).
 
         The architecture is read from the checkpoint; ``overrides`` (any ``ASTModel`` argument)
         replace it. A different ``num_classes`` re-initialises the head; a different input
         size adapts the positional embedding (see ``fastast_pl.models.checkpoints``).
+        ``checkpoint_fdim``/``checkpoint_fstride``: the mel bins and frequency stride the
+        checkpoint was trained with, for files that do not store them (official: 128/10).
         """
         from fastast_pl.models.checkpoints import build_from_checkpoint
 
-        return build_from_checkpoint(cls, path, dict(overrides))
+        return build_from_checkpoint(
+            cls, path, dict(overrides), checkpoint_fdim, checkpoint_fstride
+        )
 
-    def load_pretrained(self, path: str | os.PathLike, strict: bool = True) -> ASTModel:
+    def load_pretrained(
+        self,
+        path: str | os.PathLike,
+        strict: bool = True,
+        *,
+        checkpoint_fdim: int | None = None,
+        checkpoint_fstride: int | None = None,
+    ) -> ASTModel:
         """Load checkpoint weights into this model, adapting pos_embed and head to its sizes."""
         from fastast_pl.models.checkpoints import load_into
 
-        load_into(self, path, strict=strict)
+        load_into(self, path, strict, checkpoint_fdim, checkpoint_fstride)
         return self
