@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 import soundfile as sf
+from data_testkit import one_thread  # noqa: F401
 
 from fastast_pl.data.synthetic import (
     CLASS_NAMES,
@@ -104,3 +105,47 @@ def test_foreign_meta_file_is_not_trusted(tmp_path):
 def test_config_validation(field, value):
     with pytest.raises(ValueError, match=field):
         SyntheticConfig(**{field: value})
+
+
+def test_classes_differ_in_structure_not_in_level(tmp_path, one_thread):
+    """A nearest-centroid classifier on level-free spectro-temporal statistics beats chance
+    clearly, while one on the clip's mean log-mel level (loudness) stays near chance."""
+    import torch
+    from torchaudio.compliance import kaldi
+
+    config = SyntheticConfig(num_classes=8, clips_per_class=20, clip_seconds=1.0)
+    manifest = generate_synthetic(tmp_path, config)
+    rows = list(csv.DictReader(manifest.open()))
+    feats, level, label, split = [], [], [], []
+    for r in rows:
+        data, sr = sf.read(str(tmp_path / r["path"]), dtype="float32")
+        wav = torch.from_numpy(data).unsqueeze(0)
+        fb = kaldi.fbank(
+            wav - wav.mean(),
+            sample_frequency=sr,
+            num_mel_bins=64,
+            htk_compat=True,
+            use_energy=False,
+            window_type="hanning",
+            dither=0.0,
+        )  # (frames, 64)
+        mean = fb.mean(0)
+        feats.append(
+            torch.cat([mean - mean.mean(), fb.std(0), (fb[1:] - fb[:-1]).abs().mean(0)]).numpy()
+        )
+        level.append([float(fb.mean())])
+        label.append(CLASS_NAMES.index(r["label"]))
+        split.append(r["split"])
+    label, split = np.array(label), np.array(split)
+
+    def nearest_centroid_accuracy(x):
+        x = np.asarray(x)
+        train, test = split == "train", split != "train"
+        mu, sd = x[train].mean(0), x[train].std(0) + 1e-6
+        x = (x - mu) / sd
+        centroids = np.stack([x[train & (label == c)].mean(0) for c in range(8)])
+        pred = ((x[test][:, None] - centroids[None]) ** 2).sum(-1).argmin(1)
+        return (pred == label[test]).mean()
+
+    assert nearest_centroid_accuracy(feats) >= 0.4  # chance: 0.125
+    assert nearest_centroid_accuracy(level) <= 0.3

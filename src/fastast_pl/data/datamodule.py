@@ -146,7 +146,9 @@ class AudioDataModule(pl.LightningDataModule):
             raise ValueError(
                 "dataset: manifest needs label_csv and at least train_manifest or val_manifest"
             )
-        self.save_hyperparameters()
+        self.save_hyperparameters(
+            ignore=["multi_label"]
+        )  # the resolved value is logged by the model
         self.dataset_kind = dataset
         self.data_dir = Path(data_dir)
         self.target_length = target_length
@@ -206,10 +208,13 @@ class AudioDataModule(pl.LightningDataModule):
 
     @property
     def num_classes(self) -> int:
-        """Number of classes (synthetic and ESC-50: from the settings; others: metadata)."""
+        """Number of classes, from the settings (synthetic) or the metadata files.
+
+        ESC-50 before its meta file exists: 50 (10 with ``esc10``), checked again at setup.
+        """
         if self.dataset_kind == "synthetic":
             return self.synthetic.num_classes
-        if self.dataset_kind == "esc50":
+        if self.dataset_kind == "esc50" and not (self.data_dir / "meta" / "esc50.csv").is_file():
             return 10 if self.esc10 else 50
         return self.clip_splits.num_classes
 
@@ -244,6 +249,12 @@ class AudioDataModule(pl.LightningDataModule):
         if self.trainer is None:
             self.prepare_data()  # used without a Trainer (scripts, benchmarks)
         splits = self.clip_splits
+        if splits.num_classes != self.num_classes:  # the model was built with self.num_classes
+            raise ValueError(
+                f"{splits.source} has {splits.num_classes} classes, but {self.num_classes} were "
+                "announced before the data existed (and linked into the model); rerun now "
+                "that the data is in place"
+            )
         needed = _STAGE_SPLITS[stage] if stage else SPLITS_ALL
         check_nonempty(splits, needed)
         if self.check_files_exist:
