@@ -107,7 +107,8 @@ def test_config_validation(field, value):
         SyntheticConfig(**{field: value})
 
 
-def test_classes_differ_in_structure_not_in_level(tmp_path, one_thread):
+@pytest.mark.usefixtures("one_thread")
+def test_classes_differ_in_structure_not_in_level(tmp_path):
     """A nearest-centroid classifier on level-free spectro-temporal statistics beats chance
     clearly, while one on the clip's mean log-mel level (loudness) stays near chance."""
     import torch
