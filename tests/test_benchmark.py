@@ -28,7 +28,8 @@ def test_tiny_benchmark_writes_json_and_png(tmp_path):
         ]
     )  # fmt: skip
     assert code == 0
-    assert (out / "benchmark.png").stat().st_size > 0
+    assert (out / "benchmark.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| ours | 2x |" in (out / "benchmark.md").read_text()
     doc = json.loads((out / "benchmark.json").read_text())
 
     meta = doc["meta"]

@@ -184,10 +184,11 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     json_path = args.out / "benchmark.json"
     json_path.write_text(json.dumps(result, indent=2))
+    (args.out / "benchmark.md").write_text(to_markdown(result))
     png_path = args.out / "benchmark.png"
     plot(result, png_path)
     print_table(result)
-    print(f"wrote {json_path} and {png_path}")
+    print(f"wrote {json_path}, {png_path} and benchmark.md")
     return 0
 
 
@@ -556,6 +557,27 @@ def print_table(result: dict) -> None:
     for c in result["checks"]:
         mark = "[green]pass[/green]" if c["passed"] else "[red]MISS[/red]"
         console.print(f"{mark}  {c['check']}: {c['value']}")
+
+
+def to_markdown(result: dict) -> str:
+    """The rows and checks as a Markdown table (for docs/benchmarks.md)."""
+    head = (
+        "| bs | model | schedule | GFLOPs/clip | FLOP ratio | speed-up | speed-up / FLOP ratio "
+        "| median ms | p90 ms | clips/s | vs HF | peak MiB |"
+    )
+    lines = [head, "|" + "---:|" * 12]
+    for r in result["rows"]:
+        mem = "-" if r["peak_mem_mb"] is None else f"{r['peak_mem_mb']:.0f}"
+        lines.append(
+            f"| {r['batch_size']} | {r['model']} | {r['schedule']} | {r['gflops_per_clip']:.3g} "
+            f"| {r['flop_ratio']:.2f} | {r['speedup']:.2f} | {r['speedup_per_flop_ratio']:.2f} "
+            f"| {r['latency_ms_median']:.1f} | {r['latency_ms_p90']:.1f} "
+            f"| {r['throughput']:.3g} | {r['speedup_vs_hf']:.2f} | {mem} |"
+        )
+    lines.append("")
+    for c in result["checks"]:
+        lines.append(f"- {'pass' if c['passed'] else 'MISS'}: {c['check']}: {c['value']}")
+    return "\n".join(lines) + "\n"
 
 
 def plot(result: dict, path: Path) -> None:
