@@ -1,0 +1,138 @@
+"""Teacher-logits cache: miss / hit / rebuild, atomic writes, keys, and its use in distillation."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import lightning as L
+import pytest
+import torch
+from distill_testkit import FAST_OPTIM, TINY_AST, T, TinyDataModule, tiny_trainer, train_teacher
+
+from fastast_pl.modules.distill import DistillationModule
+from fastast_pl.modules.kd_cache import TeacherLogitsCache, cache_key, teacher_input_augmentations
+from fastast_pl.modules.teacher import TeacherModule
+
+FEATURES = {"num_mel_bins": 32, "target_length": 64, "mean": -4.27}
+
+
+def test_cache_miss_store_save_hit_and_rebuild(tmp_path) -> None:
+    cache = TeacherLogitsCache(tmp_path, "train", "key-a", num_classes=3)
+    assert cache.status == "miss" and len(cache) == 0
+    logits = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    cache.store(torch.tensor([5, 1]), logits)
+    stored, found = cache.lookup(torch.tensor([1, 2, 5]))
+    assert found.tolist() == [True, False, True]
+    assert torch.equal(stored[[0, 2]], logits[[1, 0]])
+    cache.save()
+    assert [p.name for p in tmp_path.iterdir()] == ["teacher_logits_train.pt"]  # no temp left
+
+    again = TeacherLogitsCache(tmp_path, "train", "key-a", num_classes=3)
+    assert again.status == "hit" and len(again) == 2
+    stored, found = again.lookup(torch.tensor([5, 1]))
+    assert found.all() and torch.equal(stored, logits)
+
+    other = TeacherLogitsCache(tmp_path, "train", "key-b", num_classes=3)
+    assert other.status == "rebuild" and len(other) == 0
+
+    (tmp_path / "teacher_logits_train.pt").write_bytes(b"truncated")
+    broken = TeacherLogitsCache(tmp_path, "train", "key-a", num_classes=3)
+    assert broken.status == "rebuild" and len(broken) == 0
+
+
+def test_failed_write_leaves_the_old_file(tmp_path, monkeypatch) -> None:
+    cache = TeacherLogitsCache(tmp_path, "train", "k", num_classes=2)
+    cache.store(torch.tensor([0]), torch.tensor([[1.0, 2.0]]))
+    cache.save()
+    cache.store(torch.tensor([1]), torch.tensor([[3.0, 4.0]]))
+
+    def boom(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(OSError, match="disk full"):
+        cache.save()
+    monkeypatch.undo()
+    assert [p.name for p in tmp_path.iterdir()] == ["teacher_logits_train.pt"]
+    assert len(TeacherLogitsCache(tmp_path, "train", "k", num_classes=2)) == 1
+
+
+def test_key_follows_checkpoint_features_and_split(tmp_path) -> None:
+    ckpt = tmp_path / "teacher.ckpt"
+    ckpt.write_bytes(b"abc")
+    key = cache_key(ckpt, FEATURES, "train")
+    assert key == cache_key(ckpt, dict(FEATURES), "train")
+    assert key != cache_key(ckpt, {**FEATURES, "mean": -4.0}, "train")
+    assert key != cache_key(ckpt, FEATURES, "val")
+    assert key != cache_key(ckpt, FEATURES, "train", extra={"clips": 10})
+    stat = ckpt.stat()
+    os.utime(ckpt, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    assert key != cache_key(ckpt, FEATURES, "train")  # retrained teacher -> new key
+
+
+def test_augmentations_are_detected() -> None:
+    assert teacher_input_augmentations(TinyDataModule()) == []
+    found = teacher_input_augmentations(TinyDataModule(freqm=4, mixup=0.5))
+    assert found == ["freqm=4", "mixup=0.5"]
+
+
+@pytest.fixture(scope="module")
+def teacher_ckpt(tmp_path_factory):
+    return train_teacher(tmp_path_factory.mktemp("teacher"), TinyDataModule(num_classes=4))
+
+
+def _distill(root, teacher_ckpt, dm, epochs=1, **kwargs) -> DistillationModule:
+    L.seed_everything(0, verbose=False)
+    module = DistillationModule(
+        4, T, 32, False, ast=TINY_AST, merge=2, optim=FAST_OPTIM,
+        teacher_checkpoint=str(teacher_ckpt), cache_teacher_logits=True,
+        teacher_cache_dir=str(root / "cache"), **kwargs,
+    )  # fmt: skip
+    tiny_trainer(root, max_epochs=epochs, limit_val_batches=0).fit(module, datamodule=dm)
+    return module
+
+
+def test_distillation_fills_then_reads_the_cache(tmp_path, teacher_ckpt) -> None:
+    dm = TinyDataModule(num_classes=4)  # 16 training clips, no augmentation
+    first = _distill(tmp_path, teacher_ckpt, dm, epochs=2)
+    assert first.cache_counts == {"misses": 16, "hits": 16}  # epoch 1 fills, epoch 2 reads
+
+    # The stored rows are the frozen teacher's logits of those clips.
+    key = cache_key(teacher_ckpt, dm.feature_config(), "train", extra=_identity(dm))
+    cache = TeacherLogitsCache(tmp_path / "cache", "train", key, 4)
+    assert cache.status == "hit" and len(cache) == 16
+    frozen = TeacherModule.load_frozen(teacher_ckpt)
+    expected = frozen(dm.train_set.fbank)
+    stored, found = cache.lookup(torch.arange(16))
+    assert found.all()
+    torch.testing.assert_close(stored, expected, rtol=1e-5, atol=1e-5)
+
+    second = _distill(tmp_path, teacher_ckpt, dm)  # a new run: every clip is a hit
+    assert second.cache_counts == {"misses": 0, "hits": 16}
+
+
+def test_changed_teacher_rebuilds_the_cache(tmp_path, teacher_ckpt) -> None:
+    dm = TinyDataModule(num_classes=4)
+    _distill(tmp_path, teacher_ckpt, dm)
+    stat = teacher_ckpt.stat()
+    os.utime(teacher_ckpt, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    rebuilt = _distill(tmp_path, teacher_ckpt, dm)
+    assert rebuilt._cache is not None and rebuilt._cache.status == "rebuild"
+    assert rebuilt.cache_counts == {"misses": 16, "hits": 0}
+
+
+def test_augmentation_turns_the_cache_off(tmp_path, teacher_ckpt, caplog) -> None:
+    dm = TinyDataModule(num_classes=4, timem=8)
+    with caplog.at_level(logging.WARNING, logger="fastast_pl.modules.distill"):
+        module = _distill(tmp_path, teacher_ckpt, dm)
+    assert module._cache is None
+    assert module.cache_counts == {"misses": 0, "hits": 0}
+    assert "not caching teacher logits" in caplog.text and "timem=8" in caplog.text
+    assert not (tmp_path / "cache").exists()
+
+
+def _identity(dm) -> dict:
+    from fastast_pl.modules.distill import _data_identity
+
+    return _data_identity(dm)
