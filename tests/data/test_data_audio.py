@@ -68,3 +68,11 @@ def test_zero_samples_is_an_error(tmp_path):
 def test_missing_file_names_path(tmp_path):
     with pytest.raises(AudioDecodeError, match="absent.wav"):
         load_audio(tmp_path / "absent.wav", 16000)
+
+
+def test_nan_samples_are_an_error(tmp_path):
+    data = np.zeros(1600, dtype=np.float32)
+    data[100] = np.nan
+    path = write(tmp_path / "nan.wav", data, 16000, subtype="FLOAT")
+    with pytest.raises(AudioDecodeError, match="nan.wav.*NaN"):
+        load_audio(path, 16000)
