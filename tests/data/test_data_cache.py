@@ -84,3 +84,19 @@ def test_training_with_dither_bypasses_cache(tmp_path):
     cache, _ = _run(paths, config, tmp_path / "cache", train=True)
     assert (cache.misses, cache.hits) == (0, 0)
     assert not (tmp_path / "cache").exists()
+
+
+def test_workers_filling_the_same_entries_at_once(tmp_path):
+    from torch.utils.data import DataLoader
+
+    path = _files(tmp_path, 1)[0]
+    config = FeatureConfig(target_length=50)
+    ds = AudioDataset(
+        [Clip(path, (0,))] * 8, 1, config, cache=FeatureCache(tmp_path / "cache", config)
+    )
+    loader = DataLoader(ds, batch_size=1, num_workers=2, multiprocessing_context="fork")
+    reference = reference_fbank(path, 50)
+    for batch in loader:
+        torch.testing.assert_close(batch["fbank"][0], reference, rtol=1e-4, atol=1e-4)
+    entries = [p for p in (tmp_path / "cache").rglob("*.npy")]
+    assert len(entries) == 1 and not entries[0].name.startswith(".tmp")

@@ -150,3 +150,20 @@ def test_classes_differ_in_structure_not_in_level(tmp_path):
 
     assert nearest_centroid_accuracy(feats) >= 0.4  # chance: 0.125
     assert nearest_centroid_accuracy(level) <= 0.3
+
+
+def test_concurrent_generation_gives_one_complete_dataset(tmp_path):
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    procs = [ctx.Process(target=ensure_synthetic, args=(tmp_path / "syn", SMALL)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0, 0, 0]
+    check_synthetic(tmp_path / "syn", SMALL)
+    generate_synthetic(tmp_path / "ref", SMALL)
+    assert _wavs(tmp_path / "syn") == _wavs(tmp_path / "ref")
+    for rel in _wavs(tmp_path / "ref"):
+        assert (tmp_path / "syn" / rel).read_bytes() == (tmp_path / "ref" / rel).read_bytes()

@@ -22,7 +22,8 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,7 @@ import soundfile as sf
 log = logging.getLogger(__name__)
 
 META_FILE = "synthetic_meta.json"
+LOCK_FILE = ".synthetic.lock"
 MANIFEST_FILE = "synthetic.csv"
 GENERATOR_NAME = "fastast_pl.data.synthetic"
 GENERATOR_VERSION = 1
@@ -282,7 +284,7 @@ def generate_synthetic(root: str | Path, config: SyntheticConfig) -> Path:
     """
     root = Path(root)
     meta = read_meta(root)
-    if meta is None and root.exists() and any(root.iterdir()):
+    if meta is None and root.exists() and any(p.name != LOCK_FILE for p in root.iterdir()):
         raise FileExistsError(
             f"refusing to generate the synthetic dataset into {root}: the directory is not empty "
             f"and holds no {META_FILE}, so it is not a synthetic directory. Choose an empty or new "
@@ -327,14 +329,36 @@ def ensure_synthetic(root: str | Path, config: SyntheticConfig) -> Path:
     with a log message; a non-empty directory that is not synthetic is refused.
     """
     root = Path(root)
-    meta = read_meta(root)
-    if meta is not None:
-        same = meta.get("config") == config.to_dict() and meta.get("version") == GENERATOR_VERSION
-        if same and meta.get("complete") and (root / MANIFEST_FILE).is_file():
-            return root / MANIFEST_FILE
-        reason = "was left incomplete" if same else "was generated with other settings"
-        log.warning("synthetic dataset in %s %s; regenerating it", root, reason)
-    return generate_synthetic(root, config)
+    if read_meta(root) is None and root.exists() and any(root.iterdir()):
+        generate_synthetic(root, config)  # raises: not ours (checked before creating anything)
+    root.mkdir(parents=True, exist_ok=True)
+    with _exclusive(root / LOCK_FILE):  # several nodes' rank 0 may share a filesystem
+        meta = read_meta(root)
+        if meta is not None:
+            same = (
+                meta.get("config") == config.to_dict() and meta.get("version") == GENERATOR_VERSION
+            )
+            if same and meta.get("complete") and (root / MANIFEST_FILE).is_file():
+                return root / MANIFEST_FILE
+            reason = "was left incomplete" if same else "was generated with other settings"
+            log.warning("synthetic dataset in %s %s; regenerating it", root, reason)
+        return generate_synthetic(root, config)
+
+
+@contextmanager
+def _exclusive(lock_path: Path) -> Iterator[None]:
+    """Hold an exclusive advisory lock on ``lock_path`` (no-op where fcntl is missing)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no concurrent generation support
+        yield
+        return
+    with lock_path.open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def check_synthetic(root: str | Path, config: SyntheticConfig) -> Path:
