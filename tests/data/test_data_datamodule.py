@@ -237,3 +237,18 @@ def test_trainer_fit_reports_skipped_clips_each_epoch(tmp_path, caplog):
     reports = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
     assert len(reports) >= 2  # one per epoch in which a bad clip was met
     assert all("unreadable clip" in m and ".wav" in m for m in reports)
+
+
+def test_compute_stats_on_a_datamodule_ignores_training_dither(tmp_path):
+    from data_testkit import raw_reference
+
+    from fastast_pl.data.features import compute_stats
+
+    dm = _synthetic(tmp_path, dither=5.0, freqm=8, mixup=1.0)
+    mean, std = compute_stats(dm, max_clips=4)  # with the progress bar
+    clips = dm.datasets["train"].clips
+    picked = [clips[int(i * len(clips) / 4)] for i in range(4)]  # evenly spread, as documented
+    # 0.3 s clips at 10 ms hop: 28 real frames each, the rest (of 40) is padding.
+    values = torch.cat([raw_reference(c.path, 40, 32)[:28] for c in picked]).double()
+    assert mean == pytest.approx(float(values.mean()), rel=1e-5)
+    assert std == pytest.approx(float(values.std(unbiased=False)), rel=1e-4)

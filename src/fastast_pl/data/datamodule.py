@@ -47,6 +47,9 @@ _STAGE_SPLITS = {
 class AudioDataModule(pl.LightningDataModule):
     """Audio clips -> normalized Kaldi fbank batches ``{"fbank", "target", "index"}``.
 
+    Splits: ``fit`` uses train and val, ``validate`` val, ``test`` and ``predict`` the test
+    split (ESC-50: the validation fold; manifests without a test manifest: val).
+
     Args:
         dataset: Layout of ``data_dir``: "synthetic" (generated on first use, no download),
             "esc50" (published ESC-50 layout), "manifest" (AST JSON manifests + label csv),
@@ -333,8 +336,16 @@ class AudioDataModule(pl.LightningDataModule):
         return self._loader(self._dataset("test"), shuffle=False)
 
     def stats_dataset(self) -> AudioDataset:
-        """The training split without augmentation (what ``compute_stats`` reads)."""
-        return self._dataset("train")
+        """The training clips as an evaluation dataset (no dither, no augmentation), which
+        is what ``compute_stats`` reads; uses the feature cache if one is configured."""
+        train = self._dataset("train")
+        return AudioDataset(
+            train.clips,
+            num_classes=train.num_classes,
+            features=self.features,
+            cache=FeatureCache(self.cache_dir, self.features) if self.cache_dir else None,
+            on_bad_audio=self.on_bad_audio,
+        )
 
     # ------------------------------------------------------------------ bad-audio reports
     def report_bad_audio(self, split: str) -> int:
