@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
+import functools
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -122,4 +126,18 @@ def train_teacher(root: Path, dm: TinyDataModule, name: str = "teacher.ckpt") ->
     trainer.fit(module, datamodule=dm)
     path = root / name
     trainer.save_checkpoint(path)
+    return path
+
+
+@functools.cache
+def _shared_teacher() -> Path:
+    root = Path(tempfile.mkdtemp(prefix="fastast-teacher-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    return train_teacher(root, TinyDataModule(num_classes=4))
+
+
+def teacher_copy(root: Path) -> Path:
+    """A private copy (under `root`) of a teacher trained once per test process on 4 classes."""
+    path = root / "teacher.ckpt"
+    shutil.copyfile(_shared_teacher(), path)
     return path

@@ -8,7 +8,7 @@ import os
 import lightning as L
 import pytest
 import torch
-from distill_testkit import FAST_OPTIM, TINY_AST, T, TinyDataModule, tiny_trainer, train_teacher
+from distill_testkit import FAST_OPTIM, TINY_AST, T, TinyDataModule, teacher_copy, tiny_trainer
 
 from fastast_pl.modules.distill import DistillationModule
 from fastast_pl.modules.kd_cache import TeacherLogitsCache, cache_key, teacher_input_augmentations
@@ -79,7 +79,7 @@ def test_augmentations_are_detected() -> None:
 
 @pytest.fixture(scope="module")
 def teacher_ckpt(tmp_path_factory):
-    return train_teacher(tmp_path_factory.mktemp("teacher"), TinyDataModule(num_classes=4))
+    return teacher_copy(tmp_path_factory.mktemp("teacher"))
 
 
 def _distill(root, teacher_ckpt, dm, epochs=1, **kwargs) -> DistillationModule:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import lightning as L
 import pytest
 import torch
-from distill_testkit import FAST_OPTIM, TINY_AST, T, TinyDataModule, tiny_trainer, train_teacher
+from distill_testkit import FAST_OPTIM, TINY_AST, T, TinyDataModule, teacher_copy, tiny_trainer
 
 from fastast_pl.modules.distill import DistillationModule
 from fastast_pl.modules.teacher import TeacherModule
@@ -14,7 +14,7 @@ from fastast_pl.modules.teacher import TeacherModule
 
 @pytest.fixture(scope="module")
 def teacher_ckpt(tmp_path_factory):
-    return train_teacher(tmp_path_factory.mktemp("teacher"), TinyDataModule(num_classes=4))
+    return teacher_copy(tmp_path_factory.mktemp("teacher"))
 
 
 def make_module(teacher_checkpoint, num_classes=4, **kwargs) -> DistillationModule:

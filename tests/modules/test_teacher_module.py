@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from distill_testkit import FAST_OPTIM, TINY_TEACHER, T, TinyDataModule, train_teacher
+from distill_testkit import FAST_OPTIM, TINY_TEACHER, T, TinyDataModule, teacher_copy
 
 from fastast_pl.modules.teacher import TEACHER_CKPT_KEY, FrozenTeacher, TeacherModule
 
@@ -13,8 +13,7 @@ from fastast_pl.modules.teacher import TEACHER_CKPT_KEY, FrozenTeacher, TeacherM
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("teacher")
-    dm = TinyDataModule(num_classes=4)
-    return dm, train_teacher(root, dm)
+    return TinyDataModule(num_classes=4), teacher_copy(root)
 
 
 def test_checkpoint_carries_data_settings(trained) -> None:
