@@ -76,7 +76,9 @@ class AudioDataModule(pl.LightningDataModule):
         balanced_sampling: Draw training clips with weight sum(1 / label count) (AST recipe
             for imbalanced multi-label data); works under DDP.
         samples_per_epoch: Training draws per epoch with balanced sampling (None: split size).
-        cache_dir: Directory for the on-disk fbank cache (None: no cache).
+        cache_dir: Directory for the on-disk fbank cache (None: no cache). It holds the raw
+            (dither-free, unnormalized, unaugmented) fbank of each clip, keyed by the feature
+            settings and the file's path, size and mtime; safe to share between workers/ranks.
         on_bad_audio: "raise" stops at an unreadable clip naming it; "skip" replaces it by
             another clip and reports the count and first paths at the end of the epoch.
         check_files_exist: At setup, check that every listed audio file exists.
@@ -269,6 +271,13 @@ class AudioDataModule(pl.LightningDataModule):
                     splits.source,
                 )
             )
+        log.info(
+            "%s: %d classes (%s), %s",
+            splits.source,
+            splits.num_classes,
+            "multi-label" if splits.multi_label else "single-label",
+            ", ".join(f"{s}={len(splits.splits[s])}" for s in needed),
+        )
         cache = FeatureCache(self.cache_dir, self.features) if self.cache_dir else None
         for split in needed:
             if split in self.datasets:
