@@ -102,6 +102,7 @@ def test_random_plan_is_seeded_and_inside_the_bounds(tmp_path):
         ({"parameters": {"a": {"min": 1.0}}}, r"parameters\.a"),
         ({"parameters": {"a": {"distribution": "uniform", "min": 0.1}}}, r"parameters\.a"),
         ({"bogus_key": 1}, "bogus_key"),
+        ({"parameters": {"a": {"values": [None, 1]}}}, r"parameters\.a\.values: null"),
         ({"command": ["python", "-m", "fastast_pl", "fit"]}, r"\$\{args\}"),
         ({"command": ["python", "train.py", "${args}"]}, "python -m fastast_pl"),
         ({"command": ["python", "${args_json}"]}, r"\$\{args_json\}"),

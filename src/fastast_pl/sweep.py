@@ -134,6 +134,11 @@ def _param(path: Path, name: str, spec: Any) -> Param:
         values = spec["values"]
         if not isinstance(values, list) or not values:
             raise SweepError(f"{where}.values: expected a non-empty list, got {values!r}")
+        if any(v is None for v in values):
+            raise SweepError(
+                f"{where}.values: null is not passable on a command line (the W&B agent writes "
+                "it as the string 'None'); use an explicit value such as {} or 0"
+            )
         probs = spec.get("probabilities")
         if probs is not None and (len(probs) != len(values) or not math.isclose(sum(probs), 1.0)):
             raise SweepError(
@@ -230,8 +235,8 @@ def plan_trials(sweep: SweepFile, count: int | None, seed: int = 0) -> list[dict
 
 
 def format_value(value: Any) -> str:
-    """A value as the W&B agent writes it after ``--name=`` (Python's ``str``); None as null."""
-    return "null" if value is None else str(value)
+    """A value as the W&B agent writes it after ``--name=``: Python's ``str``."""
+    return str(value)
 
 
 def trial_flags(params: dict[str, Any], macro: str = "args") -> list[str]:
@@ -298,9 +303,10 @@ class TrialChecker:
     """Parses trial command lines exactly as `python -m fastast_pl` does and builds their
     LightningModules, without training. The CLI's parser is built once and reused."""
 
-    def __init__(self) -> None:
+    def __init__(self, build_models: bool = True) -> None:
         self._parser: Any = None
         self._models_seen: set[str] = set()
+        self.build_models = build_models
 
     def _parse(self, argv: list[str]) -> Any:
         from fastast_pl.cli import FastASTCLI
@@ -369,6 +375,8 @@ class TrialChecker:
     def check(self, argv: list[str]) -> None:
         """Raise SweepError if the CLI rejects `argv` or its model's __init__ does."""
         config = self._parse(argv)
+        if not self.build_models:
+            return
         try:
             self._build_model(config)
         except Exception as err:  # the module's own checks: ValueError, TypeError, ...
@@ -385,7 +393,10 @@ def _root_cause(err: BaseException) -> str:
 
 
 def validate_sweep(
-    sweep: SweepFile, trials: list[dict[str, Any]], checker: TrialChecker | None = None
+    sweep: SweepFile,
+    trials: list[dict[str, Any]],
+    checker: TrialChecker | None = None,
+    extra_args: Sequence[str] = (),
 ) -> None:
     """Check every planned trial (and each distribution's bounds) before anything runs.
 
@@ -393,7 +404,8 @@ def validate_sweep(
     file's command; if none fails alone the combination is named.
     """
     checker = checker or TrialChecker()
-    base = cli_args(expand_command(sweep, {}), str(sweep.path))
+    extra = list(extra_args)
+    base = cli_args(expand_command(sweep, {}) + extra, str(sweep.path))
     try:
         checker.check(base)
     except SweepError as err:
@@ -411,16 +423,22 @@ def validate_sweep(
             continue
         seen.add(key)
         try:
-            checker.check(cli_args(expand_command(sweep, params), str(sweep.path)))
+            checker.check(cli_args(expand_command(sweep, params) + extra, str(sweep.path)))
         except SweepError as err:
-            raise SweepError(_blame(sweep, params, err, checker)) from None
+            raise SweepError(_blame(sweep, params, err, checker, extra)) from None
 
 
-def _blame(sweep: SweepFile, params: dict[str, Any], err: SweepError, checker: TrialChecker) -> str:
+def _blame(
+    sweep: SweepFile,
+    params: dict[str, Any],
+    err: SweepError,
+    checker: TrialChecker,
+    extra: list[str],
+) -> str:
     guilty = []
     for name, value in params.items():
         try:
-            checker.check(cli_args(expand_command(sweep, {name: value}), str(sweep.path)))
+            checker.check(cli_args(expand_command(sweep, {name: value}) + extra, str(sweep.path)))
         except SweepError:
             guilty.append(f"{name}={value!r}")
     what = (
@@ -583,7 +601,7 @@ def main(argv: list[str] | None = None) -> int:
             sweep.method = "random"
         trials = plan_trials(sweep, args.count, args.seed)
         if not args.no_validate:
-            validate_sweep(sweep, trials)
+            validate_sweep(sweep, trials, extra_args=args.extra)
     except SweepError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
