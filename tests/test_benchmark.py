@@ -83,7 +83,24 @@ def test_bad_arguments_fail_before_any_work(tmp_path):
         benchmark.main(["--tiny", "--targets", "0.5", "--out", str(tmp_path)])
     with pytest.raises(ValueError, match="--iters"):
         benchmark.main(["--tiny", "--iters", "0", "--out", str(tmp_path)])
+    with pytest.raises(ValueError, match="--clock cpu"):
+        benchmark.main(["--tiny", "--clock", "cpu", "--device", "cuda", "--out", str(tmp_path)])
     assert not (tmp_path / "benchmark.json").exists()
+
+
+def test_cpu_clock_single_thread_run(tmp_path):
+    """The contention-robust mode (process CPU time, one thread) runs and says so."""
+    import torch
+
+    threads = torch.get_num_threads()
+    argv = ["--tiny", "--batch-sizes", "1", "--iters", "1", "--warmup", "0", "--no-hf"]
+    argv += ["--no-memory", "--targets", "1.5", "--clock", "cpu", "--threads", "1"]
+    assert benchmark.main([*argv, "--out", str(tmp_path)]) == 0
+    doc = json.loads((tmp_path / "benchmark.json").read_text())
+    assert doc["meta"]["clock"] == "cpu" and doc["meta"]["torch_threads"] == 1
+    assert [r["model"] for r in doc["rows"]] == ["ours", "ours"]
+    assert all(r["peak_mem_mb"] is None and r["speedup_vs_hf"] is None for r in doc["rows"])
+    assert torch.get_num_threads() == threads  # restored
 
 
 def test_data_benchmark_fills_and_reads_the_cache(tmp_path):

@@ -96,7 +96,7 @@ class Row:
     throughput: float
     speedup: float  # vs our r=0 model, same batch size
     speedup_per_flop_ratio: float
-    speedup_vs_hf: float
+    speedup_vs_hf: float | None  # None without the HF baseline
     peak_mem_mb: float | None
     latencies_ms: list[float]
 
@@ -133,6 +133,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tiny", action="store_true", help="a small model (smoke tests)")
     p.add_argument("--no-hf", action="store_true", help="leave out the HF baseline")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory forward")
+    p.add_argument(
+        "--clock",
+        choices=["wall", "cpu"],
+        default="wall",
+        help="wall: elapsed time (default); cpu: this process's CPU time (CPU device only; "
+        "with --threads 1 it is robust to other load on a shared machine)",
+    )
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--seed", type=int, default=0)
     return p
@@ -151,6 +158,8 @@ def _check_args(args: argparse.Namespace) -> None:
         raise ValueError(f"--targets {bad}: FLOP reduction factors must be > 1")
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads {args.threads}: expected >= 1")
+    if args.clock == "cpu" and args.device == "cuda":
+        raise ValueError("--clock cpu measures CPU time; it means nothing with --device cuda")
     if args.device == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda: torch sees no CUDA device; use --device cpu or auto")
 
@@ -159,31 +168,37 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m fastast_pl benchmark [options]``: measure, print, write JSON and PNG."""
     args = build_parser().parse_args(argv)
     _check_args(args)
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
     device = torch.device(
         ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     )
-    size = TINY if args.tiny else BASE
-    result = run_benchmark(
-        size=size,
-        batch_sizes=args.batch_sizes,
-        iters=args.iters,
-        warmup=args.warmup,
-        device=device,
-        dtype=args.dtype,
-        targets=sorted(args.targets),
-        shape=args.shape,
-        with_hf=not args.no_hf,
-        with_memory=not args.no_memory,
-        seed=args.seed,
-    )
+    if args.clock == "cpu" and device.type != "cpu":
+        raise ValueError(f"--clock cpu needs the CPU device, got {device.type}")
+    threads_before = torch.get_num_threads()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    try:
+        result = run_benchmark(
+            size=TINY if args.tiny else BASE,
+            batch_sizes=args.batch_sizes,
+            iters=args.iters,
+            warmup=args.warmup,
+            device=device,
+            dtype=args.dtype,
+            targets=sorted(args.targets),
+            shape=args.shape,
+            with_hf=not args.no_hf,
+            with_memory=not args.no_memory,
+            seed=args.seed,
+            clock=args.clock,
+        )
+    finally:
+        torch.set_num_threads(threads_before)
     result["meta"]["command"] = "python -m fastast_pl benchmark " + " ".join(
         sys.argv[1:] if argv is None else argv
     )
     args.out.mkdir(parents=True, exist_ok=True)
     json_path = args.out / "benchmark.json"
-    json_path.write_text(json.dumps(result, indent=2))
+    json_path.write_text(json.dumps(result, indent=2, allow_nan=False))
     (args.out / "benchmark.md").write_text(to_markdown(result))
     png_path = args.out / "benchmark.png"
     plot(result, png_path)
@@ -286,15 +301,21 @@ def _autocast(device: torch.device, dtype: str) -> contextlib.AbstractContextMan
     return contextlib.nullcontext()
 
 
-def _timed_forward(v: Variant, x: torch.Tensor, device: torch.device, dtype: str) -> float:
+CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def _timed_forward(
+    v: Variant, x: torch.Tensor, device: torch.device, dtype: str, clock: str = "wall"
+) -> float:
     """Seconds for one forward of variant v (its merge schedule set beforehand, untimed)."""
+    now = CLOCKS[clock]
     v.prepare()
     _sync(device)
-    t0 = time.perf_counter()
+    t0 = now()
     with _autocast(device, dtype):
         v.forward(x)
     _sync(device)
-    return time.perf_counter() - t0
+    return now() - t0
 
 
 def _rounds(variants: Sequence[Variant], n: int) -> Iterator[list[Variant]]:
@@ -356,6 +377,7 @@ def run_benchmark(
     with_hf: bool = True,
     with_memory: bool = True,
     seed: int = 0,
+    clock: str = "wall",
 ) -> dict:
     """Measure every variant at every batch size; returns ``{"meta": ..., "rows": [...]}``."""
     torch.manual_seed(seed)
@@ -372,7 +394,7 @@ def run_benchmark(
             times: dict[int, list[float]] = {id(v): [] for v in variants}
             for rnd in _rounds(variants, iters):
                 for v in rnd:
-                    times[id(v)].append(_timed_forward(v, x, device, dtype))
+                    times[id(v)].append(_timed_forward(v, x, device, dtype, clock))
             mem = {
                 id(v): peak_memory_mb(v, x, device, dtype) if with_memory else None
                 for v in variants
@@ -380,6 +402,7 @@ def run_benchmark(
             rows += _rows_for_batch(variants, bs, times, mem)
     meta = _meta(size, device, dtype, iters, warmup, targets)
     meta["shape"] = shape
+    meta["clock"] = clock
     meta["load_average_before"] = load_before
     meta["load_average_after"] = _loadavg()
     meta["wall_s"] = round(time.perf_counter() - t_start, 1)
@@ -415,7 +438,7 @@ def _rows_for_batch(
                 speedup=median[id(base)] / median[id(v)],
                 speedup_per_flop_ratio=(median[id(base)] / median[id(v)])
                 / (base.gflops / v.gflops),
-                speedup_vs_hf=(median[id(hf)] / median[id(v)]) if hf else float("nan"),
+                speedup_vs_hf=(median[id(hf)] / median[id(v)]) if hf else None,
                 peak_mem_mb=mem[id(v)],
                 latencies_ms=lat,
             )
@@ -427,7 +450,7 @@ def _checks(rows: Sequence[Row]) -> list[dict]:
     """The issue's targets, evaluated honestly on the measured rows."""
     out = []
     for r in rows:
-        if r.model == "ours" and r.target == 1.0 and not (r.speedup_vs_hf != r.speedup_vs_hf):
+        if r.model == "ours" and r.target == 1.0 and r.speedup_vs_hf is not None:
             out.append(
                 {
                     "check": f"ours r=0 at least as fast as HF (bs={r.batch_size})",
@@ -519,7 +542,7 @@ def print_table(result: dict) -> None:
     meta = result["meta"]
     table = Table(
         title=f"AST benchmark on {meta['device_name']} ({meta['dtype']}, "
-        f"{meta['torch_threads']} threads, {meta['iters']} iters)"
+        f"{meta['torch_threads']} threads, {meta['iters']} iters, {meta['clock']} clock)"
     )
     for col in (
         "bs",
@@ -549,7 +572,7 @@ def print_table(result: dict) -> None:
             f"{r['latency_ms_median']:.1f}",
             f"{r['latency_ms_p90']:.1f}",
             f"{r['throughput']:.3g}",
-            f"{r['speedup_vs_hf']:.2f}",
+            "-" if r["speedup_vs_hf"] is None else f"{r['speedup_vs_hf']:.2f}",
             mem,
         )
     console = Console(width=max(Console().width, 132))  # pipes default to 80 columns
@@ -568,11 +591,12 @@ def to_markdown(result: dict) -> str:
     lines = [head, "|" + "---:|" * 12]
     for r in result["rows"]:
         mem = "-" if r["peak_mem_mb"] is None else f"{r['peak_mem_mb']:.0f}"
+        vs_hf = "-" if r["speedup_vs_hf"] is None else f"{r['speedup_vs_hf']:.2f}"
         lines.append(
             f"| {r['batch_size']} | {r['model']} | {r['schedule']} | {r['gflops_per_clip']:.3g} "
             f"| {r['flop_ratio']:.2f} | {r['speedup']:.2f} | {r['speedup_per_flop_ratio']:.2f} "
             f"| {r['latency_ms_median']:.1f} | {r['latency_ms_p90']:.1f} "
-            f"| {r['throughput']:.3g} | {r['speedup_vs_hf']:.2f} | {mem} |"
+            f"| {r['throughput']:.3g} | {vs_hf} | {mem} |"
         )
     lines.append("")
     for c in result["checks"]:
@@ -609,7 +633,11 @@ def plot(result: dict, path: Path) -> None:
     meta = result["meta"]
     ax.set_xlabel("analytic FLOP ratio (r=0 / schedule)")
     ax.set_ylabel("measured speed-up vs our r=0")
-    ax.set_title(f"{meta['device_name']} ({meta['dtype']})", fontsize=9)
+    ax.set_title(
+        f"{meta['device_name']} ({meta['dtype']}, {meta['torch_threads']} threads, "
+        f"{meta['clock']} clock)",
+        fontsize=9,
+    )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
