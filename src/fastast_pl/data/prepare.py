@@ -30,7 +30,7 @@ import urllib.request
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
-from typing import IO, Literal
+from typing import IO, Any, Literal
 
 log = logging.getLogger(__name__)
 
@@ -95,22 +95,11 @@ def _members(archive: Path) -> Iterator[tuple[PurePosixPath, IO[bytes]]]:
                     yield rel, fh
 
 
-def _strip_prefix(rel: PurePosixPath, prefix: str | None) -> PurePosixPath | None:
-    if prefix is None:
-        return rel
-    if rel.parts[:1] != (prefix,) or len(rel.parts) < 2:
-        return None
-    return PurePosixPath(*rel.parts[1:])
-
-
-def _extract(archive: Path, out_dir: Path, prefix: str | None = None) -> int:
-    """Extract regular files (minus a leading ``prefix`` folder) into ``out_dir``; count them."""
+def _extract(archive: Path, out_dir: Path) -> int:
+    """Extract the regular files of ``archive`` into ``out_dir``; return how many."""
     root = out_dir.resolve()
     count = 0
     for rel, fh in _members(archive):
-        rel = _strip_prefix(rel, prefix)
-        if rel is None:
-            continue
         target = (root / rel).resolve()
         if root not in target.parents:
             raise UnsafeArchiveError(f"{archive}: member {rel} would be written outside {out_dir}")
@@ -121,15 +110,18 @@ def _extract(archive: Path, out_dir: Path, prefix: str | None = None) -> int:
     return count
 
 
-def _top_folder(archive: Path, marker: str) -> str | None:
-    """The folder that holds ``marker`` (e.g. 'ESC-50-master' for meta/esc50.csv), or None."""
-    for rel, _ in _members(archive):
-        s = rel.as_posix()
-        if s == marker:
-            return None
-        if s.endswith("/" + marker) and len(rel.parts) == len(PurePosixPath(marker).parts) + 1:
-            return rel.parts[0]
-    raise ValueError(f"{archive}: no {marker} inside; is this the right archive?")
+def _extract_dataset(archive: Path, work: Path, marker: str, dest: Path) -> None:
+    """Extract ``archive`` once and move the folder holding ``marker`` (the archive root or
+    its single top folder, e.g. ESC-50-master/) to ``dest``."""
+    raw = work / "raw"
+    count = _extract(archive, raw)
+    candidates = [raw] + sorted(p for p in raw.iterdir() if p.is_dir()) if raw.exists() else []
+    for folder in candidates:
+        if (folder / marker).is_file():
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(folder, dest)
+            return
+    raise ValueError(f"{archive}: no {marker} inside ({count} files); is this the right archive?")
 
 
 def _download(name: str, dest_dir: Path) -> Path:
@@ -164,13 +156,11 @@ def _check_out_dir(name: str, out_dir: Path) -> bool:
     return False
 
 
-def _prepare_esc50(archive: Path, work: Path, out_dir: Path) -> dict[str, str]:
-    prefix = _top_folder(archive, "meta/esc50.csv")
-    count = _extract(archive, work, prefix)
-    if not (work / "meta" / "esc50.csv").is_file() or not (work / "audio").is_dir():
-        raise ValueError(
-            f"{archive}: extracted {count} files but no meta/esc50.csv and audio/ folder"
-        )
+def _prepare_esc50(archive: Path, work: Path, out_dir: Path) -> dict[str, Any]:
+    data = work / "data"
+    _extract_dataset(archive, work, "meta/esc50.csv", data)
+    if not (data / "audio").is_dir():
+        raise ValueError(f"{archive}: meta/esc50.csv but no audio/ folder beside it")
     return {"dataset": "esc50", "data_dir": str(out_dir)}
 
 
@@ -180,11 +170,10 @@ def _read_list(path: Path) -> set[str]:
     return {line.strip() for line in path.read_text().splitlines() if line.strip()}
 
 
-def _prepare_speechcommands(archive: Path, work: Path, out_dir: Path) -> dict[str, str]:
-    prefix = _top_folder(archive, "validation_list.txt")
-    audio = work / "audio"
-    audio.mkdir(parents=True, exist_ok=True)
-    _extract(archive, audio, prefix)
+def _prepare_speechcommands(archive: Path, work: Path, out_dir: Path) -> dict[str, Any]:
+    data = work / "data"
+    audio = data / "audio"
+    _extract_dataset(archive, work, "validation_list.txt", audio)
     val = _read_list(audio / "validation_list.txt")
     test = _read_list(audio / "testing_list.txt")
     words = sorted(d.name for d in audio.iterdir() if d.is_dir() and not d.name.startswith("_"))
@@ -196,11 +185,11 @@ def _prepare_speechcommands(archive: Path, work: Path, out_dir: Path) -> dict[st
             rel = f"{word}/{wav.name}"
             split = "valid" if rel in val else "test" if rel in test else "train"
             entries[split].append({"wav": f"audio/{rel}", "labels": word})
-    for split, data in entries.items():
-        (work / f"speechcommands_{split}.json").write_text(
-            json.dumps({"data": data}, indent=1) + "\n"
+    for split, rows in entries.items():
+        (data / f"speechcommands_{split}.json").write_text(
+            json.dumps({"data": rows}, indent=1) + "\n"
         )
-    with (work / "class_labels_indices.csv").open("w", newline="") as fh:
+    with (data / "class_labels_indices.csv").open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["index", "mid", "display_name"])
         writer.writerows((i, w, w) for i, w in enumerate(words))
@@ -210,13 +199,13 @@ def _prepare_speechcommands(archive: Path, work: Path, out_dir: Path) -> dict[st
         "val_manifest": str(out_dir / "speechcommands_valid.json"),
         "test_manifest": str(out_dir / "speechcommands_test.json"),
         "label_csv": str(out_dir / "class_labels_indices.csv"),
-        "multi_label": "false",
+        "multi_label": False,
     }
 
 
 def prepare_dataset(
     name: DatasetName, out_dir: str | Path, archive: str | Path | None = None
-) -> dict[str, str]:
+) -> dict[str, Any]:
     """Prepare ``name`` ("esc50" or "speechcommands") into ``out_dir``.
 
     Args:
@@ -242,9 +231,9 @@ def prepare_dataset(
     try:
         source = Path(archive) if archive is not None else _download(name, work)
         if name == "esc50":
-            settings = _prepare_esc50(source, work / "data", out_dir)
+            settings = _prepare_esc50(source, work, out_dir)
         else:
-            settings = _prepare_speechcommands(source, work / "data", out_dir)
+            settings = _prepare_speechcommands(source, work, out_dir)
         payload = {"dataset": name, "archive": str(archive or URLS[name]), "settings": settings}
         (work / "data" / MARKER).write_text(json.dumps(payload, indent=2) + "\n")
         if out_dir.exists():
