@@ -54,6 +54,6 @@ def main(args: list[str] | None = None) -> int | None:
         datamodule_class=AudioDataModule,
         seed_everything_default=0,
         save_config_kwargs={"overwrite": False},
-        args=argv,
+        args=args,
     )
     return None

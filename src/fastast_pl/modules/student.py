@@ -1,0 +1,96 @@
+"""StudentModule: an AST (with Token Merging) trained or evaluated on labels.
+
+The merge schedule used for training and the one used for evaluation can differ, so a
+user can take any checkpoint and measure accuracy and speed under a new schedule with
+no training (`test --model.init_from PATH --model.eval_merge ...`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+from torch import Tensor
+
+from fastast_pl.models.ast import ASTArch, ASTModel
+from fastast_pl.modules.base import ClassificationModule, OptimConfig
+from fastast_pl.tome import MergeSpec
+
+log = logging.getLogger(__name__)
+
+
+class StudentModule(ClassificationModule):
+    """AST student on labels: CE (single-label) or BCE (multi-label), acc/mAP/d-prime.
+
+    Args:
+        num_classes: Number of classes (linked from the data).
+        target_length: Input frames T (linked from the data).
+        num_mel_bins: Mel bins F (linked from the data).
+        multi_label: Label kind (linked from the data).
+        ast: Architecture of the AST (size, patch strides, drop path...).
+        merge: Token Merging schedule while training: an int r for every layer, a list
+            of r per layer, or a MergeSchedule (ratio, shape, overrides). 0 = no merging.
+        eval_merge: Schedule for validate/test/predict; None = the same as `merge`.
+        prop_attn: Proportional attention (log of token size added to attention logits).
+        init_from: Checkpoint to initialise the AST from: an official AST release, an HF
+            transformers AST directory, a timm DeiT checkpoint or a fastast-pl checkpoint.
+        optim: Optimiser and LR schedule.
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 527,
+        target_length: int = 1024,
+        num_mel_bins: int = 128,
+        multi_label: bool = False,
+        ast: ASTArch | None = None,
+        merge: MergeSpec = 0,
+        eval_merge: MergeSpec | None = None,
+        prop_attn: bool = True,
+        init_from: str | None = None,
+        optim: OptimConfig | None = None,
+    ) -> None:
+        super().__init__(num_classes, target_length, num_mel_bins, multi_label, optim)
+        self.save_hyperparameters()
+        arch = ast or ASTArch()
+        self.model = ASTModel(
+            num_classes=num_classes,
+            input_tdim=target_length,
+            input_fdim=num_mel_bins,
+            merge=merge,
+            prop_attn=prop_attn,
+            **dataclasses.asdict(arch),
+        )
+        self.train_merge = merge
+        self.eval_merge = merge if eval_merge is None else eval_merge
+        # Validate the evaluation schedule now, not after an epoch of training.
+        self.model.merge_schedule(self.eval_merge)
+        if init_from:
+            self.model.load_pretrained(init_from)
+
+    def forward(self, fbank: Tensor) -> Tensor:
+        """(B, T, F) normalized fbank -> (B, num_classes) logits."""
+        return self.model(fbank)
+
+    # Training runs under `merge`, every evaluation under `eval_merge`.
+    def on_train_epoch_start(self) -> None:
+        self.model.set_merge(self.train_merge)
+
+    def on_validation_epoch_start(self) -> None:
+        super().on_validation_epoch_start()
+        self.model.set_merge(self.eval_merge)
+
+    def on_validation_epoch_end(self) -> None:
+        super().on_validation_epoch_end()
+        self.model.set_merge(self.train_merge)  # validation may run mid-epoch
+
+    def on_test_epoch_start(self) -> None:
+        super().on_test_epoch_start()
+        self.model.set_merge(self.eval_merge)
+
+    def on_predict_epoch_start(self) -> None:
+        self.model.set_merge(self.eval_merge)
+
+    def on_fit_start(self) -> None:
+        schedule = self.model.merge_schedule()
+        log.info("Token Merging for training: r per layer %s, tokens %s", schedule.r, schedule.tokens)
