@@ -16,6 +16,10 @@ from fastast_pl.modules.base import ClassificationModule
 
 # subcommand -> "module:function" taking argv (list[str]) and returning an exit code or None.
 TOOLS: dict[str, tuple[str, str]] = {
+    "demo": (
+        "fastast_pl.demo:main",
+        "teacher -> distilled ToMe student on synthetic audio, with a table",
+    ),
     "benchmark": ("fastast_pl.benchmark:main", "throughput/latency/FLOPs per merge schedule"),
 }
 
@@ -26,8 +30,12 @@ class FastASTCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments("data.target_length", "model.init_args.target_length")
         parser.link_arguments("data.num_mel_bins", "model.init_args.num_mel_bins")
-        parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
-        parser.link_arguments("data.multi_label", "model.init_args.multi_label", apply_on="instantiate")
+        parser.link_arguments(
+            "data.num_classes", "model.init_args.num_classes", apply_on="instantiate"
+        )
+        parser.link_arguments(
+            "data.multi_label", "model.init_args.multi_label", apply_on="instantiate"
+        )
 
 
 def _run_tool(name: str, argv: list[str]) -> int:
@@ -48,12 +56,18 @@ def main(args: list[str] | None = None) -> int | None:
     if not argv or argv[0] in ("-h", "--help"):
         tools = "\n".join(f"  {name:<10} {help_}" for name, (_, help_) in TOOLS.items())
         print(f"Tool subcommands (each has --help):\n{tools}\n")
-    FastASTCLI(
+    build_cli(args)
+    return None
+
+
+def build_cli(args: list[str] | None = None, run: bool = True) -> FastASTCLI:
+    """The LightningCLI of `fit/validate/test/predict`; returned so callers can read results."""
+    return FastASTCLI(
         model_class=ClassificationModule,
         subclass_mode_model=True,
         datamodule_class=AudioDataModule,
         seed_everything_default=0,
         save_config_kwargs={"overwrite": False},
         args=args,
+        run=run,
     )
-    return None

@@ -51,7 +51,9 @@ class ClassificationMetrics(MetricCollection):
 
     def __init__(self, num_classes: int, multi_label: bool, prefix: str = "") -> None:
         if num_classes < 2:
-            raise ValueError(f"num_classes must be at least 2 for classification, got {num_classes}")
+            raise ValueError(
+                f"num_classes must be at least 2 for classification, got {num_classes}"
+            )
         super().__init__(
             {
                 "acc": accuracy_metric(num_classes, multi_label),

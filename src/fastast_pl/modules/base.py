@@ -56,7 +56,11 @@ class OptimConfig:
     def lr_factor(self, step: int, epoch: int) -> float:
         """Multiplier of `lr` at optimiser step `step` (0-based) in epoch `epoch` (0-based)."""
         warmup = min(1.0, (step + 1) / self.warmup_steps) if self.warmup_steps else 1.0
-        decays = 0 if epoch < self.decay_start_epoch else (epoch - self.decay_start_epoch) // self.decay_every + 1
+        decays = (
+            0
+            if epoch < self.decay_start_epoch
+            else (epoch - self.decay_start_epoch) // self.decay_every + 1
+        )
         return warmup * self.decay_factor**decays
 
 
@@ -130,7 +134,13 @@ class ClassificationModule(L.LightningModule):
         fbank = batch["fbank"]
         logits = self._timed_forward(fbank)
         loss = self.task_loss(logits, batch["target"])
-        self.log(f"{stage}/loss", loss, prog_bar=stage == "val", batch_size=fbank.shape[0], sync_dist=True)
+        self.log(
+            f"{stage}/loss",
+            loss,
+            prog_bar=stage == "val",
+            batch_size=fbank.shape[0],
+            sync_dist=True,
+        )
         self.metrics[stage].update(logits, batch["target"])
         return logits
 
@@ -196,4 +206,7 @@ class ClassificationModule(L.LightningModule):
             return cfg.lr_factor(step, self.current_epoch)
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }

@@ -93,4 +93,6 @@ class StudentModule(ClassificationModule):
 
     def on_fit_start(self) -> None:
         schedule = self.model.merge_schedule()
-        log.info("Token Merging for training: r per layer %s, tokens %s", schedule.r, schedule.tokens)
+        log.info(
+            "Token Merging for training: r per layer %s, tokens %s", schedule.r, schedule.tokens
+        )
