@@ -25,7 +25,28 @@ TOOLS: dict[str, tuple[str, str]] = {
 
 
 class FastASTCLI(LightningCLI):
-    """LightningCLI whose model sizes come from the data, never typed twice."""
+    """LightningCLI whose model sizes come from the data, never typed twice.
+
+    With `--ckpt_path`, Lightning takes the model's hyperparameters from the checkpoint
+    and lets them override the configuration; here a `--model.*` value given on the
+    command line still wins, so `test --ckpt_path X --model.eval_merge 8` evaluates X
+    under a new merge schedule (command line > checkpoint > config files).
+    """
+
+    def __init__(self, *args, args_list: list[str] | None = None, **kwargs) -> None:
+        self._command_line = list(sys.argv[1:] if args_list is None else args_list)
+        super().__init__(*args, args=args_list, **kwargs)
+
+    def _parse_ckpt_path(self) -> None:
+        subcommand = self.config.get("subcommand")
+        before = self.config.clone() if subcommand else None
+        super()._parse_ckpt_path()
+        if before is None:
+            return
+        for key in _command_line_model_keys(self._command_line):
+            full_key = f"{subcommand}.{key}"
+            if full_key in before:
+                self.config[full_key] = before[full_key]
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments("data.target_length", "model.init_args.target_length")
@@ -36,6 +57,19 @@ class FastASTCLI(LightningCLI):
         parser.link_arguments(
             "data.multi_label", "model.init_args.multi_label", apply_on="instantiate"
         )
+
+
+def _command_line_model_keys(argv: list[str]) -> list[str]:
+    """`--model.eval_merge=8` / `--model.init_args.eval_merge 8` -> "model.init_args.eval_merge"."""
+    keys = []
+    for token in argv:
+        if not token.startswith("--model."):
+            continue
+        parts = token[2:].split("=", 1)[0].split(".")
+        if parts[1] not in ("init_args", "class_path", "dict_kwargs"):
+            parts.insert(1, "init_args")
+        keys.append(".".join(parts))
+    return keys
 
 
 def _run_tool(name: str, argv: list[str]) -> int:
@@ -68,6 +102,6 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> FastASTCLI:
         datamodule_class=AudioDataModule,
         seed_everything_default=0,
         save_config_kwargs={"overwrite": False},
-        args=args,
+        args_list=args,
         run=run,
     )

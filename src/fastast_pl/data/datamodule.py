@@ -195,6 +195,10 @@ class AudioDataModule(pl.LightningDataModule):
         self.datasets: dict[str, AudioDataset] = {}
         self._tallies: dict[str, BadAudioTally] = {}
         self._seen_epoch: dict[str, int] = {}
+        if dataset != "synthetic":
+            # Read the metadata now: a missing directory or a bad manifest stops the run
+            # here, before a Trainer exists or anything is written.
+            self.clip_splits  # noqa: B018
 
     # ------------------------------------------------------------------ metadata
     @cached_property

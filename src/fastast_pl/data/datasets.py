@@ -127,7 +127,7 @@ def read_esc50(root: str | Path, val_fold: int = 1, esc10: bool = False) -> Clip
     """ESC-50 in its published layout; fold ``val_fold`` is validation and test."""
     root = Path(root)
     how = (
-        "Get ESC-50 with `python -m fastast_pl prepare esc50 --out_dir <dir>` (downloads) or "
+        "Get ESC-50 with `python -m fastast_pl prepare esc50 --out <dir>` (downloads) or "
         "`... --archive ESC-50-master.zip` (an archive you already have)."
     )
     _require_dir(root, "ESC-50", how)

@@ -1,0 +1,145 @@
+"""The LightningCLI through `python -m fastast_pl`: fit/test, links, bad input, no overwrites."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fastast_pl.cli import build_cli, main
+
+
+def tiny_args(tmp_path: Path) -> list[str]:
+    """The quickstart config shrunk to seconds: few short clips, a 2-layer 32-wide AST."""
+    return [
+        "--config",
+        "experiments/quickstart.yaml",
+        "--data.data_dir",
+        str(tmp_path / "synthetic"),
+        "--data.cache_dir",
+        "null",
+        "--data.num_workers",
+        "0",
+        "--data.target_length",
+        "64",
+        "--data.num_mel_bins",
+        "32",
+        "--data.batch_size",
+        "4",
+        "--data.synthetic.num_classes",
+        "3",
+        "--data.synthetic.clips_per_class",
+        "6",
+        "--data.synthetic.clip_seconds",
+        "0.5",
+        "--model.init_args.ast.embed_dim",
+        "32",
+        "--model.init_args.ast.depth",
+        "2",
+        "--model.init_args.ast.num_heads",
+        "2",
+        "--trainer.default_root_dir",
+        str(tmp_path / "runs"),
+        "--trainer.enable_progress_bar",
+        "false",
+    ]
+
+
+@pytest.fixture(autouse=True)
+def _in_repo_root(repo_root, monkeypatch):
+    monkeypatch.chdir(repo_root)
+
+
+def test_fit_fast_dev_run(tmp_path):
+    cli = build_cli(["fit", *tiny_args(tmp_path), "--trainer.fast_dev_run", "true"])
+    assert cli.trainer.state.finished
+    # Linked from the data, never typed in the config:
+    assert (
+        cli.model.num_classes == 3
+        and cli.model.target_length == 64
+        and cli.model.num_mel_bins == 32
+    )
+    assert cli.model.model.grid_size == ((32 - 16) // 8 + 1, (64 - 16) // 8 + 1)
+
+
+def test_fit_then_test_with_another_merge_schedule(tmp_path):
+    fit = build_cli(["fit", *tiny_args(tmp_path), "--trainer.max_epochs", "1"])
+    ckpt = fit.trainer.checkpoint_callback.best_model_path
+    assert ckpt and Path(ckpt).is_file()
+    assert str(tmp_path / "runs") in ckpt
+    assert "val/acc" in fit.trainer.callback_metrics
+
+    test = build_cli(
+        [
+            "test",
+            *tiny_args(tmp_path),
+            "--ckpt_path",
+            ckpt,
+            "--model.init_args.eval_merge",
+            "[3, 2]",
+        ]
+    )
+    metrics = test.trainer.callback_metrics
+    for key in ("test/acc", "test/mAP", "test/d_prime", "test/throughput"):
+        assert key in metrics, key
+    assert test.model.model.merge_schedule().r == [3, 2]  # the evaluated schedule, not training's 0
+
+
+def test_each_run_gets_its_own_directory(tmp_path):
+    args = [
+        "fit",
+        *tiny_args(tmp_path),
+        "--trainer.max_epochs",
+        "1",
+        "--trainer.limit_train_batches",
+        "1",
+    ]
+    first = build_cli(args)
+    first_dir = Path(first.trainer.log_dir)
+    before = {p: p.read_bytes() for p in first_dir.rglob("*") if p.is_file()}
+    second = build_cli(args)
+    assert Path(second.trainer.log_dir) != first_dir
+    assert {p: p.read_bytes() for p in first_dir.rglob("*") if p.is_file()} == before
+
+
+def test_print_config_shows_linked_values(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", *tiny_args(tmp_path), "--print_config"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "StudentModule" in out and "target_length: 64" in out
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.run(
+        [sys.executable, "-m", "fastast_pl", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+
+
+def test_unknown_key_is_named_before_training(tmp_path):
+    result = run_cli("fit", *tiny_args(tmp_path), "--model.init_args.no_such_option", "1")
+    assert result.returncode != 0
+    assert "no_such_option" in result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_wrong_type_is_named(tmp_path):
+    result = run_cli("fit", *tiny_args(tmp_path), "--trainer.max_epochs", "many")
+    assert result.returncode != 0
+    assert "max_epochs" in result.stderr
+
+
+def test_missing_data_directory_is_named(tmp_path):
+    missing = tmp_path / "no_esc50_here"
+    result = run_cli(
+        "fit", *tiny_args(tmp_path), "--data.dataset", "esc50", "--data.data_dir", str(missing)
+    )
+    assert result.returncode != 0
+    assert str(missing) in result.stderr
+    assert not (tmp_path / "runs").exists()
