@@ -33,9 +33,9 @@ class FastASTCLI(LightningCLI):
     under a new merge schedule (command line > checkpoint > config files).
     """
 
-    def __init__(self, *args, args_list: list[str] | None = None, **kwargs) -> None:
-        self._command_line = list(sys.argv[1:] if args_list is None else args_list)
-        super().__init__(*args, args=args_list, **kwargs)
+    def __init__(self, *class_args, args: list[str] | None = None, **kwargs) -> None:
+        self._command_line = list(sys.argv[1:] if args is None else args)
+        super().__init__(*class_args, args=args, **kwargs)
 
     def _parse_ckpt_path(self) -> None:
         subcommand = self.config.get("subcommand")
@@ -102,6 +102,6 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> FastASTCLI:
         datamodule_class=AudioDataModule,
         seed_everything_default=0,
         save_config_kwargs={"overwrite": False},
-        args_list=args,
+        args=args,
         run=run,
     )
