@@ -381,6 +381,7 @@ def run_benchmark(
 ) -> dict:
     """Measure every variant at every batch size; returns ``{"meta": ..., "rows": [...]}``."""
     torch.manual_seed(seed)
+    started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     load_before = _loadavg()
     t_start = time.perf_counter()
     variants = make_variants(size, targets, device, with_hf, shape)
@@ -401,6 +402,7 @@ def run_benchmark(
             }
             rows += _rows_for_batch(variants, bs, times, mem)
     meta = _meta(size, device, dtype, iters, warmup, targets)
+    meta["date"] = started  # start of the run
     meta["shape"] = shape
     meta["clock"] = clock
     meta["load_average_before"] = load_before
@@ -626,7 +628,13 @@ def plot(result: dict, path: Path) -> None:
             label=f"ours, batch {bs}",
         )
         for r in ours:
-            ax.annotate(r["schedule"], (r["flop_ratio"], r["speedup"]), fontsize=7)
+            ax.annotate(
+                r["schedule"],
+                (r["flop_ratio"], r["speedup"]),
+                xytext=(5, -10),
+                textcoords="offset points",
+                fontsize=7,
+            )
         hf = [r for r in rows if r["model"] == "hf" and r["batch_size"] == bs]
         if hf:
             ax.plot([1.0], [hf[0]["speedup"]], "x", ms=8, label=f"HF AST, batch {bs}")
