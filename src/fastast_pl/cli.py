@@ -21,6 +21,7 @@ TOOLS: dict[str, tuple[str, str]] = {
         "teacher -> distilled ToMe student on synthetic audio, with a table",
     ),
     "benchmark": ("fastast_pl.benchmark:main", "throughput/latency/FLOPs per merge schedule"),
+    "bench-data": ("fastast_pl.bench_data:main", "data-loading clips/s, uncached vs feature cache"),
     "sweep": ("fastast_pl.sweep:main", "run a W&B sweep file locally, trial after trial"),
     "report": ("fastast_pl.report:main", "runs -> table + accuracy/throughput Pareto plot"),
 }
