@@ -97,7 +97,10 @@ def _in_process(argv: list[str]) -> None:
 
 
 def _subprocess(argv: list[str], cwd: Path, env_extra: dict | None = None, timeout: float = 240):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env_extra or {})}
+    # Same intra-op thread count as this process (conftest pins 1): float reductions then
+    # run in the same order, which the bitwise resume comparison needs.
+    threads = str(torch.get_num_threads())
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": threads, **(env_extra or {})}
     return subprocess.run(
         [sys.executable, "-m", "fastast_pl", *argv], cwd=cwd, env=env, timeout=timeout,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

@@ -51,7 +51,14 @@ def _configs(*names: str) -> list[str]:
 def test_every_yaml_in_experiments_is_covered():
     """A new config file must be added to the composition tests below."""
     found = {p.relative_to(EXP).with_suffix("").as_posix() for p in EXP.rglob("*.yaml")}
-    covered = {"quickstart", "audioset/full", "audioset/data"}
+    covered = {
+        "quickstart",
+        "audioset/full",
+        "audioset/data",
+        "demo/data",
+        "demo/teacher",
+        "demo/fastast",
+    }
     covered |= {f"{d}/data" for d in DATASETS} | {f"{d}/{m}" for d in DATASETS for m in METHODS}
     covered |= {f"machines/{m}" for m in MACHINES}
     covered |= {
@@ -81,7 +88,7 @@ def test_dataset_recipes_compose_and_print(dataset):
         assert monitor == ("val/mAP" if dataset == "audioset" else "val/acc")
 
 
-def test_audioset_full_overlay_and_quickstart():
+def test_audioset_full_overlay_quickstart_and_demo():
     text = _cli(
         ["fit", *_configs("audioset/data", "audioset/fastast", "audioset/full"), "--print_config"]
     )
@@ -92,6 +99,11 @@ def test_audioset_full_overlay_and_quickstart():
     assert cfg["data"]["balanced_sampling"] is True and cfg["trainer"]["max_epochs"] == 5
     quick = yaml.safe_load(_cli(["fit", *_configs("quickstart"), "--print_config"]))
     assert quick["data"]["dataset"] == "synthetic"
+    for stage in ("teacher", "fastast"):  # the demo's stages (run end to end in test_demo.py)
+        demo = yaml.safe_load(
+            _cli(["fit", *_configs("demo/data", f"demo/{stage}"), "--print_config"])
+        )
+        assert demo["data"]["dataset"] == "synthetic"
 
 
 @pytest.mark.parametrize("path", sorted((EXP / "sweeps").glob("*.yaml")), ids=lambda p: p.stem)
