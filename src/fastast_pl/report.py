@@ -44,7 +44,8 @@ class Run:
 
 
 # ----------------------------------------------------------------------- readers
-def _last_metrics_csv(path: Path) -> dict[str, float]:
+def last_metrics_csv(path: Path) -> dict[str, float]:
+    """Last value of every metric in a Lightning CSVLogger ``metrics.csv``."""
     out: dict[str, float] = {}
     with path.open(newline="") as f:
         for row in csv.DictReader(f):
@@ -99,7 +100,7 @@ def read_local_run(run_dir: Path) -> Run:
     run = Run(name=run_dir.name, source=str(run_dir))
     metrics_csv = run_dir / "metrics.csv"
     if metrics_csv.is_file():
-        run.metrics = _last_metrics_csv(metrics_csv)
+        run.metrics = last_metrics_csv(metrics_csv)
     summary = run_dir / "files" / "wandb-summary.json"  # a W&B offline run directory
     if summary.is_file():
         data = json.loads(summary.read_text() or "{}")

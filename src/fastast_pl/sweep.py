@@ -39,6 +39,8 @@ from typing import Any
 
 import yaml
 
+from fastast_pl.report import last_metrics_csv
+
 SWEEP_KEYS = {
     "program", "method", "metric", "parameters", "command", "name", "description",
     "early_terminate", "run_cap", "project", "entity",
@@ -494,20 +496,8 @@ def logger_args(
 
 def read_final_metrics(run_dir: Path) -> dict[str, float]:
     """Last value of every metric in the trial's ``metrics.csv`` (empty if none)."""
-    import csv
-
     path = run_dir / "metrics.csv"
-    if not path.is_file():
-        return {}
-    out: dict[str, float] = {}
-    with path.open(newline="") as f:
-        for row in csv.DictReader(f):
-            for key, value in row.items():
-                if key in ("epoch", "step") or value in ("", None):
-                    continue
-                with contextlib.suppress(ValueError):
-                    out[key] = float(value)
-    return out
+    return last_metrics_csv(path) if path.is_file() else {}
 
 
 def run_trials(
