@@ -143,3 +143,25 @@ def test_missing_data_directory_is_named(tmp_path):
     assert result.returncode != 0
     assert str(missing) in result.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_ckpt_path_last_resumes_the_previous_run(tmp_path):
+    args = [
+        "fit",
+        *tiny_args(tmp_path),
+        "--trainer.limit_train_batches",
+        "2",
+        "--trainer.limit_val_batches",
+        "1",
+    ]
+    first = build_cli([*args, "--trainer.max_epochs", "1"])
+    assert first.trainer.global_step == 2
+    # A restart logs into a new version_N directory; "last" still finds the first run's last.ckpt.
+    resumed = build_cli([*args, "--trainer.max_epochs", "2", "--ckpt_path", "last"])
+    assert Path(resumed.trainer.log_dir) != Path(first.trainer.log_dir)
+    assert resumed.trainer.global_step == 4  # continued from step 2, not from scratch
+
+
+def test_ckpt_path_last_without_a_previous_run_is_an_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no last.ckpt under"):
+        build_cli(["fit", *tiny_args(tmp_path), "--trainer.max_epochs", "1", "--ckpt_path", "last"])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from pathlib import Path
 
 from lightning.pytorch.cli import LightningCLI
 
@@ -63,6 +64,33 @@ class FastASTCLI(LightningCLI):
         parser.link_arguments(
             "data.multi_label", "model.init_args.multi_label", apply_on="instantiate"
         )
+
+    def before_fit(self) -> None:
+        self._resolve_last_checkpoint()
+
+    def _resolve_last_checkpoint(self) -> None:
+        """`--ckpt_path last` resumes the newest last.ckpt under `trainer.default_root_dir`.
+
+        Every run logs into a new `version_N` directory, so Lightning's own "last" (which
+        looks only in this run's fresh checkpoint directory) would find nothing after a
+        restart and silently train from scratch.
+        """
+        config = self.config_init[self.subcommand]
+        if config.get("ckpt_path") != "last":
+            return
+        root = Path(self.trainer.default_root_dir)
+        found = (
+            sorted(root.rglob("last*.ckpt"), key=lambda p: p.stat().st_mtime)
+            if root.is_dir()
+            else []
+        )
+        if not found:
+            raise FileNotFoundError(
+                f"--ckpt_path last: no last.ckpt under trainer.default_root_dir={root}; nothing to "
+                "resume (save one with a ModelCheckpoint(save_last=True), or drop --ckpt_path)"
+            )
+        config["ckpt_path"] = str(found[-1])
+        print(f"Resuming from {found[-1]}", file=sys.stderr)
 
 
 def _command_line_model_keys(argv: list[str]) -> list[str]:
