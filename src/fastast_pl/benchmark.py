@@ -365,6 +365,20 @@ def _quantile(values: Sequence[float], q: float) -> float:
     return s[lo] + (s[hi] - s[lo]) * (pos - lo)
 
 
+def _progress():
+    """A progress bar on stderr (the table and the files are the output)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    return Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+    )
+
+
 def run_benchmark(
     size: ModelSize,
     batch_sizes: Sequence[int],
@@ -386,16 +400,20 @@ def run_benchmark(
     t_start = time.perf_counter()
     variants = make_variants(size, targets, device, with_hf, shape)
     rows: list[Row] = []
-    with torch.inference_mode():
+    forwards = len(batch_sizes) * (warmup + iters) * len(variants)
+    with torch.inference_mode(), _progress() as progress:
+        task = progress.add_task("forward passes", total=forwards)
         for bs in batch_sizes:
             x = torch.randn(bs, size.input_tdim, size.input_fdim, device=device)  # (B, T, F)
             for rnd in _rounds(variants, warmup):
                 for v in rnd:
                     _timed_forward(v, x, device, dtype)
+                    progress.advance(task)
             times: dict[int, list[float]] = {id(v): [] for v in variants}
             for rnd in _rounds(variants, iters):
                 for v in rnd:
                     times[id(v)].append(_timed_forward(v, x, device, dtype, clock))
+                    progress.advance(task)
             mem = {
                 id(v): peak_memory_mb(v, x, device, dtype) if with_memory else None
                 for v in variants
