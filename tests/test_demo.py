@@ -40,7 +40,12 @@ def test_demo_runs_all_stages_and_prints_the_table(tmp_path, repo_root, monkeypa
 
     out = capsys.readouterr().out
     assert "FastAST demo" in out
-    assert "CNN teacher" in out and "no merging" in out and "merge r=3" in out
+    assert (
+        "CNN teacher" in out
+        and "no merging" in out
+        and "merge r=3 (trained)" in out
+        and "merge r=6 (test only)" in out
+    )
     # Three stages, each in its own run directory under --root.
     for stage in ("teacher", "student", "test"):
         assert list((tmp_path / "runs" / stage).rglob("config.yaml")), stage

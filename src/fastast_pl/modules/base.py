@@ -64,6 +64,11 @@ class OptimConfig:
         return warmup * self.decay_factor**decays
 
 
+def _fresh_timing() -> dict:
+    """Clips and seconds of the timed forwards of one evaluation epoch."""
+    return {"clips": 0, "seconds": 0.0, "batches": 0, "first": (0, 0.0)}
+
+
 class ClassificationModule(L.LightningModule):
     """Base LightningModule: task loss, metrics per stage, throughput, optimiser.
 
@@ -99,7 +104,7 @@ class ClassificationModule(L.LightningModule):
             }
         )
         self.train_acc = accuracy_metric(num_classes, multi_label)
-        self._timing = {"clips": 0, "seconds": 0.0}
+        self._timing = _fresh_timing()
 
     # ----------------------------------------------------------------- losses
     def task_loss(self, logits: Tensor, target: Tensor) -> Tensor:
@@ -157,10 +162,10 @@ class ClassificationModule(L.LightningModule):
 
     # ------------------------------------------------------- epoch boundaries
     def on_validation_epoch_start(self) -> None:
-        self._timing = {"clips": 0, "seconds": 0.0}
+        self._timing = _fresh_timing()
 
     def on_test_epoch_start(self) -> None:
-        self._timing = {"clips": 0, "seconds": 0.0}
+        self._timing = _fresh_timing()
 
     def on_validation_epoch_end(self) -> None:
         self._log_metrics("val")
@@ -175,8 +180,11 @@ class ClassificationModule(L.LightningModule):
         for name, value in metrics.compute().items():  # already synced across ranks by torchmetrics
             self.log(name, value, prog_bar=name.endswith("/acc"))
         metrics.reset()
-        if self._timing["seconds"] > 0:
-            throughput = self._timing["clips"] / self._timing["seconds"]
+        timing = self._timing
+        if timing["batches"] == 1:  # a single batch: nothing else to time
+            timing["clips"], timing["seconds"] = timing["first"]
+        if timing["seconds"] > 0:
+            throughput = timing["clips"] / timing["seconds"]
             self.log(f"{stage}/throughput", throughput, sync_dist=True)
 
     def _timed_forward(self, fbank: Tensor) -> Tensor:
@@ -187,8 +195,14 @@ class ClassificationModule(L.LightningModule):
         logits = self(fbank)
         if fbank.device.type == "cuda":
             torch.cuda.synchronize(fbank.device)
-        self._timing["seconds"] += time.perf_counter() - start
-        self._timing["clips"] += fbank.shape[0]
+        elapsed = time.perf_counter() - start
+        timing = self._timing
+        timing["batches"] += 1
+        if timing["batches"] == 1:  # warm-up: allocator, kernel selection, lazy init
+            timing["first"] = (fbank.shape[0], elapsed)
+            return logits
+        timing["seconds"] += elapsed
+        timing["clips"] += fbank.shape[0]
         return logits
 
     # -------------------------------------------------------------- optimiser
