@@ -1,11 +1,13 @@
 """The LightningCLI through `python -m fastast_pl`: fit/test, links, bad input, no overwrites."""
 
+import csv
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from fastast_pl.cli import build_cli, main
 
@@ -165,3 +167,24 @@ def test_ckpt_path_last_resumes_the_previous_run(tmp_path):
 def test_ckpt_path_last_without_a_previous_run_is_an_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no last.ckpt under"):
         build_cli(["fit", *tiny_args(tmp_path), "--trainer.max_epochs", "1", "--ckpt_path", "last"])
+
+
+def test_predict_writes_one_csv_row_per_test_clip(tmp_path):
+    fit = build_cli(["fit", *tiny_args(tmp_path), "--trainer.max_epochs", "1"])
+    ckpt = fit.trainer.checkpoint_callback.best_model_path
+    pred = build_cli(["predict", *tiny_args(tmp_path), "--ckpt_path", ckpt])
+    writer = next(cb for cb in pred.trainer.callbacks if type(cb).__name__ == "PredictionCSVWriter")
+    with open(writer.written, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    test_set = pred.datamodule.datasets["test"]
+    assert len(rows) == len(test_set)
+    # Independent of the writer: run the model on each clip of the test split directly.
+    model = pred.model.eval()
+    for row in rows:
+        item = test_set[int(row["index"])]
+        assert row["path"] == str(test_set.clips[int(row["index"])].path)
+        with torch.no_grad():
+            probs = model(item["fbank"][None]).softmax(-1)[0]
+        written = torch.tensor([float(row[f"p_{name}"]) for name in pred.datamodule.class_names])
+        torch.testing.assert_close(written, probs, atol=1e-5, rtol=0)
+        assert row["prediction"] == pred.datamodule.class_names[int(probs.argmax())]

@@ -10,10 +10,12 @@ import importlib
 import sys
 from pathlib import Path
 
+from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.cli import LightningCLI
 
 from fastast_pl.data.datamodule import AudioDataModule
 from fastast_pl.modules.base import ClassificationModule
+from fastast_pl.predictions import PredictionCSVWriter
 
 # subcommand -> "module:function" taking argv (list[str]) and returning an exit code or None.
 TOOLS: dict[str, tuple[str, str]] = {
@@ -67,6 +69,11 @@ class FastASTCLI(LightningCLI):
 
     def before_fit(self) -> None:
         self._resolve_last_checkpoint()
+
+    def before_predict(self) -> None:
+        """Predictions go to a CSV in the run directory unless a writer is configured."""
+        if not any(isinstance(cb, BasePredictionWriter) for cb in self.trainer.callbacks):
+            self.trainer.callbacks.append(PredictionCSVWriter())
 
     def _resolve_last_checkpoint(self) -> None:
         """`--ckpt_path last` resumes the newest last.ckpt under `trainer.default_root_dir`.
