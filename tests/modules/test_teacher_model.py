@@ -9,7 +9,7 @@ import pytest
 import timm
 import torch
 
-from fastast_pl.models.teacher import AttentionPooling, CNNTeacher
+from fastast_pl.models.teacher import AttentionPooling, CNNTeacher, probabilities_to_logits
 
 BACKBONE = "mobilenetv3_small_050"
 
@@ -96,3 +96,19 @@ def test_imagenet_weights_from_local_file(tmp_path) -> None:
 def test_missing_pretrained_file_is_named(tmp_path) -> None:
     with pytest.raises(FileNotFoundError, match="nothere.pth"):
         CNNTeacher(4, BACKBONE, pretrained_path=str(tmp_path / "nothere.pth"))
+
+
+def test_attention_pooling_stays_finite_under_bf16_autocast():
+    # A confident head: p ~ 0.9997, which bf16 would round to exactly 1.0 (logit = inf).
+    pool = AttentionPooling(in_features=8, num_classes=3, num_heads=2)
+    with torch.no_grad():
+        pool.cla.weight.zero_()
+        pool.cla.bias.fill_(8.0)
+    frames = torch.randn(2, 5, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        probs = pool(frames)
+        logits = probabilities_to_logits(probs)
+    assert probs.dtype == torch.float32
+    assert torch.isfinite(logits).all()
+    # Same as without autocast; independent reference: logit(sigmoid(8)) = 8.
+    torch.testing.assert_close(logits, torch.full_like(logits, 8.0), atol=1e-3, rtol=0)

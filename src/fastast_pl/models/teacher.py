@@ -26,7 +26,7 @@ PROB_EPS = 1e-6
 
 def probabilities_to_logits(p: Tensor, eps: float = PROB_EPS) -> Tensor:
     """logit(clamp(p, eps, 1 - eps)): the logits whose sigmoid gives back `p`."""
-    return torch.logit(p.clamp(eps, 1.0 - eps))
+    return torch.logit(p.float().clamp(eps, 1.0 - eps))
 
 
 class AttentionPooling(nn.Module):
@@ -55,7 +55,15 @@ class AttentionPooling(nn.Module):
         self.head_logits = nn.Parameter(torch.zeros(num_heads))
 
     def forward(self, x: Tensor) -> Tensor:
-        """x: (B, T', C) per-frame features -> (B, K) clip probabilities."""
+        """x: (B, T', C) per-frame features -> (B, K) clip probabilities, float32.
+
+        Runs in float32 even under bf16 autocast: bf16 rounds any p above ~0.998 to 1.0,
+        whose logit (for the losses and the distillation) is infinite.
+        """
+        with torch.autocast(x.device.type, enabled=False):
+            return self._pool(x.float())
+
+    def _pool(self, x: Tensor) -> Tensor:
         b, t, _ = x.shape
         att = torch.sigmoid(self.att(x)).view(
             b, t, self.num_heads, self.num_classes
