@@ -188,3 +188,18 @@ def test_predict_writes_one_csv_row_per_test_clip(tmp_path):
         written = torch.tensor([float(row[f"p_{name}"]) for name in pred.datamodule.class_names])
         torch.testing.assert_close(written, probs, atol=1e-5, rtol=0)
         assert row["prediction"] == pred.datamodule.class_names[int(probs.argmax())]
+
+
+def test_test_with_ckpt_path_does_not_reload_init_from(tmp_path):
+    # Train from an initial checkpoint, then delete it: testing the trained checkpoint must
+    # not need it (the weights come from --ckpt_path).
+    first = build_cli(["fit", *tiny_args(tmp_path), "--trainer.max_epochs", "1"])
+    init = Path(first.trainer.checkpoint_callback.best_model_path)
+    second = build_cli(
+        ["fit", *tiny_args(tmp_path), "--trainer.max_epochs", "1", "--model.init_from", str(init)]
+    )
+    trained = second.trainer.checkpoint_callback.best_model_path
+    init.unlink()
+    test = build_cli(["test", *tiny_args(tmp_path), "--ckpt_path", trained])
+    assert test.model.hparams.init_from is None
+    assert "test/acc" in test.trainer.callback_metrics

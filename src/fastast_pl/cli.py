@@ -33,6 +33,10 @@ TOOLS: dict[str, tuple[str, str]] = {
 }
 
 
+# Model keys naming files that only initialise weights (a checkpoint restores them anyway).
+INIT_WEIGHT_KEYS = ("model.init_args.init_from", "model.init_args.teacher.pretrained_path")
+
+
 class FastASTCLI(LightningCLI):
     """LightningCLI whose model sizes come from the data, never typed twice.
 
@@ -50,9 +54,16 @@ class FastASTCLI(LightningCLI):
         subcommand = self.config.get("subcommand")
         before = self.config.clone() if subcommand else None
         super()._parse_ckpt_path()
-        if before is None:
+        if before is None or not self.config[subcommand].get("ckpt_path"):
             return
-        for key in _command_line_model_keys(self._command_line):
+        given = _command_line_model_keys(self._command_line)
+        # The weights come from the checkpoint: do not re-read the files it was initialised
+        # from (they may be gone, or on another machine), unless asked on the command line.
+        for key in INIT_WEIGHT_KEYS:
+            full_key = f"{subcommand}.{key}"
+            if key not in given and self.config.get(full_key) is not None:
+                self.config[full_key] = None
+        for key in given:
             full_key = f"{subcommand}.{key}"
             if full_key in before:
                 self.config[full_key] = before[full_key]
