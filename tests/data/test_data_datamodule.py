@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+from types import SimpleNamespace
 
 import lightning.pytorch as pl
 import numpy as np
@@ -251,3 +252,16 @@ def test_compute_stats_on_a_datamodule_ignores_training_dither(tmp_path):
     values = torch.cat([raw_reference(c.path, 40, 32)[:28] for c in picked]).double()
     assert mean == pytest.approx(float(values.mean()), rel=1e-5)
     assert std == pytest.approx(float(values.std(unbiased=False)), rel=1e-4)
+
+
+def test_evaluation_under_ddp_sees_every_clip_exactly_once(tmp_path):
+    dm = _synthetic(tmp_path)
+    dm.prepare_data()
+    n_test = len(dm._dataset("test"))
+    world = 3 if n_test % 3 else 4  # a world size that does not divide the split
+    assert n_test % world
+    seen: list[int] = []
+    for rank in range(world):
+        dm.trainer = SimpleNamespace(world_size=world, global_rank=rank)
+        seen += [int(i) for batch in dm.test_dataloader() for i in batch["index"]]
+    assert sorted(seen) == list(range(n_test))  # no clip repeated, none left out

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader
 
 from fastast_pl.data.cache import FeatureCache
@@ -340,13 +341,25 @@ class AudioDataModule(pl.LightningDataModule):
         return self._loader(self._dataset("train"), shuffle=True, sampler=self.train_sampler())
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self._dataset("val"), shuffle=False)
+        return self._eval_loader("val")
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self._dataset("test"), shuffle=False)
+        return self._eval_loader("test")
 
     def predict_dataloader(self) -> DataLoader:
-        return self._loader(self._dataset("test"), shuffle=False)
+        return self._eval_loader("test")
+
+    def _eval_loader(self, split: str) -> DataLoader:
+        dataset = self._dataset(split)
+        trainer = self.trainer
+        sampler = None
+        if trainer is not None and trainer.world_size > 1:
+            # Lightning's default DistributedSampler pads an uneven split with repeated
+            # clips, which the metrics would count twice: here every clip goes to one rank.
+            sampler = UnrepeatedDistributedSampler(
+                dataset, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=False
+            )
+        return self._loader(dataset, shuffle=False, sampler=sampler)
 
     def stats_dataset(self) -> AudioDataset:
         """The training clips as an evaluation dataset (no dither, no augmentation), which
