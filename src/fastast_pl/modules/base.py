@@ -173,13 +173,18 @@ class ClassificationModule(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._log_metrics("test")
 
-    def _log_metrics(self, stage: str) -> None:
-        metrics = self.metrics[stage]
+    def log_and_reset(self, metrics: ClassificationMetrics, prog_bar: bool = False) -> bool:
+        """Log a metric collection's epoch values and reset it; False if it saw no batch."""
         if metrics["acc"].update_count == 0:  # sanity check skipped or empty split
-            return
+            return False
         for name, value in metrics.compute().items():  # already synced across ranks by torchmetrics
-            self.log(name, value, prog_bar=name.endswith("/acc"))
+            self.log(name, value, prog_bar=prog_bar and name.endswith("/acc"))
         metrics.reset()
+        return True
+
+    def _log_metrics(self, stage: str) -> None:
+        if not self.log_and_reset(self.metrics[stage], prog_bar=True):
+            return
         timing = self._timing
         if timing["batches"] == 1:  # a single batch: nothing else to time
             timing["clips"], timing["seconds"] = timing["first"]

@@ -313,13 +313,7 @@ class DistillationModule(StudentModule):
         self._log_teacher_metrics("test")
 
     def _log_teacher_metrics(self, stage: str) -> bool:
-        metrics = self.teacher_metrics[stage]
-        if metrics["acc"].update_count == 0:
-            return False
-        for name, value in metrics.compute().items():
-            self.log(name, value)
-        metrics.reset()
-        return True
+        return self.log_and_reset(self.teacher_metrics[stage])
 
     # -------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
