@@ -27,6 +27,10 @@ TOOLS: dict[str, tuple[str, str]] = {
     "bench-data": ("fastast_pl.bench_data:main", "data-loading clips/s, uncached vs feature cache"),
     "sweep": ("fastast_pl.sweep:main", "run a W&B sweep file locally, trial after trial"),
     "report": ("fastast_pl.report:main", "runs -> table + accuracy/throughput Pareto plot"),
+    "config-docs": (
+        "fastast_pl.config_docs:main",
+        "print every model/data config key (docs/config.md)",
+    ),
     "stats": ("fastast_pl.tools:stats_main", "fbank mean/std of a config's training split"),
     "prepare": ("fastast_pl.tools:prepare_main", "ESC-50 / Speech Commands archive -> data dir"),
     "visualize": ("fastast_pl.tools:visualize_main", "draw which patches ToMe merged in a clip"),

@@ -57,6 +57,21 @@ class ASTArch:
 
     ``ASTModel(num_classes=..., input_tdim=..., input_fdim=..., merge=...,
     **dataclasses.asdict(arch))`` builds the model, so a LightningModule can take one typed arg.
+
+    Args:
+        arch: Size by name: "tiny", "small", "base" (192/384/768 wide, 12 layers, 3/6/12
+            heads) or a timm name such as "deit_base_distilled_patch16_384" (the size only;
+            weights come from ``init_from``).
+        embed_dim: Token width; overrides the named size (tiny test models).
+        depth: Number of transformer blocks; overrides the named size.
+        num_heads: Attention heads; overrides the named size.
+        mlp_ratio: MLP hidden width as a multiple of ``embed_dim``.
+        patch_size: Side of the square spectrogram patches (AST: 16).
+        fstride: Patch stride along frequency (AST: 10, i.e. overlapping patches).
+        tstride: Patch stride along time (AST: 10).
+        drop_path_rate: Stochastic depth rate of the last block (linear from 0).
+        norm_eps: LayerNorm epsilon (timm/AST: 1e-6; HF AST checkpoints: 1e-12).
+        qkv_bias: Bias in the attention's query/key/value projection.
     """
 
     arch: str = "deit_base_distilled_patch16_384"

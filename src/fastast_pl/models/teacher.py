@@ -98,6 +98,17 @@ class TeacherArch:
     the model, so a LightningModule can take one typed arg. Defaults are PSLA's best
     AudioSet model: EfficientNet-B2, 4-head attention pooling, ImageNet initialisation
     (give ``pretrained_path``; left None, the backbone starts from random weights).
+
+    Args:
+        backbone: Any timm CNN name (PSLA: "efficientnet_b2"); built with one input channel.
+        pooling: "attention" (PSLA multi-head attention pooling over time, outputs
+            probabilities) or "mean" (mean over time + linear layer, outputs logits).
+        num_heads: Attention pooling heads (PSLA: 4).
+        pretrained_path: Local timm checkpoint of the backbone (ImageNet weights); the first
+            convolution is adapted to one channel. None: random initialisation.
+        drop_rate: Dropout on the per-frame features before pooling.
+        drop_path_rate: Stochastic depth rate of the backbone, where it supports one.
+        backbone_kwargs: Extra keyword arguments for ``timm.create_model``.
     """
 
     backbone: str = "efficientnet_b2"

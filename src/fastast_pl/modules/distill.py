@@ -136,7 +136,9 @@ class DistillationModule(StudentModule):
     as in StudentModule, and the teacher's once per run (first validation epoch, and
     test) as ``{val,test}/teacher_{acc,mAP,d_prime}``.
 
-    Args (beyond StudentModule's):
+    The other arguments are StudentModule's.
+
+    Args:
         teacher_checkpoint: path of the trained TeacherModule checkpoint.
         kd_lambda: weight of the distillation term (CMKD: 0.5); 0 = labels only.
         kd_temperature: softening temperature of the teacher (CMKD: 1, see DEFAULT_KD_TEMPERATURE).

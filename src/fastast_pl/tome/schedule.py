@@ -34,19 +34,18 @@ _EPS = 1e-9  # so that ratio * tokens hitting an integer is not floored one belo
 class MergeSchedule:
     """Merge ratios per layer, for configs and sweeps.
 
-    ratio: fraction of the mergeable (non-prefix) tokens present at a layer that this layer
-        merges, ``r_l = floor(ratio_l * (N_l - num_prefix_tokens))``; a float for every
-        layer or a per-layer list (zero-padded to the depth). Must lie in ``[0, 0.5)``.
-    shape: how a float ratio is spread over layers:
-        ``"constant"``: ``ratio`` at every layer;
-        ``"decreasing"``: linear from ``2 * ratio`` at the first layer to 0 at the last, so the
-        mean per-layer ratio stays ``ratio`` (needs ``ratio < 0.25``); it merges more early,
-        where it saves most, and so removes somewhat more tokens in total than "constant";
-        ``"late"``: ``ratio`` only in the second half of the layers (``l >= depth // 2``), 0
-        before; early layers see every token.
-        A list ``ratio`` must use ``"constant"``.
-    overrides: layer index -> value replacing that layer's ratio after the shape is applied;
-        a float is a ratio, an int an absolute r (e.g. ``{3: 0.2}`` or ``{0: 64}``).
+    Args:
+        ratio: Fraction of the mergeable (non-prefix) tokens present at a layer that this
+            layer merges, ``r_l = floor(ratio_l * (N_l - num_prefix_tokens))``; a float for
+            every layer or a per-layer list (zero-padded to the depth). Must lie in ``[0, 0.5)``.
+        shape: How a float ratio is spread over layers: "constant" (``ratio`` at every
+            layer); "decreasing" (linear from ``2 * ratio`` at the first layer to 0 at the
+            last, so the mean per-layer ratio stays ``ratio``, needs ``ratio < 0.25``; it
+            merges more early, where it saves most, and so removes somewhat more tokens in
+            total than "constant"); "late" (``ratio`` only in the second half of the layers,
+            ``l >= depth // 2``, 0 before). A list ``ratio`` must use "constant".
+        overrides: Layer index -> value replacing that layer's ratio after the shape is
+            applied; a float is a ratio, an int an absolute r (e.g. ``{3: 0.2}`` or ``{0: 64}``).
     """
 
     ratio: float | list[float] = 0.0
