@@ -3,19 +3,27 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.install-stamp
+# Every installed package, direct and transitive, with hashes: CPython 3.11 on x86-64 Linux.
+LOCK   := requirements.lock
 # Tests and benchmarks never reach for W&B servers.
 export WANDB_MODE ?= offline
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install demo test test-fast lint format bench clean
+.PHONY: install lock demo test test-fast lint format bench clean
 
-install: $(STAMP)  ## create .venv and install fastast-pl editable with dev extras (fast when done)
+install: $(STAMP)  ## create .venv, install the lock, then fastast-pl editable (fast when done)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --upgrade --quiet pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip check
 	touch $(STAMP)
+
+lock: install  ## re-resolve requirements.lock from pyproject.toml (on purpose: it changes versions)
+	$(BIN)/uv pip compile pyproject.toml --extra dev --generate-hashes \
+	  --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+	  --constraint lock-constraints.txt --no-header --output-file $(LOCK)
 
 demo: install  ## teacher -> distilled ToMe student on built-in synthetic audio, on the CPU
 	$(BIN)/python -m fastast_pl demo

@@ -1,52 +1,72 @@
-"""The torch / torchaudio pairing check that runs when fastast_pl is imported."""
+"""The torchaudio-beside-torch check that runs when fastast_pl is imported.
 
+Each broken case is real: a stub ``torchaudio`` package placed first on the path of a
+fresh interpreter, which then imports fastast_pl. Without the check those imports either
+succeed (nothing fastast_pl imports at top level touches torchaudio) or fail with the stub's
+bare error, so every assertion below fails if the check is removed.
+"""
+
+import os
+import subprocess
+import sys
+import textwrap
 from importlib import metadata
+from pathlib import Path
 
-import pytest
+import fastast_pl
 
-from fastast_pl import _compat
-
-
-def _fake_versions(monkeypatch, versions: dict[str, str]) -> None:
-    def version(name: str) -> str:
-        if name not in versions:
-            raise metadata.PackageNotFoundError(name)
-        return versions[name]
-
-    monkeypatch.setattr(_compat.metadata, "version", version)
-
-
-@pytest.mark.parametrize(
-    "torch_version, audio_version",
-    [("2.12.0", "2.11.0"), ("2.11.0+cu130", "2.11.0+cu128"), ("2.13.0+cpu", "2.11.0+cu130")],
+SRC = Path(fastast_pl.__file__).resolve().parents[1]
+LOADER_ERROR = (
+    "Could not load this library: /site-packages/torchaudio/lib/libtorchaudio.so\n"
+    "/site-packages/torchaudio/lib/libtorchaudio.so: undefined symbol: "
+    "torch_exception_get_what_without_backtrace"
 )
-def test_mismatched_pair_names_both_versions(monkeypatch, torch_version, audio_version):
-    _fake_versions(monkeypatch, {"torch": torch_version, "torchaudio": audio_version})
-    with pytest.raises(ImportError) as err:
-        _compat.check_torch_family()
-    assert torch_version in str(err.value) and audio_version in str(err.value)
-    assert "make install" in str(err.value)
 
 
-@pytest.mark.parametrize(
-    "torch_version, audio_version",
-    [
-        ("2.11.0", "2.11.0"),
-        ("2.11.0+cu130", "2.11.0+cu130"),
-        ("2.11.1", "2.11.0"),
-        ("2.11.0+cpu", "2.11.0"),
-    ],
-)
-def test_matching_pairs_pass(monkeypatch, torch_version, audio_version):
-    _fake_versions(monkeypatch, {"torch": torch_version, "torchaudio": audio_version})
-    _compat.check_torch_family()
+def _import_with_stub(tmp_path: Path, stub_init: str) -> subprocess.CompletedProcess:
+    """Import fastast_pl in a new interpreter whose `torchaudio` is the given stub."""
+    stub = tmp_path / "stub" / "torchaudio"
+    stub.mkdir(parents=True)
+    (stub / "__init__.py").write_text(textwrap.dedent(stub_init))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(stub.parent), str(SRC)])}
+    return subprocess.run(
+        [sys.executable, "-c", "import fastast_pl"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
-def test_missing_torchaudio_says_how_to_install(monkeypatch):
-    _fake_versions(monkeypatch, {"torch": "2.11.0"})
-    with pytest.raises(ImportError, match="torchaudio is missing"):
-        _compat.check_torch_family()
+def test_unloadable_extension_names_versions_loader_line_and_fix(tmp_path):
+    result = _import_with_stub(tmp_path, f"raise OSError({LOADER_ERROR!r})")
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("ImportError: torchaudio ")
+    assert metadata.version("torch") in last and metadata.version("torchaudio") in last
+    assert "undefined symbol: torch_exception_get_what_without_backtrace" in last
+    assert "make install" in last
+    assert "torch==" in last and "torchaudio==" in last  # the pair from the lock
 
 
-def test_installed_pair_passes():
-    _compat.check_torch_family()  # the environment the suite runs in
+def test_missing_function_is_caught_too(tmp_path):
+    # The library loads, but a function the pipeline needs is not there.
+    result = _import_with_stub(
+        tmp_path,
+        """
+        import types, sys
+        sys.modules["torchaudio.compliance"] = types.ModuleType("torchaudio.compliance")
+        """,
+    )
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("ImportError: torchaudio ") and "make install" in last
+    assert "kaldi" in last
+
+
+def test_working_stack_imports_in_a_fresh_interpreter():
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    result = subprocess.run(
+        [sys.executable, "-c", "import fastast_pl"], env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
