@@ -15,7 +15,8 @@ import pytest
 import soundfile as sf
 import yaml
 
-from fastast_pl import cli, sweep
+from fastast_pl import cli
+from fastast_pl.tools import sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 EXP = ROOT / "experiments"

@@ -15,25 +15,28 @@ from lightning.pytorch.cli import LightningCLI
 
 from fastast_pl.data.datamodule import AudioDataModule
 from fastast_pl.modules.base import ClassificationModule
-from fastast_pl.predictions import PredictionCSVWriter
+from fastast_pl.trainer.predictions import PredictionCSVWriter
 
 # subcommand -> "module:function" taking argv (list[str]) and returning an exit code or None.
 TOOLS: dict[str, tuple[str, str]] = {
     "demo": (
-        "fastast_pl.demo:main",
+        "fastast_pl.tools.demo:main",
         "teacher -> distilled ToMe student on synthetic audio, with a table",
     ),
-    "benchmark": ("fastast_pl.benchmark:main", "throughput/latency/FLOPs per merge schedule"),
-    "bench-data": ("fastast_pl.bench_data:main", "data-loading clips/s, uncached vs feature cache"),
-    "sweep": ("fastast_pl.sweep:main", "run a W&B sweep file locally, trial after trial"),
-    "report": ("fastast_pl.report:main", "runs -> table + accuracy/throughput Pareto plot"),
+    "benchmark": ("fastast_pl.tools.benchmark:main", "throughput/latency/FLOPs per merge schedule"),
+    "bench-data": (
+        "fastast_pl.tools.bench_data:main",
+        "data-loading clips/s, uncached vs feature cache",
+    ),
+    "sweep": ("fastast_pl.tools.sweep:main", "run a W&B sweep file locally, trial after trial"),
+    "report": ("fastast_pl.tools.report:main", "runs -> table + accuracy/throughput Pareto plot"),
     "config-docs": (
-        "fastast_pl.config_docs:main",
+        "fastast_pl.tools.config_docs:main",
         "print every model/data config key (docs/config.md)",
     ),
-    "stats": ("fastast_pl.tools:stats_main", "fbank mean/std of a config's training split"),
-    "prepare": ("fastast_pl.tools:prepare_main", "ESC-50 / Speech Commands archive -> data dir"),
-    "visualize": ("fastast_pl.tools:visualize_main", "draw which patches ToMe merged in a clip"),
+    "stats": ("fastast_pl.tools.stats:main", "fbank mean/std of a config's training split"),
+    "prepare": ("fastast_pl.tools.prepare:main", "ESC-50 / Speech Commands archive -> data dir"),
+    "visualize": ("fastast_pl.tools.visualize:main", "draw which patches ToMe merged in a clip"),
 }
 
 

@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from fastast_pl.data.features import FeatureConfig
+from fastast_pl.utils.io import atomic_write, atomic_write_text
 
 
 class FeatureCache:
@@ -69,22 +68,6 @@ class FeatureCache:
         entry.parent.mkdir(parents=True, exist_ok=True)
         settings = self.dir / "settings.json"
         if not settings.exists():
-            self._write_atomic(
-                settings, (json.dumps(self._settings, indent=2, sort_keys=True) + "\n").encode()
-            )
-        fd, tmp = tempfile.mkstemp(dir=entry.parent, prefix=".tmp-", suffix=".npy")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.save(fh, fbank.detach().cpu().numpy().astype(np.float32), allow_pickle=False)
-            os.replace(tmp, entry)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-
-    @staticmethod
-    def _write_atomic(path: Path, data: bytes) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
+            atomic_write_text(settings, json.dumps(self._settings, indent=2, sort_keys=True) + "\n")
+        with atomic_write(entry) as fh:
+            np.save(fh, fbank.detach().cpu().numpy().astype(np.float32), allow_pickle=False)

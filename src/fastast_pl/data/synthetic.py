@@ -20,7 +20,6 @@ import csv
 import dataclasses
 import json
 import logging
-import os
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -29,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+
+from fastast_pl.utils.io import atomic_write, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -272,9 +273,7 @@ def read_meta(root: str | Path) -> dict | None:
 
 
 def _write_json_atomic(path: Path, payload: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
 
 
 def generate_synthetic(root: str | Path, config: SyntheticConfig) -> Path:
@@ -311,12 +310,10 @@ def generate_synthetic(root: str | Path, config: SyntheticConfig) -> Path:
             sf.write(str(root / rel), samples, config.sample_rate, subtype="PCM_16", format="WAV")
             rows.append((rel.as_posix(), name, splits[j]))
     manifest = root / MANIFEST_FILE
-    tmp = manifest.with_name(f".{MANIFEST_FILE}.{os.getpid()}.tmp")
-    with tmp.open("w", newline="") as fh:
+    with atomic_write(manifest, "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["path", "label", "split"])
         writer.writerows(rows)
-    os.replace(tmp, manifest)
     payload["complete"] = True
     _write_json_atomic(root / META_FILE, payload)
     return manifest

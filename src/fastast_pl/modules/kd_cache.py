@@ -17,14 +17,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 import torch.distributed as dist
 from torch import Tensor
+
+from fastast_pl.utils.io import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -164,13 +164,6 @@ class TeacherLogitsCache:
 
     def save(self) -> None:
         """Write the table atomically (temp file in the same directory + os.replace)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=self.path.name, suffix=".tmp")
-        os.close(fd)
-        try:
-            torch.save({"key": self.key, "logits": self.logits, "filled": self.filled}, tmp)
-            os.replace(tmp, self.path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        with atomic_write(self.path) as fh:
+            torch.save({"key": self.key, "logits": self.logits, "filled": self.filled}, fh)
         self.dirty = False

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import yaml
 
-from fastast_pl.demo import main
+from fastast_pl.tools.demo import main
 
 
 def _shrink(src: Path, dst: Path, tmp_path: Path) -> None:

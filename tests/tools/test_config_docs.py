@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from fastast_pl.config_docs import render
+from fastast_pl.tools.config_docs import render
 
 
 def test_config_docs_are_current(repo_root):

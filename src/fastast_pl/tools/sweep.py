@@ -39,7 +39,7 @@ from typing import Any
 
 import yaml
 
-from fastast_pl.report import last_metrics_csv
+from fastast_pl.tools.report import last_metrics_csv
 
 SWEEP_KEYS = {
     "program", "method", "metric", "parameters", "command", "name", "description",

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from fastast_pl import report
+from fastast_pl.tools import report
 
 # (name, ratio, test/acc, test/throughput); by hand: the front is r0 (most accurate),
 # r2 and r4 (fastest); r1 is beaten by r2 (faster and more accurate), r3 by r4.

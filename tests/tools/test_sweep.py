@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fastast_pl import sweep
+from fastast_pl.tools import sweep
 
 TINY_CONFIG = {
     "seed_everything": 0,
@@ -202,7 +202,7 @@ def test_sweep_runs_trials_and_records_a_failed_one(tmp_path, monkeypatch):
     wandb_log = next((out / "trial-001" / "wandb").glob("offline-run-*/run-*.wandb")).read_bytes()
     assert b"val/acc" in wandb_log and b"merge" in wandb_log
     # and the report reads the sweep directory
-    from fastast_pl import report
+    from fastast_pl.tools import report
 
     rep = report.build_report(report.gather([str(out)]), acc_key="val/acc")
     assert [r["status"] for r in rep.rows] == ["failed", "finished"]

@@ -1,14 +1,8 @@
-"""Small tool subcommands of `python -m fastast_pl`: `stats`, `prepare` and `visualize`.
-
-Each ``<name>_main(argv)`` parses its own arguments and returns an exit code: 0 on
-success, 2 with a one-line message on stderr for a user error (bad file, bad value).
-"""
+"""`python -m fastast_pl visualize`: which patches ToMe merged in one clip, drawn on its fbank."""
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,25 +10,14 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
-from jsonargparse import ArgumentError, ArgumentParser, Namespace
 
-from fastast_pl.data.audio import AudioDecodeError, load_audio
-from fastast_pl.data.datamodule import AudioDataModule
-from fastast_pl.data.features import (
-    FeatureConfig,
-    compute_fbank,
-    compute_stats,
-    normalize,
-    pad_or_crop,
-)
-from fastast_pl.data.prepare import URLS, prepare_dataset
+from fastast_pl.data.audio import load_audio
+from fastast_pl.data.features import FeatureConfig, compute_fbank, normalize, pad_or_crop
 from fastast_pl.models.ast import ASTModel
 from fastast_pl.tome import apply_tome, remove_tome, tome_state
 from fastast_pl.tome.visualize import Box, patch_boxes, plot_merged_patches
+from fastast_pl.tools.common import USER_ERRORS, ToolError, fail, read_data_config
 
-# User errors every tool reports in one line (AudioDecodeError is a RuntimeError).
-_USER_ERRORS = (ValueError, OSError, AudioDecodeError)
 # AudioDataModule argument -> FeatureConfig field, for the feature settings of `visualize`.
 _FEATURE_ARGS = {
     "sample_rate": "sample_rate",
@@ -47,137 +30,6 @@ _FEATURE_ARGS = {
 }
 
 
-class ToolError(ValueError):
-    """A user error that a tool reports in one line (no traceback)."""
-
-
-def _fail(prog: str, err: BaseException) -> int:
-    print(f"{prog}: error: {err}", file=sys.stderr)
-    return 2
-
-
-# ---------------------------------------------------------------------------- configs
-def _data_parser() -> ArgumentParser:
-    parser = ArgumentParser(exit_on_error=False, default_env=False)
-    parser.add_class_arguments(AudioDataModule, "data")
-    return parser
-
-
-def read_data_config(paths: Sequence[str | Path]) -> Namespace:
-    """The ``data:`` section of LightningCLI config files, validated as the CLI does.
-
-    Later files override earlier ones key by key (nested keys such as ``synthetic.seed``
-    too); other sections are ignored. Raises ``ToolError`` naming the file and the key.
-    """
-    parser = _data_parser()
-    cfg = parser.get_defaults()
-    found = False
-    for path in paths:
-        try:
-            content = yaml.safe_load(Path(path).read_text())
-        except OSError as err:
-            raise ToolError(f"cannot read config file {path}: {err.strerror or err}") from err
-        except yaml.YAMLError as err:
-            raise ToolError(f"config file {path} is not valid YAML: {err}") from err
-        if content is None:
-            continue
-        if not isinstance(content, Mapping):
-            raise ToolError(
-                f"config file {path}: expected a mapping of sections (trainer:, model:, "
-                f"data:), found a {type(content).__name__}"
-            )
-        if content.get("data") is None:
-            continue
-        try:
-            cfg = parser.parse_object({"data": content["data"]}, namespace=cfg)
-        except ArgumentError as err:
-            raise ToolError(f"config file {path}, data section: {err}") from err
-        found = True
-    if not found:
-        raise ToolError(f"no data: section in the config file(s) {[str(p) for p in paths]}")
-    return cfg
-
-
-def build_datamodule(paths: Sequence[str | Path]) -> AudioDataModule:
-    """The ``AudioDataModule`` that ``python -m fastast_pl fit --config ...`` would build."""
-    cfg = read_data_config(paths)
-    return _data_parser().instantiate(cfg).data
-
-
-# ---------------------------------------------------------------------------- stats
-def stats_main(argv: list[str] | None = None) -> int:
-    """`python -m fastast_pl stats`: fbank mean/std of a config's training split."""
-    p = argparse.ArgumentParser(
-        prog="python -m fastast_pl stats",
-        description="Compute the mean and standard deviation of the raw log-mel fbank over "
-        "the training split of a config's data (padding frames excluded) and print the "
-        "data.norm_mean / data.norm_std lines to paste into that config.",
-        epilog="example: python -m fastast_pl stats --config experiments/esc50/data.yaml",
-    )
-    p.add_argument(
-        "--config",
-        action="append",
-        required=True,
-        metavar="FILE",
-        help="LightningCLI config file; repeat to layer files (later ones win, key by key). "
-        "Only the data: section is read.",
-    )
-    p.add_argument(
-        "--max-clips",
-        type=int,
-        metavar="N",
-        help="use at most N clips, spread evenly over the split (default: all)",
-    )
-    args = p.parse_args(argv)
-    if args.max_clips is not None and args.max_clips <= 0:
-        return _fail(p.prog, ValueError(f"--max-clips must be > 0, got {args.max_clips}"))
-    try:
-        dm = build_datamodule(args.config)
-        dm.prepare_data()
-        # The progress bar goes to stderr so that stdout holds only the YAML to paste.
-        with contextlib.redirect_stdout(sys.stderr):
-            mean, std = compute_stats(dm, max_clips=args.max_clips, progress=True)
-    except _USER_ERRORS as err:
-        return _fail(p.prog, err)
-    clips = len(dm.datasets["train"])
-    used = clips if args.max_clips is None else min(args.max_clips, clips)
-    print(f"# fbank statistics over {used} of {clips} training clips ({', '.join(args.config)})")
-    print(f"data:\n  norm_mean: {round(mean, 6)}\n  norm_std: {round(std, 6)}")
-    return 0
-
-
-# ---------------------------------------------------------------------------- prepare
-def prepare_main(argv: list[str] | None = None) -> int:
-    """`python -m fastast_pl prepare`: extract a dataset archive into the layout we read."""
-    p = argparse.ArgumentParser(
-        prog="python -m fastast_pl prepare",
-        description="Prepare ESC-50 or Speech Commands (v0.02) into the layout AudioDataModule "
-        "reads, then print the data: settings to put in a config. Without --archive the "
-        "archive is downloaded (needs internet).",
-        epilog="example: python -m fastast_pl prepare esc50 --out data/esc50 "
-        "--archive ~/Downloads/ESC-50-master.zip",
-    )
-    p.add_argument("dataset", choices=sorted(URLS), help="which dataset")
-    p.add_argument(
-        "--out", required=True, type=Path, metavar="DIR", help="new or empty output directory"
-    )
-    p.add_argument(
-        "--archive",
-        type=Path,
-        metavar="PATH",
-        help="the archive you already have (ESC-50-master.zip, speech_commands_v0.02.tar.gz)",
-    )
-    args = p.parse_args(argv)
-    try:
-        settings = prepare_dataset(args.dataset, args.out, args.archive)
-    except _USER_ERRORS as err:
-        return _fail(p.prog, err)
-    print(f"# {args.dataset} is ready in {args.out}; put these settings in your config")
-    print(yaml.safe_dump({"data": settings}, sort_keys=False), end="")
-    return 0
-
-
-# ---------------------------------------------------------------------------- visualize
 @dataclass
 class MergeView:
     """What ToMe merged in one clip after ``layer`` layers of merging.
@@ -276,7 +128,7 @@ def merge_view(
     return MergeView(fbank, source, groups, boxes, layer, model.depth, r, prefix)
 
 
-def visualize_main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     """`python -m fastast_pl visualize`: draw the patches ToMe merged in one clip."""
     p = argparse.ArgumentParser(
         prog="python -m fastast_pl visualize",
@@ -316,8 +168,8 @@ def visualize_main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         view = merge_view(args.audio, args.checkpoint, args.merge, args.layer, args.config)
-    except _USER_ERRORS as err:
-        return _fail(p.prog, err)
+    except USER_ERRORS as err:
+        return fail(p.prog, err)
     title = (
         f"after layer {view.layer}/{view.depth}: {view.tokens_left} of "
         f"{view.source.shape[1]} tokens left (r={args.merge})"

@@ -12,23 +12,23 @@ This plugin writes the bytes to a temporary file *in the destination directory*,
 and fsyncs it, and ``os.replace``s it onto the final name (atomic on POSIX within one file
 system). Remote URLs (``s3://`` ...) are left to Lightning's own save.
 
-Use it with ``trainer.plugins: [{class_path: fastast_pl.checkpoint_io.AtomicCheckpointIO}]``
+Use it with ``trainer.plugins: [{class_path: fastast_pl.trainer.checkpoint_io.AtomicCheckpointIO}]``
 (the machine configs in ``experiments/machines/`` do).
 """
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-TMP_PREFIX = ".tmp-ckpt-"  # temporary files carry this prefix until renamed
+from fastast_pl.utils.io import TMP_PREFIX, atomic_write_bytes
+
+__all__ = ["TMP_PREFIX", "AtomicCheckpointIO", "atomic_torch_save"]
 
 
 def _is_local(path: str | os.PathLike) -> bool:
@@ -38,28 +38,9 @@ def _is_local(path: str | os.PathLike) -> bool:
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     """``torch.save(obj, path)`` such that ``path`` is never observed half-written."""
-    path = Path(str(path).removeprefix("file://"))
-    path.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     torch.save(obj, buffer)  # serialise first: a failure here touches no file
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(buffer.getbuffer())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    # Make the rename itself durable (best effort: not every file system allows it).
-    with contextlib.suppress(OSError):
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+    atomic_write_bytes(Path(str(path).removeprefix("file://")), buffer.getbuffer())
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

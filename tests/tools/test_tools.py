@@ -17,7 +17,7 @@ from torchaudio.compliance import kaldi
 from fastast_pl.cli import main
 from fastast_pl.models.ast import ASTModel
 from fastast_pl.tome import apply_tome, tome_state
-from fastast_pl.tools import merge_view
+from fastast_pl.tools.visualize import merge_view
 
 SR = 16000
 
@@ -128,7 +128,7 @@ def test_stats_generates_synthetic_data_first(tmp_path, capsys):
 def _esc50_zip_helper():
     """The data tests' ESC-50 archive builder (tests/data is not a package)."""
     with pytest.MonkeyPatch.context() as mp:
-        mp.syspath_prepend(str(Path(__file__).parent / "data"))
+        mp.syspath_prepend(str(Path(__file__).parents[1] / "data"))
         from test_data_prepare import _esc50_zip
     return _esc50_zip
 

@@ -16,6 +16,8 @@ from typing import Any
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 
+from fastast_pl.utils.io import atomic_write
+
 
 class PredictionCSVWriter(BasePredictionWriter):
     """Collects `predict_step` outputs ({"index", "probs"}) and writes them at epoch end.
@@ -46,14 +48,11 @@ class PredictionCSVWriter(BasePredictionWriter):
         path = Path(self.output or os.path.join(trainer.log_dir or ".", "predictions.csv"))
         if trainer.world_size > 1:
             path = path.with_name(f"{path.stem}-rank{trainer.global_rank}{path.suffix}")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        with tmp.open("w", newline="") as fh:
+        with atomic_write(path, "w", newline="") as fh:  # never a half-written predictions file
             writer = csv.writer(fh)
             writer.writerow(["index", "path", "prediction", *(f"p_{name}" for name in class_names)])
             for i, clip_path, row in zip(index, paths, probs.tolist()):
                 top = max(range(len(row)), key=row.__getitem__)
                 writer.writerow([i, clip_path, class_names[top], *(f"{p:.6f}" for p in row)])
-        os.replace(tmp, path)  # never a half-written predictions file
         self.written = path
         print(f"wrote {len(index)} predictions to {path}")

@@ -20,7 +20,7 @@ import torch
 import yaml
 
 from fastast_pl import cli
-from fastast_pl.checkpoint_io import TMP_PREFIX, AtomicCheckpointIO, atomic_torch_save
+from fastast_pl.trainer.checkpoint_io import TMP_PREFIX, AtomicCheckpointIO, atomic_torch_save
 
 # As in experiments/*/data.yaml: best on val/acc, latest + last.ckpt, RNG states.
 CALLBACKS = [
@@ -28,7 +28,7 @@ CALLBACKS = [
      "init_args": {"monitor": "val/acc", "mode": "max", "save_top_k": 1, "filename": "best-{epoch}"}},
     {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
      "init_args": {"monitor": None, "save_top_k": 1, "save_last": True, "filename": "latest-{epoch}"}},
-    {"class_path": "fastast_pl.resume.ResumeRNGState"},
+    {"class_path": "fastast_pl.trainer.resume.ResumeRNGState"},
 ]  # fmt: skip
 
 
@@ -39,7 +39,7 @@ def _config(tmp_path: Path, **data) -> Path:
         "trainer": {
             "accelerator": "cpu", "devices": 1, "deterministic": True,
             "log_every_n_steps": 1, "enable_progress_bar": False, "enable_model_summary": False,
-            "plugins": [{"class_path": "fastast_pl.checkpoint_io.AtomicCheckpointIO"}],
+            "plugins": [{"class_path": "fastast_pl.trainer.checkpoint_io.AtomicCheckpointIO"}],
             "callbacks": CALLBACKS,
         },
         "model": {
@@ -207,7 +207,7 @@ def test_atomic_save_keeps_the_old_file_when_interrupted(tmp_path, monkeypatch):
     def interrupted(src, dst):  # a kill between writing and renaming
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("fastast_pl.checkpoint_io.os.replace", interrupted)
+    monkeypatch.setattr("fastast_pl.trainer.checkpoint_io.os.replace", interrupted)
     with pytest.raises(KeyboardInterrupt):
         atomic_torch_save({"step": 2, "w": torch.zeros(3)}, path)
     assert torch.load(path)["step"] == 1  # the previous checkpoint is intact
@@ -217,7 +217,7 @@ def test_atomic_save_keeps_the_old_file_when_interrupted(tmp_path, monkeypatch):
 SAVER = textwrap.dedent(
     """
     import sys, torch
-    from fastast_pl.checkpoint_io import AtomicCheckpointIO
+    from fastast_pl.trainer.checkpoint_io import AtomicCheckpointIO
     io_, path = AtomicCheckpointIO(), sys.argv[1]
     step = 0
     while True:

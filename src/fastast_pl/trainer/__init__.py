@@ -1,0 +1,1 @@
+"""Trainer add-ons named in YAML configs: atomic checkpoint IO, RNG resume state, prediction CSV."""
