@@ -115,7 +115,7 @@ def test_hf_checkpoint_logits_match_peer(hf_dir) -> None:
     hf, path = hf_dir
     model = ASTModel.from_pretrained(path).eval()
     assert (model.embed_dim, model.depth, model.num_heads) == (64, 2, 4)
-    assert model.norm_eps == 1e-12 and model.grid_size == (5, 12) and model.num_classes == 7
+    assert model.arch.norm_eps == 1e-12 and model.grid_size == (5, 12) and model.num_classes == 7
     fbank = torch.randn(2, 128, 64)
     with torch.no_grad():
         got = model(fbank)
@@ -184,7 +184,10 @@ def test_official_pos_embed_centre_crop_both_axes(tmp_path, caplog) -> None:
     assert torch.equal(new[0, 2 + 3 * 5 + 0], src_grid[3, 4])
 
     model = ASTModel(
-        num_classes=5, input_fdim=64, input_tdim=64, **dict(embed_dim=64, depth=2, num_heads=4)
+        num_classes=5,
+        input_fdim=64,
+        input_tdim=64,
+        arch=ASTArch(embed_dim=64, depth=2, num_heads=4),
     )
     model.load_pretrained(
         tmp_path / "ast.pth"
@@ -266,7 +269,9 @@ def test_timm_deit_name_maps_to_ast_size() -> None:
     """The real deit_tiny_distilled_patch16_224 (pretrained=False) and our "tiny" agree in shape."""
     with torch.device("meta"):
         deit = timm.create_model("deit_tiny_distilled_patch16_224", pretrained=False)
-        ours = ASTModel(arch="deit_tiny_distilled_patch16_224", input_tdim=128, input_fdim=128)
+        ours = ASTModel(
+            input_tdim=128, input_fdim=128, arch=ASTArch(size="deit_tiny_distilled_patch16_224")
+        )
     theirs = deit.state_dict()
     for key, value in ours.state_dict().items():
         if key.startswith("blocks.") or key in ("cls_token", "dist_token", "norm.weight"):
@@ -276,10 +281,10 @@ def test_timm_deit_name_maps_to_ast_size() -> None:
 # ------------------------------------------------------------------------------- ours
 
 
-def _tiny_model(**kw) -> ASTModel:
+def _tiny_model(num_classes: int = 4, **arch_fields) -> ASTModel:
     torch.manual_seed(3)
-    args = dict(num_classes=4, input_tdim=128, input_fdim=64, embed_dim=64, depth=2, num_heads=4)
-    return ASTModel(**(args | kw))
+    arch = ASTArch(**(dict(embed_dim=64, depth=2, num_heads=4) | arch_fields))
+    return ASTModel(num_classes=num_classes, input_tdim=128, input_fdim=64, arch=arch)
 
 
 @pytest.mark.parametrize("prefix", ["model.", "student."])
@@ -299,7 +304,7 @@ def test_lightning_checkpoint_uses_hparams_and_ignores_teacher(tmp_path, prefix)
     }
     torch.save(ckpt, tmp_path / "last.ckpt")
     model = ASTModel.from_pretrained(tmp_path / "last.ckpt").eval()
-    assert (model.num_heads, model.norm_eps, model.input_tdim, model.input_fdim) == (
+    assert (model.num_heads, model.arch.norm_eps, model.input_tdim, model.input_fdim) == (
         4,
         1e-5,
         128,
@@ -323,6 +328,20 @@ def test_plain_state_dict_and_load_pretrained(tmp_path) -> None:
     other.load_pretrained(tmp_path / "ast.pt")
     assert other.head[1].weight.shape == (9, 64)
     assert torch.equal(other.blocks[0].attn.qkv.weight, src.blocks[0].attn.qkv.weight)
+
+
+def test_from_pretrained_takes_a_whole_arch_or_its_fields_not_both(tmp_path) -> None:
+    src = _tiny_model()
+    torch.save(src.state_dict(), tmp_path / "ast.pt")
+    arch = ASTArch(embed_dim=64, depth=2, num_heads=8, norm_eps=1e-5)
+    model = ASTModel.from_pretrained(tmp_path / "ast.pt", input_fdim=64, arch=arch)
+    assert model.arch == arch and model.blocks[0].attn.num_heads == 8
+    with pytest.raises(
+        TypeError, match=r"either arch=ASTArch\(...\) or ASTArch fields \['depth'\]"
+    ):
+        ASTModel.from_pretrained(tmp_path / "ast.pt", arch=arch, depth=2)
+    with pytest.raises(TypeError, match=r"unknown override\(s\) \['heads'\]"):
+        ASTModel.from_pretrained(tmp_path / "ast.pt", heads=4)
 
 
 # ------------------------------------------------------------------------------- errors
@@ -378,7 +397,10 @@ def test_unknown_keys(tmp_path) -> None:
 def test_width_mismatch_names_key_and_shapes(tmp_path) -> None:
     torch.save(random_official(grid=(5, 12), dim=64), tmp_path / "ast.pth")
     narrow = ASTModel(
-        num_classes=5, input_tdim=128, input_fdim=64, embed_dim=32, depth=2, num_heads=4
+        num_classes=5,
+        input_tdim=128,
+        input_fdim=64,
+        arch=ASTArch(embed_dim=32, depth=2, num_heads=4),
     )
     with pytest.raises(
         ValueError, match=r"key 'cls_token' has shape \(1, 1, 64\).*expects \(1, 1, 32\)"
@@ -389,7 +411,10 @@ def test_width_mismatch_names_key_and_shapes(tmp_path) -> None:
 def test_depth_mismatch_fails_before_touching_the_model(tmp_path) -> None:
     torch.save(random_official(grid=(5, 12), depth=2), tmp_path / "ast.pth")
     deeper = ASTModel(
-        num_classes=3, input_tdim=128, input_fdim=64, embed_dim=64, depth=3, num_heads=4
+        num_classes=3,
+        input_tdim=128,
+        input_fdim=64,
+        arch=ASTArch(embed_dim=64, depth=3, num_heads=4),
     )
     before = {k: v.clone() for k, v in deeper.state_dict().items()}
     with pytest.raises(ValueError, match=r"has 2 transformer blocks.*expects 3"):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+from dataclasses import replace
 
 import pytest
 import torch
@@ -18,7 +19,7 @@ from transformers import ASTConfig, ASTForAudioClassification
 from fastast_pl.models import ASTArch, ASTModel
 from fastast_pl.tome import tome_state
 
-TINY = dict(embed_dim=64, depth=2, num_heads=4)
+TINY = ASTArch(embed_dim=64, depth=2, num_heads=4)
 
 
 def hf_state_from_ours(sd: dict[str, torch.Tensor], depth: int) -> dict[str, torch.Tensor]:
@@ -55,7 +56,9 @@ def hf_state_from_ours(sd: dict[str, torch.Tensor], depth: int) -> dict[str, tor
 def test_forward_matches_hf_transformers_peer(tmp_path) -> None:
     """Our weights, written in HF's on-disk key names and loaded by HF itself, give our logits."""
     torch.manual_seed(0)
-    ours = ASTModel(num_classes=7, input_tdim=128, input_fdim=64, norm_eps=1e-12, **TINY).eval()
+    ours = ASTModel(
+        num_classes=7, input_tdim=128, input_fdim=64, arch=replace(TINY, norm_eps=1e-12)
+    ).eval()
     cfg = ASTConfig(
         hidden_size=64,
         num_hidden_layers=2,
@@ -78,7 +81,7 @@ def test_forward_matches_hf_transformers_peer(tmp_path) -> None:
 
 
 def test_audioset_geometry() -> None:
-    m = ASTModel(num_classes=527, input_tdim=1024, input_fdim=128, **TINY)
+    m = ASTModel(num_classes=527, input_tdim=1024, input_fdim=128, arch=TINY)
     assert m.grid_size == (12, 101)
     assert m.num_patches == 1212
     assert m.pos_embed.shape == (1, 1214, 64)
@@ -91,7 +94,7 @@ def test_audioset_geometry() -> None:
 
 def test_patch_order_is_frequency_major() -> None:
     """Token 2 + f * t_dim + t covers frequency rows [10 f, 10 f + 16) and frames [10 t, 10 t + 16)."""
-    m = ASTModel(num_classes=3, input_tdim=64, input_fdim=48, **TINY)
+    m = ASTModel(num_classes=3, input_tdim=64, input_fdim=48, arch=TINY)
     f_dim, t_dim = m.grid_size
     assert (f_dim, t_dim) == (4, 5)
     fbank = torch.zeros(1, 64, 48)
@@ -117,41 +120,46 @@ def test_patch_order_is_frequency_major() -> None:
 )
 def test_named_sizes(arch: str, dims: tuple[int, int, int]) -> None:
     with torch.device("meta"):  # full-size models, no memory or init time spent
-        m = ASTModel(num_classes=2, input_tdim=32, input_fdim=32, arch=arch)
+        m = ASTModel(num_classes=2, input_tdim=32, input_fdim=32, arch=ASTArch(size=arch))
     assert (m.embed_dim, m.depth, m.num_heads) == dims
     assert m.blocks[0].attn.num_heads == dims[2]
 
 
 def test_explicit_sizes_override_arch_and_unknown_arch_fails() -> None:
     m = ASTModel(
-        num_classes=2, input_tdim=32, input_fdim=32, arch="base", embed_dim=32, depth=1, num_heads=2
+        num_classes=2,
+        input_tdim=32,
+        input_fdim=32,
+        arch=ASTArch(size="base", embed_dim=32, depth=1, num_heads=2),
     )
     assert (m.embed_dim, m.depth, m.num_heads) == (32, 1, 2)
     with pytest.raises(
         ValueError, match=r"unknown AST arch 'huge'.*deit_base_distilled_patch16_384"
     ):
-        ASTModel(arch="huge")
+        ASTModel(arch=ASTArch(size="huge"))
 
 
 def test_norm_eps_reaches_every_layernorm() -> None:
-    m = ASTModel(num_classes=2, input_tdim=32, input_fdim=32, norm_eps=1e-12, **TINY)
+    m = ASTModel(num_classes=2, input_tdim=32, input_fdim=32, arch=replace(TINY, norm_eps=1e-12))
     norms = [mod for mod in m.modules() if isinstance(mod, torch.nn.LayerNorm)]
     assert len(norms) == 2 * 2 + 2  # norm1/norm2 per block, final norm, head norm
     assert all(n.eps == 1e-12 for n in norms)
 
 
-def test_arch_dataclass_defaults_match_model() -> None:
+def test_model_takes_the_arch_whole_and_keeps_it_resolved() -> None:
     params = inspect.signature(ASTModel.__init__).parameters
-    for f in dataclasses.fields(ASTArch):
-        assert params[f.name].default == f.default, f.name
+    assert not set(params) & {f.name for f in dataclasses.fields(ASTArch)}  # not repeated
     arch = ASTArch(embed_dim=32, depth=2, num_heads=2, drop_path_rate=0.1)
-    m = ASTModel(num_classes=3, input_tdim=32, input_fdim=32, **dataclasses.asdict(arch))
-    assert m.arch_config() == arch
+    m = ASTModel(num_classes=3, input_tdim=32, input_fdim=32, arch=arch)
+    assert m.arch == arch  # all sizes explicit: resolving changes nothing
+    with torch.device("meta"):
+        named = ASTModel(input_tdim=32, input_fdim=32, arch=ASTArch(size="tiny", depth=1))
+    assert named.arch == ASTArch(size="tiny", embed_dim=192, depth=1, num_heads=3)
     assert m.blocks[-1].drop_path1.drop_prob == pytest.approx(0.1)  # timm: linear in depth
 
 
 def test_bad_input_shape_names_expected_grid() -> None:
-    m = ASTModel(num_classes=2, input_tdim=128, input_fdim=64, **TINY)
+    m = ASTModel(num_classes=2, input_tdim=128, input_fdim=64, arch=TINY)
     with pytest.raises(ValueError, match=r"T=100 frames and F=64.*5x9.*5x12"):
         m(torch.randn(1, 100, 64))
     with pytest.raises(ValueError, match=r"\(B, T, F\).*\(128, 64\)"):
@@ -160,7 +168,7 @@ def test_bad_input_shape_names_expected_grid() -> None:
 
 def test_merge_schedule_runs_and_r0_is_untouched() -> None:
     torch.manual_seed(0)
-    m = ASTModel(num_classes=4, input_tdim=128, input_fdim=64, **TINY).eval()
+    m = ASTModel(num_classes=4, input_tdim=128, input_fdim=64, arch=TINY).eval()
     fbank = torch.randn(2, 128, 64)
     with torch.no_grad():
         plain = m(fbank)
@@ -182,8 +190,8 @@ def test_merge_schedule_runs_and_r0_is_untouched() -> None:
 
 def test_bad_merge_fails_at_construction_and_set_merge() -> None:
     with pytest.raises(ValueError, match="merge"):
-        ASTModel(num_classes=2, input_tdim=128, input_fdim=64, merge=[1, 2, 3], **TINY)
-    m = ASTModel(num_classes=2, input_tdim=128, input_fdim=64, **TINY)
+        ASTModel(num_classes=2, input_tdim=128, input_fdim=64, merge=[1, 2, 3], arch=TINY)
+    m = ASTModel(num_classes=2, input_tdim=128, input_fdim=64, arch=TINY)
     with pytest.raises(ValueError, match="merge"):
         m.set_merge(100)  # more than half of the 60 patches
     assert m.merge == 0

@@ -13,7 +13,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from fastast_pl.models.ast import ASTArch
+from fastast_pl.models.arch import ASTArch
 from fastast_pl.models.teacher import TeacherArch
 from fastast_pl.modules.base import OptimConfig
 

@@ -85,7 +85,8 @@ def teacher_ckpt(tmp_path_factory):
 def _distill(root, teacher_ckpt, dm, epochs=1, **kwargs) -> DistillationModule:
     L.seed_everything(0, verbose=False)
     module = DistillationModule(
-        4, T, 32, False, ast=TINY_AST, merge=2, optim=FAST_OPTIM,
+        num_classes=4, target_length=T, num_mel_bins=32, multi_label=False, ast=TINY_AST,
+        merge=2, optim=FAST_OPTIM,
         teacher_checkpoint=str(teacher_ckpt), cache_teacher_logits=True,
         teacher_cache_dir=str(root / "cache"), **kwargs,
     )  # fmt: skip

@@ -94,7 +94,7 @@ def test_teacher_then_distillation_then_test(tmp_path: Path) -> None:
                 "class_path": "fastast_pl.modules.distill.DistillationModule",
                 "init_args": {
                     "ast": {
-                        "arch": "tiny",
+                        "size": "tiny",
                         "embed_dim": 32,
                         "depth": 2,
                         "num_heads": 2,

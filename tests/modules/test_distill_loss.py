@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from fastast_pl.modules.distill import cmkd_loss
+from fastast_pl.losses import cmkd_loss
 
 STUDENT = [[2.0, -1.0, 0.5], [0.1, 0.3, -2.0]]
 TEACHER = [[1.0, 0.0, 3.0], [-0.5, 2.5, 0.0]]

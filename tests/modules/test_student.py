@@ -5,12 +5,12 @@ import pytest
 
 from fastast_pl.data.datamodule import AudioDataModule
 from fastast_pl.data.synthetic import SyntheticConfig
-from fastast_pl.models.ast import ASTArch
+from fastast_pl.models.arch import ASTArch
 from fastast_pl.modules.base import OptimConfig
 from fastast_pl.modules.student import StudentModule
 from fastast_pl.tome import tome_state
 
-TINY = ASTArch(arch="tiny", embed_dim=32, depth=2, num_heads=2, fstride=8, tstride=8)
+TINY = ASTArch(size="tiny", embed_dim=32, depth=2, num_heads=2, fstride=8, tstride=8)
 
 
 def test_lr_factor_follows_warmup_then_step_decay():

@@ -7,7 +7,9 @@ import torch
 import torch.nn.functional as F
 from distill_testkit import FAST_OPTIM, TINY_TEACHER, T, TinyDataModule, teacher_copy
 
-from fastast_pl.modules.teacher import TEACHER_CKPT_KEY, FrozenTeacher, TeacherModule
+from fastast_pl.models.checkpoints import TEACHER_CKPT_KEY
+from fastast_pl.models.teacher import FrozenTeacher
+from fastast_pl.modules.teacher import TeacherModule
 
 
 @pytest.fixture(scope="module")

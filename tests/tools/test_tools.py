@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import matplotlib.image
@@ -15,6 +16,7 @@ import yaml
 from torchaudio.compliance import kaldi
 
 from fastast_pl.cli import main
+from fastast_pl.models.arch import ASTArch
 from fastast_pl.models.ast import ASTModel
 from fastast_pl.tome import apply_tome, tome_state
 from fastast_pl.tools.visualize import merge_view
@@ -163,17 +165,9 @@ def test_prepare_errors_are_one_line_naming_the_path(tmp_path, capsys):
 
 
 # ---------------------------------------------------------------------------- visualize
-TINY = dict(
-    num_classes=3,
-    input_tdim=64,
-    input_fdim=32,
-    arch="tiny",
-    embed_dim=32,
-    depth=3,
-    num_heads=2,
-    fstride=8,
-    tstride=8,
-)  # 3 x 7 = 21 patches + 2 prefix tokens
+TINY_ARCH = ASTArch(size="tiny", embed_dim=32, depth=3, num_heads=2, fstride=8, tstride=8)
+TINY = dict(num_classes=3, input_tdim=64, input_fdim=32, arch=TINY_ARCH)
+# 3 x 7 = 21 patches + 2 prefix tokens
 
 
 def _partition(source: torch.Tensor, prefix: int) -> set[frozenset[int]]:
@@ -188,7 +182,8 @@ def tiny_ckpt(tmp_path):
     torch.manual_seed(0)
     model = ASTModel(**TINY)
     ast_args = {
-        k: TINY[k] for k in ("arch", "embed_dim", "depth", "num_heads", "fstride", "tstride")
+        k: getattr(TINY_ARCH, k)
+        for k in ("size", "embed_dim", "depth", "num_heads", "fstride", "tstride")
     }
     ckpt = {
         "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
@@ -244,7 +239,7 @@ def test_visualize_draws_the_traced_groups(tmp_path, tiny_ckpt, capsys):
 def test_visualize_config_features_and_bad_layer(tmp_path, capsys):
     torch.manual_seed(1)
     # A plain state dict stores no strides: loading it assumes AST's 10 x 10 (grid 2 x 5).
-    model = ASTModel(**{**TINY, "fstride": 10, "tstride": 10})
+    model = ASTModel(**{**TINY, "arch": replace(TINY_ARCH, fstride=10, tstride=10)})
     weights = tmp_path / "tiny.pt"  # and no feature settings either
     torch.save(model.state_dict(), weights)
     wav = tmp_path / "clip.wav"

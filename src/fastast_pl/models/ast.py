@@ -11,80 +11,14 @@ from __future__ import annotations
 
 import functools
 import os
-from dataclasses import dataclass
 
 import torch
 from timm.models.vision_transformer import Block
 from torch import nn
 
+from fastast_pl.models.arch import ASTArch, patch_grid
+from fastast_pl.models.checkpoints import load_fitted, pretrained_arguments, read_checkpoint
 from fastast_pl.tome import MergeSpec, ResolvedSchedule, apply_tome, remove_tome, resolve_schedule
-
-# name -> (embed_dim, depth, num_heads); the timm DeiT names give the same sizes (the
-# ImageNet resolution only matters for the weights, which are never downloaded here).
-_SIZES: dict[str, tuple[int, int, int]] = {
-    "tiny": (192, 12, 3),
-    "small": (384, 12, 6),
-    "base": (768, 12, 12),
-}
-ARCHS: dict[str, tuple[int, int, int]] = dict(_SIZES)
-for _size, _dims in _SIZES.items():
-    for _res in (224, 384):
-        ARCHS[f"deit_{_size}_distilled_patch16_{_res}"] = _dims
-
-
-def arch_dims(
-    arch: str, embed_dim: int | None, depth: int | None, num_heads: int | None
-) -> tuple[int, int, int]:
-    """(embed_dim, depth, num_heads) for a named size, with explicit values taking precedence."""
-    if arch not in ARCHS:
-        raise ValueError(f"unknown AST arch {arch!r}; known: {sorted(ARCHS)}")
-    d, n, h = ARCHS[arch]
-    return (
-        d if embed_dim is None else embed_dim,
-        n if depth is None else depth,
-        h if num_heads is None else num_heads,
-    )
-
-
-def patch_grid(length: int, patch_size: int, stride: int) -> int:
-    """Number of patch positions along one axis of length ``length`` (no padding)."""
-    return (length - patch_size) // stride + 1
-
-
-@dataclass
-class ASTArch:
-    """The architecture fields of ``ASTModel`` (everything but data-linked sizes and merging).
-
-    ``ASTModel(num_classes=..., input_tdim=..., input_fdim=..., merge=...,
-    **dataclasses.asdict(arch))`` builds the model, so a LightningModule can take one typed arg.
-
-    Args:
-        arch: Size by name: "tiny", "small", "base" (192/384/768 wide, 12 layers, 3/6/12
-            heads) or a timm name such as "deit_base_distilled_patch16_384" (the size only;
-            weights come from ``init_from``).
-        embed_dim: Token width; overrides the named size (tiny test models).
-        depth: Number of transformer blocks; overrides the named size.
-        num_heads: Attention heads; overrides the named size.
-        mlp_ratio: MLP hidden width as a multiple of ``embed_dim``.
-        patch_size: Side of the square spectrogram patches (AST: 16).
-        fstride: Patch stride along frequency (AST: 10, i.e. overlapping patches).
-        tstride: Patch stride along time (AST: 10).
-        drop_path_rate: Stochastic depth rate of the last block (linear from 0).
-        norm_eps: LayerNorm epsilon (timm/AST: 1e-6; HF AST checkpoints: 1e-12).
-        qkv_bias: Bias in the attention's query/key/value projection.
-    """
-
-    arch: str = "deit_base_distilled_patch16_384"
-    embed_dim: int | None = None
-    depth: int | None = None
-    num_heads: int | None = None
-    mlp_ratio: float = 4.0
-    patch_size: int = 16
-    fstride: int = 10
-    tstride: int = 10
-    drop_path_rate: float = 0.0
-    norm_eps: float = 1e-6
-    qkv_bias: bool = True
 
 
 class SpectrogramPatchEmbed(nn.Module):
@@ -106,8 +40,8 @@ class SpectrogramPatchEmbed(nn.Module):
 class ASTModel(nn.Module):
     """Audio Spectrogram Transformer over normalized fbank ``(B, T, F)`` -> logits ``(B, C)``.
 
-    Sizes come from ``arch`` (tiny/small/base or a timm ``deit_*_distilled_patch16_*`` name),
-    overridden by explicit ``embed_dim``/``depth``/``num_heads``. ``merge`` is any
+    ``arch`` gives the size (a named size, overridden by explicit ``embed_dim``/``depth``/
+    ``num_heads``), patching and norms; it is kept resolved as ``self.arch``. ``merge`` is any
     ``fastast_pl.tome.MergeSpec``; it is validated here so that a bad schedule fails when the
     model is configured, not in the first forward.
     """
@@ -119,29 +53,22 @@ class ASTModel(nn.Module):
         num_classes: int = 527,
         input_tdim: int = 1024,
         input_fdim: int = 128,
-        arch: str = "deit_base_distilled_patch16_384",
-        embed_dim: int | None = None,
-        depth: int | None = None,
-        num_heads: int | None = None,
-        mlp_ratio: float = 4.0,
-        patch_size: int = 16,
-        fstride: int = 10,
-        tstride: int = 10,
-        drop_path_rate: float = 0.0,
-        norm_eps: float = 1e-6,
-        qkv_bias: bool = True,
+        arch: ASTArch | None = None,
         merge: MergeSpec = 0,
         prop_attn: bool = True,
     ) -> None:
         super().__init__()
-        embed_dim, depth, num_heads = arch_dims(arch, embed_dim, depth, num_heads)
+        arch = (arch or ASTArch()).resolved()
+        embed_dim, depth, num_heads = arch.embed_dim, arch.depth, arch.num_heads
+        assert embed_dim is not None and depth is not None and num_heads is not None
         if embed_dim % num_heads != 0:
             raise ValueError(f"embed_dim={embed_dim} is not divisible by num_heads={num_heads}")
         if num_classes < 1:
             raise ValueError(f"num_classes={num_classes}: expected at least 1")
+        patch_size = arch.patch_size
         for name, length, stride in (
-            ("input_fdim", input_fdim, fstride),
-            ("input_tdim", input_tdim, tstride),
+            ("input_fdim", input_fdim, arch.fstride),
+            ("input_tdim", input_tdim, arch.tstride),
         ):
             if length < patch_size or stride < 1:
                 raise ValueError(
@@ -155,21 +82,14 @@ class ASTModel(nn.Module):
         self.embed_dim = embed_dim
         self.depth = depth
         self.num_heads = num_heads
-        self.mlp_ratio = mlp_ratio
-        self.patch_size = patch_size
-        self.fstride = fstride
-        self.tstride = tstride
-        self.norm_eps = norm_eps
-        self.drop_path_rate = drop_path_rate
-        self.qkv_bias = qkv_bias
         self.grid_size = (
-            patch_grid(input_fdim, patch_size, fstride),
-            patch_grid(input_tdim, patch_size, tstride),
+            patch_grid(input_fdim, patch_size, arch.fstride),
+            patch_grid(input_tdim, patch_size, arch.tstride),
         )
         self.num_patches = self.grid_size[0] * self.grid_size[1]
 
-        norm_layer = functools.partial(nn.LayerNorm, eps=norm_eps)
-        self.patch_embed = SpectrogramPatchEmbed(embed_dim, patch_size, fstride, tstride)
+        norm_layer = functools.partial(nn.LayerNorm, eps=arch.norm_eps)
+        self.patch_embed = SpectrogramPatchEmbed(embed_dim, patch_size, arch.fstride, arch.tstride)
         self.patch_embed.num_patches = self.num_patches
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.dist_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
@@ -177,14 +97,14 @@ class ASTModel(nn.Module):
             torch.zeros(1, self.num_prefix_tokens + self.num_patches, embed_dim)
         )
         # stochastic depth rising linearly to drop_path_rate (python floats: meta-device safe)
-        drop_path = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]
+        drop_path = [arch.drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]
         self.blocks = nn.Sequential(
             *[
                 Block(
                     dim=embed_dim,
                     num_heads=num_heads,
-                    mlp_ratio=mlp_ratio,
-                    qkv_bias=qkv_bias,
+                    mlp_ratio=arch.mlp_ratio,
+                    qkv_bias=arch.qkv_bias,
                     drop_path=drop_path[i],
                     norm_layer=norm_layer,
                 )
@@ -251,8 +171,8 @@ class ASTModel(nn.Module):
             )
         _, t, f = fbank.shape
         grid = (
-            patch_grid(f, self.patch_size, self.fstride),
-            patch_grid(t, self.patch_size, self.tstride),
+            patch_grid(f, self.arch.patch_size, self.arch.fstride),
+            patch_grid(t, self.arch.patch_size, self.arch.tstride),
         )
         if grid != self.grid_size:
             raise ValueError(
@@ -279,23 +199,7 @@ class ASTModel(nn.Module):
         pooled = (x[:, 0] + x[:, 1]) / 2  # (B, D)
         return self.head(pooled)
 
-    # ------------------------------------------------------------------ config / loading
-    def arch_config(self) -> ASTArch:
-        """The ``ASTArch`` that rebuilds this model's architecture (explicit sizes)."""
-        return ASTArch(
-            arch=self.arch,
-            embed_dim=self.embed_dim,
-            depth=self.depth,
-            num_heads=self.num_heads,
-            mlp_ratio=self.mlp_ratio,
-            patch_size=self.patch_size,
-            fstride=self.fstride,
-            tstride=self.tstride,
-            drop_path_rate=self.drop_path_rate,
-            norm_eps=self.norm_eps,
-            qkv_bias=self.qkv_bias,
-        )
-
+    # ------------------------------------------------------------------ loading
     @classmethod
     def from_pretrained(
         cls,
@@ -307,17 +211,19 @@ class ASTModel(nn.Module):
     ) -> ASTModel:
         """Build a model from a checkpoint (official AST, HF transformers, timm DeiT or ours).
 
-        The architecture is read from the checkpoint; ``overrides`` (any ``ASTModel`` argument)
-        replace it. A different ``num_classes`` re-initialises the head; a different input
-        size adapts the positional embedding (see ``fastast_pl.models.checkpoints``).
-        ``checkpoint_fdim``/``checkpoint_fstride``: the mel bins and frequency stride the
-        checkpoint was trained with, for files that do not store them (official: 128/10).
+        The architecture is read from the checkpoint; ``overrides`` replace it: any
+        ``ASTModel`` argument (``num_classes``, ``input_tdim``, ``input_fdim``, ``merge``,
+        ``prop_attn``, a whole ``arch=ASTArch(...)``) or single ``ASTArch`` fields
+        (``num_heads=4``, ``norm_eps=1e-12``...). A different ``num_classes`` re-initialises
+        the head; a different input size adapts the positional embedding (see
+        ``fastast_pl.models.checkpoints``). ``checkpoint_fdim``/``checkpoint_fstride``: the mel
+        bins and frequency stride the checkpoint was trained with, for files that do not
+        store them (official: 128/10).
         """
-        from fastast_pl.models.checkpoints import build_from_checkpoint
-
-        return build_from_checkpoint(
-            cls, path, dict(overrides), checkpoint_fdim, checkpoint_fstride
-        )
+        ckpt, arguments = pretrained_arguments(path, overrides, checkpoint_fdim, checkpoint_fstride)
+        model = cls(**arguments)
+        load_fitted(model, ckpt)
+        return model
 
     def load_pretrained(
         self,
@@ -328,7 +234,13 @@ class ASTModel(nn.Module):
         checkpoint_fstride: int | None = None,
     ) -> ASTModel:
         """Load checkpoint weights into this model, adapting pos_embed and head to its sizes."""
-        from fastast_pl.models.checkpoints import load_into
-
-        load_into(self, path, strict, checkpoint_fdim, checkpoint_fstride)
+        ckpt = read_checkpoint(
+            path,
+            fdim=checkpoint_fdim,
+            fstride=checkpoint_fstride,
+            num_heads=self.num_heads,
+            model_fdim=self.input_fdim,
+            model_fstride=self.arch.fstride,
+        )
+        load_fitted(self, ckpt, strict=strict)
         return self

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import timm
 import torch
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from fastast_pl.models.checkpoints.teacher import TeacherInfo
 
 PoolingKind = Literal["attention", "mean"]
 OutputKind = Literal["logits", "probabilities"]
@@ -236,3 +239,33 @@ class CNNTeacher(nn.Module):
         if self.output_kind == "probabilities":
             return probabilities_to_logits(out)
         return out
+
+
+class FrozenTeacher(nn.Module):
+    """A trained ``CNNTeacher`` that stays in eval mode and never takes gradients.
+
+    ``train(mode)`` always keeps it in eval mode (as DINOv2 pins its teacher), so
+    ``LightningModule.train()`` cannot switch BatchNorm or dropout back on; the
+    parameters have ``requires_grad=False``. ``forward`` returns logits whatever the
+    teacher's head outputs.
+    """
+
+    def __init__(self, teacher: CNNTeacher, info: TeacherInfo) -> None:
+        super().__init__()
+        self.teacher = teacher
+        self.info = info
+        self.teacher.requires_grad_(False)
+        super().train(False)
+
+    def train(self, mode: bool = True) -> FrozenTeacher:
+        """Ignore `mode`: a frozen teacher is always in eval mode."""
+        return super().train(False)
+
+    @property
+    def output_kind(self) -> str:
+        return self.teacher.output_kind
+
+    @torch.no_grad()
+    def forward(self, fbank: Tensor) -> Tensor:
+        """(B, T, F) fbank -> (B, K) teacher logits (no graph is built)."""
+        return self.teacher.logits(fbank)

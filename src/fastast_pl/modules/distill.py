@@ -1,14 +1,5 @@
-"""Cross-model knowledge distillation (CMKD): the loss, and the student module that uses it.
-
-CMKD (Gong et al., 2022) trains the student on a mix of the ground-truth loss and a
-distillation loss towards a frozen CNN teacher's (temperature-softened) predictions:
-
-    loss = (1 - kd_lambda) * task(student, target) + kd_lambda * kd(student, teacher)
-
-The paper writes the weight on the ground-truth term (lambda * L_gt + (1 - lambda) * L_kd)
-and uses 0.5, where both conventions agree; here `kd_lambda` is the weight of the KD term,
-so `kd_lambda=0` is plain supervised training.
-"""
+"""DistillationModule: the AST student trained with CMKD (``fastast_pl.losses``) from a frozen
+CNN teacher, and the check that the teacher fits the data."""
 
 from __future__ import annotations
 
@@ -16,75 +7,18 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from fastast_pl.losses import DEFAULT_KD_LAMBDA, DEFAULT_KD_TEMPERATURE, cmkd_loss
 from fastast_pl.metrics import ClassificationMetrics
-from fastast_pl.models.ast import ASTArch
-from fastast_pl.modules.base import Batch, OptimConfig
+from fastast_pl.models.checkpoints.teacher import TeacherInfo
+from fastast_pl.models.teacher import FrozenTeacher
+from fastast_pl.modules.base import Batch
 from fastast_pl.modules.kd_cache import TeacherLogitsCache, cache_key, teacher_input_augmentations
 from fastast_pl.modules.student import StudentModule
-from fastast_pl.modules.teacher import (
-    FrozenTeacher,
-    TeacherInfo,
-    TeacherModule,
-    datamodule_feature_config,
-)
-from fastast_pl.tome import MergeSpec
+from fastast_pl.modules.teacher import TeacherModule, datamodule_feature_config
 
 log = logging.getLogger(__name__)
-
-#: Defaults from the CMKD paper's main CNN -> AST setting as we read it: lambda = 0.5 and
-#: temperature 1. We could not re-check the temperature against the paper's text while
-#: writing this (it may differ per dataset); treat it as a tunable config option.
-DEFAULT_KD_LAMBDA = 0.5
-DEFAULT_KD_TEMPERATURE = 1.0
-
-
-def cmkd_loss(
-    student_logits: Tensor,
-    teacher_logits: Tensor,
-    target: Tensor,
-    multi_label: bool,
-    kd_lambda: float = DEFAULT_KD_LAMBDA,
-    temperature: float = DEFAULT_KD_TEMPERATURE,
-) -> dict[str, Tensor]:
-    """CMKD loss for (B, C) student/teacher logits and (B, C) float targets.
-
-    single-label: task = cross-entropy with the (possibly soft, e.g. mixup) targets;
-        kd = KL(softmax(teacher / T) || softmax(student / T)) * T^2, averaged over the batch.
-    multi-label: task = BCE-with-logits on the targets (mean over clips and classes);
-        kd = BCE-with-logits of the student's logits against sigmoid(teacher / T)
-        (temperature on the teacher only, as CMKD writes it).
-
-    Returns {"loss", "task", "kd"}; the teacher side is detached.
-    """
-    if student_logits.shape != teacher_logits.shape or student_logits.shape != target.shape:
-        raise ValueError(
-            "cmkd_loss: student logits, teacher logits and target must have the same (B, C) "
-            f"shape; got {tuple(student_logits.shape)}, {tuple(teacher_logits.shape)}, "
-            f"{tuple(target.shape)}"
-        )
-    if not 0.0 <= kd_lambda <= 1.0:
-        raise ValueError(f"cmkd_loss: kd_lambda must be in [0, 1], got {kd_lambda}")
-    if temperature <= 0:
-        raise ValueError(f"cmkd_loss: temperature must be > 0, got {temperature}")
-    teacher_logits = teacher_logits.detach().to(student_logits.dtype)
-    target = target.to(student_logits.dtype)
-    if multi_label:
-        task = F.binary_cross_entropy_with_logits(student_logits, target)
-        soft = torch.sigmoid(teacher_logits / temperature)
-        kd = F.binary_cross_entropy_with_logits(student_logits, soft)
-    else:
-        task = F.cross_entropy(student_logits, target)
-        log_p_student = F.log_softmax(student_logits / temperature, dim=-1)
-        log_p_teacher = F.log_softmax(teacher_logits / temperature, dim=-1)
-        kd = F.kl_div(log_p_student, log_p_teacher, reduction="batchmean", log_target=True)
-        kd = kd * temperature**2
-    loss = (1.0 - kd_lambda) * task + kd_lambda * kd
-    return {"loss": loss, "task": task, "kd": kd}
-
 
 #: Feature settings that may differ between teacher and student data: training-time
 #: dither is augmentation, not part of what the teacher expects at its input.
@@ -136,7 +70,8 @@ class DistillationModule(StudentModule):
     as in StudentModule, and the teacher's once per run (first validation epoch, and
     test) as ``{val,test}/teacher_{acc,mAP,d_prime}``.
 
-    The other arguments are StudentModule's.
+    Every StudentModule argument is accepted too (``**student_args``, passed on unchanged;
+    LightningCLI lists them under the same ``init_args``).
 
     Args:
         teacher_checkpoint: path of the trained TeacherModule checkpoint.
@@ -149,26 +84,15 @@ class DistillationModule(StudentModule):
 
     def __init__(
         self,
-        num_classes: int = 527,
-        target_length: int = 1024,
-        num_mel_bins: int = 128,
-        multi_label: bool = False,
-        ast: ASTArch | None = None,
-        merge: MergeSpec = 0,
-        eval_merge: MergeSpec | None = None,
-        prop_attn: bool = True,
-        init_from: str | None = None,
-        optim: OptimConfig | None = None,
+        *,
         teacher_checkpoint: str | None = None,
         kd_lambda: float = DEFAULT_KD_LAMBDA,
         kd_temperature: float = DEFAULT_KD_TEMPERATURE,
         cache_teacher_logits: bool = False,
         teacher_cache_dir: str | None = None,
+        **student_args: Any,
     ) -> None:
-        super().__init__(
-            num_classes, target_length, num_mel_bins, multi_label, ast, merge, eval_merge,
-            prop_attn, init_from, optim,
-        )  # fmt: skip
+        super().__init__(**student_args)
         self.save_hyperparameters()
         if not 0.0 <= kd_lambda <= 1.0:
             raise ValueError(f"kd_lambda must be in [0, 1], got {kd_lambda}")
@@ -182,7 +106,9 @@ class DistillationModule(StudentModule):
         self.teacher: FrozenTeacher | None = None
         self.teacher_metrics = nn.ModuleDict(
             {
-                stage: ClassificationMetrics(num_classes, multi_label, prefix=f"{stage}/teacher_")
+                stage: ClassificationMetrics(
+                    self.num_classes, self.multi_label, prefix=f"{stage}/teacher_"
+                )
                 for stage in ("val", "test")
             }
         )

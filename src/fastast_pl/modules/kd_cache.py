@@ -24,6 +24,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from fastast_pl.models.checkpoints.files import load_torch
 from fastast_pl.utils.io import atomic_write
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,9 @@ class TeacherLogitsCache:
         if not self.path.is_file():
             return "miss"
         try:
-            saved = torch.load(self.path, map_location="cpu", weights_only=True)
+            saved = load_torch(
+                self.path, expected="Expected a teacher-logits cache table.", trusted=False
+            )
         except Exception as err:  # a truncated or foreign file is rebuilt, not fatal
             log.warning("teacher-logits cache %s unreadable (%s); rebuilding it", self.path, err)
             return "rebuild"

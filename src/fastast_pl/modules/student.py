@@ -7,12 +7,12 @@ no training (`test --model.init_from PATH --model.eval_merge ...`).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 
 from torch import Tensor
 
-from fastast_pl.models.ast import ASTArch, ASTModel
+from fastast_pl.models.arch import ASTArch
+from fastast_pl.models.ast import ASTModel
 from fastast_pl.modules.base import ClassificationModule, OptimConfig
 from fastast_pl.tome import MergeSpec
 
@@ -52,14 +52,13 @@ class StudentModule(ClassificationModule):
     ) -> None:
         super().__init__(num_classes, target_length, num_mel_bins, multi_label, optim)
         self.save_hyperparameters()
-        arch = ast or ASTArch()
         self.model = ASTModel(
             num_classes=num_classes,
             input_tdim=target_length,
             input_fdim=num_mel_bins,
+            arch=ast or ASTArch(),
             merge=merge,
             prop_attn=prop_attn,
-            **dataclasses.asdict(arch),
         )
         self.train_merge = merge
         self.eval_merge = merge if eval_merge is None else eval_merge

@@ -2,27 +2,24 @@
 
 The checkpoint carries what a student needs to check compatibility before training: the
 number of classes, the label kind and the data's feature settings (``feature_config()``
-of the datamodule), under the ``"fastast_teacher"`` key.
+of the datamodule), under the ``"fastast_teacher"`` key (read back by
+``fastast_pl.models.checkpoints.teacher``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from fastast_pl.models.teacher import CNNTeacher, TeacherArch
+from fastast_pl.models.checkpoints.teacher import TEACHER_CKPT_KEY, load_teacher
+from fastast_pl.models.teacher import CNNTeacher, FrozenTeacher, TeacherArch
 from fastast_pl.modules.base import ClassificationModule, OptimConfig
 
 log = logging.getLogger(__name__)
-
-#: Checkpoint entry holding the teacher's data-linked settings.
-TEACHER_CKPT_KEY = "fastast_teacher"
 
 
 def datamodule_feature_config(trainer: Any) -> dict[str, Any] | None:
@@ -30,49 +27,6 @@ def datamodule_feature_config(trainer: Any) -> dict[str, Any] | None:
     datamodule = getattr(trainer, "datamodule", None) if trainer is not None else None
     fn = getattr(datamodule, "feature_config", None)
     return dict(fn()) if callable(fn) else None
-
-
-@dataclass(frozen=True)
-class TeacherInfo:
-    """What a teacher checkpoint says about the data it was trained on."""
-
-    num_classes: int
-    multi_label: bool
-    target_length: int
-    num_mel_bins: int
-    feature_config: dict[str, Any] | None
-    arch: dict[str, Any]
-    path: str = ""
-
-
-class FrozenTeacher(nn.Module):
-    """A trained ``CNNTeacher`` that stays in eval mode and never takes gradients.
-
-    ``train(mode)`` always keeps it in eval mode (as DINOv2 pins its teacher), so
-    ``LightningModule.train()`` cannot switch BatchNorm or dropout back on; the
-    parameters have ``requires_grad=False``. ``forward`` returns logits whatever the
-    teacher's head outputs.
-    """
-
-    def __init__(self, teacher: CNNTeacher, info: TeacherInfo) -> None:
-        super().__init__()
-        self.teacher = teacher
-        self.info = info
-        self.teacher.requires_grad_(False)
-        super().train(False)
-
-    def train(self, mode: bool = True) -> FrozenTeacher:
-        """Ignore `mode`: a frozen teacher is always in eval mode."""
-        return super().train(False)
-
-    @property
-    def output_kind(self) -> str:
-        return self.teacher.output_kind
-
-    @torch.no_grad()
-    def forward(self, fbank: Tensor) -> Tensor:
-        """(B, T, F) fbank -> (B, K) teacher logits (no graph is built)."""
-        return self.teacher.logits(fbank)
 
 
 class TeacherModule(ClassificationModule):
@@ -133,49 +87,6 @@ class TeacherModule(ClassificationModule):
         self._feature_config = saved.get("feature_config", self._feature_config)
 
     @staticmethod
-    def read_info(path: str | Path) -> tuple[TeacherInfo, dict[str, Tensor]]:
-        """Teacher settings and model weights (without the ``model.`` prefix) of a checkpoint."""
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"teacher checkpoint {str(path)!r} does not exist; train one with "
-                "`python -m fastast_pl fit --config experiments/<dataset>/teacher.yaml`"
-            )
-        # Lightning checkpoints pickle the hyper-parameter dataclasses, so weights_only
-        # loading would refuse them; checkpoints are the user's own files.
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-        saved = checkpoint.get(TEACHER_CKPT_KEY) if isinstance(checkpoint, dict) else None
-        if saved is None:
-            found = sorted(checkpoint)[:8] if isinstance(checkpoint, dict) else type(checkpoint)
-            raise ValueError(
-                f"{str(path)!r} is not a TeacherModule checkpoint: no {TEACHER_CKPT_KEY!r} entry "
-                f"(found {found}). Pass a checkpoint written by `fit` of a TeacherModule."
-            )
-        state = {
-            k.removeprefix("model."): v
-            for k, v in checkpoint["state_dict"].items()
-            if k.startswith("model.")
-        }
-        info = TeacherInfo(
-            num_classes=int(saved["num_classes"]),
-            multi_label=bool(saved["multi_label"]),
-            target_length=int(saved["target_length"]),
-            num_mel_bins=int(saved["num_mel_bins"]),
-            feature_config=saved.get("feature_config"),
-            arch=dict(saved["arch"]),
-            path=str(path),
-        )
-        return info, state
-
-    @staticmethod
     def load_frozen(path: str | Path) -> FrozenTeacher:
-        """Load a TeacherModule checkpoint as a ``FrozenTeacher`` on the CPU.
-
-        The ImageNet file the teacher started from is not needed (nor read): the
-        trained weights replace it.
-        """
-        info, state = TeacherModule.read_info(path)
-        arch = dict(info.arch, pretrained_path=None)
-        teacher = CNNTeacher(num_classes=info.num_classes, input_fdim=info.num_mel_bins, **arch)
-        teacher.load_state_dict(state)
-        return FrozenTeacher(teacher, info)
+        """Load a TeacherModule checkpoint as a ``FrozenTeacher`` on the CPU."""
+        return FrozenTeacher(*load_teacher(path))

@@ -131,9 +131,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _hparams(checkpoint: str) -> dict:
     """The student's hyperparameters (merge schedule, number of classes) from its checkpoint."""
-    import torch
+    from fastast_pl.models.checkpoints import read_lightning
 
-    return torch.load(checkpoint, map_location="cpu", weights_only=False)["hyper_parameters"]
+    return read_lightning(checkpoint)["hyper_parameters"]
 
 
 def _print_summary(

@@ -14,6 +14,7 @@ import torch
 from fastast_pl.data.audio import load_audio
 from fastast_pl.data.features import FeatureConfig, compute_fbank, normalize, pad_or_crop
 from fastast_pl.models.ast import ASTModel
+from fastast_pl.models.checkpoints import read_lightning
 from fastast_pl.tome import apply_tome, remove_tome, tome_state
 from fastast_pl.tome.visualize import Box, patch_boxes, plot_merged_patches
 from fastast_pl.tools.common import USER_ERRORS, ToolError, fail, read_data_config
@@ -64,11 +65,11 @@ def _checkpoint_data_hparams(checkpoint: Path) -> Mapping[str, Any] | None:
     """The datamodule hyperparameters Lightning saved in a ``.ckpt`` (None if absent)."""
     if not (checkpoint.is_file() and checkpoint.suffix == ".ckpt"):
         return None
-    try:  # a .ckpt of our own training runs; see fastast_pl.models.checkpoints
-        ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False, mmap=True)
-    except Exception:  # noqa: BLE001 - from_pretrained reports unreadable files properly
+    try:
+        ckpt = read_lightning(checkpoint, mmap=True)
+    except ValueError:  # from_pretrained reports unreadable files properly
         return None
-    hp = ckpt.get("datamodule_hyper_parameters") if isinstance(ckpt, Mapping) else None
+    hp = ckpt.get("datamodule_hyper_parameters")
     return hp if isinstance(hp, Mapping) else None
 
 
@@ -120,9 +121,9 @@ def merge_view(
     boxes = patch_boxes(
         features.num_mel_bins,
         features.target_length,
-        model.patch_size,
-        model.fstride,
-        model.tstride,
+        model.arch.patch_size,
+        model.arch.fstride,
+        model.arch.tstride,
     )
     groups = patch_groups(source, prefix, model.grid_size)
     return MergeView(fbank, source, groups, boxes, layer, model.depth, r, prefix)

@@ -1,0 +1,43 @@
+"""The one owner of every checkpoint read: files, formats, fitting, the teacher checkpoint.
+
+- ``files``: reading a file (.ckpt/.pth/.bin/safetensors/HF directory) with named errors.
+- ``formats``: renaming each supported layout's keys to ``ASTModel``'s.
+- ``reading``: ``read_checkpoint`` detects the format and infers the architecture.
+- ``fitting``: fitting a checkpoint to a model (pos-embed, head), ``from_pretrained``'s arguments.
+- ``teacher``: the TeacherModule checkpoint and what it says about its data.
+"""
+
+from fastast_pl.models.checkpoints.files import (
+    SUPPORTED_FORMATS,
+    load_torch,
+    read_lightning,
+)
+from fastast_pl.models.checkpoints.fitting import (
+    fit_state_dict,
+    load_fitted,
+    pretrained_arguments,
+    resize_pos_embed,
+)
+from fastast_pl.models.checkpoints.reading import Checkpoint, read_checkpoint
+from fastast_pl.models.checkpoints.teacher import (
+    TEACHER_CKPT_KEY,
+    TeacherInfo,
+    load_teacher,
+    read_teacher_checkpoint,
+)
+
+__all__ = [
+    "SUPPORTED_FORMATS",
+    "TEACHER_CKPT_KEY",
+    "Checkpoint",
+    "TeacherInfo",
+    "fit_state_dict",
+    "load_fitted",
+    "load_teacher",
+    "load_torch",
+    "pretrained_arguments",
+    "read_checkpoint",
+    "read_lightning",
+    "read_teacher_checkpoint",
+    "resize_pos_embed",
+]
