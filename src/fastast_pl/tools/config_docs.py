@@ -25,7 +25,7 @@ SECTIONS: list[tuple[str, str, str]] = [
         "fastast_pl.modules.distill.DistillationModule",
     ),
     ("CNN teacher", "model.init_args", "fastast_pl.modules.teacher.TeacherModule"),
-    ("AST architecture", "model.init_args.ast", "fastast_pl.models.ast.ASTArch"),
+    ("AST architecture", "model.init_args.ast", "fastast_pl.models.arch.ASTArch"),
     ("Teacher architecture", "model.init_args.teacher", "fastast_pl.models.teacher.TeacherArch"),
     ("Merge schedule", "model.init_args.merge", "fastast_pl.tome.schedule.MergeSchedule"),
     ("Optimiser and LR schedule", "model.init_args.optim", "fastast_pl.modules.base.OptimConfig"),
