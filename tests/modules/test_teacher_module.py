@@ -37,7 +37,9 @@ def test_load_frozen_gives_the_trained_teacher_pinned_to_eval(trained) -> None:
     assert not any(p.requires_grad for p in frozen.parameters())
 
     # Same numbers as the module that was trained (rebuilt independently from its state).
-    reference = TeacherModule(4, T, 32, False, teacher=TINY_TEACHER, optim=FAST_OPTIM)
+    reference = TeacherModule(
+        num_classes=4, target_length=T, num_mel_bins=32, teacher=TINY_TEACHER, optim=FAST_OPTIM
+    )
     state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
     reference.load_state_dict(state)
     reference.eval()
@@ -54,7 +56,9 @@ def test_load_frozen_gives_the_trained_teacher_pinned_to_eval(trained) -> None:
 
 def test_multi_label_task_loss_is_bce_on_probabilities() -> None:
     torch.manual_seed(0)
-    module = TeacherModule(3, T, 32, True, teacher=TINY_TEACHER).eval()
+    module = TeacherModule(
+        num_classes=3, target_length=T, num_mel_bins=32, multi_label=True, teacher=TINY_TEACHER
+    ).eval()
     x = torch.randn(2, T, 32)
     y = torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.0, 1.0]])
     p = module.model(x)  # probabilities of the attention head

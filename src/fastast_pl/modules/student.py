@@ -8,12 +8,13 @@ no training (`test --model.init_from PATH --model.eval_merge ...`).
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from torch import Tensor
 
 from fastast_pl.models.arch import ASTArch
 from fastast_pl.models.ast import ASTModel
-from fastast_pl.modules.base import ClassificationModule, OptimConfig
+from fastast_pl.modules.base import ClassificationModule
 from fastast_pl.tome import MergeSpec
 
 log = logging.getLogger(__name__)
@@ -22,11 +23,10 @@ log = logging.getLogger(__name__)
 class StudentModule(ClassificationModule):
     """AST student on labels: CE (single-label) or BCE (multi-label), acc/mAP/d-prime.
 
+    The data-linked sizes and ``optim`` are ClassificationModule's (``**shared_args``,
+    passed on unchanged; LightningCLI lists them under the same ``init_args``).
+
     Args:
-        num_classes: Number of classes (linked from the data).
-        target_length: Input frames T (linked from the data).
-        num_mel_bins: Mel bins F (linked from the data).
-        multi_label: Label kind (linked from the data).
         ast: Architecture of the AST (size, patch strides, drop path...).
         merge: Token Merging schedule while training: an int r for every layer, a list
             of r per layer, or a MergeSchedule (ratio, shape, overrides). 0 = no merging.
@@ -34,28 +34,24 @@ class StudentModule(ClassificationModule):
         prop_attn: Proportional attention (log of token size added to attention logits).
         init_from: Checkpoint to initialise the AST from: an official AST release, an HF
             transformers AST directory, a timm DeiT checkpoint or a fastast-pl checkpoint.
-        optim: Optimiser and LR schedule.
     """
 
     def __init__(
         self,
-        num_classes: int = 527,
-        target_length: int = 1024,
-        num_mel_bins: int = 128,
-        multi_label: bool = False,
+        *,
         ast: ASTArch | None = None,
         merge: MergeSpec = 0,
         eval_merge: MergeSpec | None = None,
         prop_attn: bool = True,
         init_from: str | None = None,
-        optim: OptimConfig | None = None,
+        **shared_args: Any,
     ) -> None:
-        super().__init__(num_classes, target_length, num_mel_bins, multi_label, optim)
+        super().__init__(**shared_args)
         self.save_hyperparameters()
         self.model = ASTModel(
-            num_classes=num_classes,
-            input_tdim=target_length,
-            input_fdim=num_mel_bins,
+            num_classes=self.num_classes,
+            input_tdim=self.target_length,
+            input_fdim=self.num_mel_bins,
             arch=ast or ASTArch(),
             merge=merge,
             prop_attn=prop_attn,

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from fastast_pl.models.checkpoints.teacher import TEACHER_CKPT_KEY, load_teacher
 from fastast_pl.models.teacher import CNNTeacher, FrozenTeacher, TeacherArch
-from fastast_pl.modules.base import ClassificationModule, OptimConfig
+from fastast_pl.modules.base import ClassificationModule
 
 log = logging.getLogger(__name__)
 
@@ -40,28 +40,22 @@ class TeacherModule(ClassificationModule):
       softmax(logit(p)) -- the same distribution distillation later hands the student
       (softmax of teacher logits / T), so the teacher is trained for what it teaches.
 
+    The data-linked sizes and ``optim`` are ClassificationModule's (``**shared_args``).
+
     Args:
-        num_classes, target_length, num_mel_bins, multi_label: linked from the data.
         teacher: the teacher's architecture (backbone, pooling, heads, ImageNet file).
-        optim: optimiser and LR schedule.
     """
 
-    def __init__(
-        self,
-        num_classes: int = 527,
-        target_length: int = 1024,
-        num_mel_bins: int = 128,
-        multi_label: bool = False,
-        teacher: TeacherArch | None = None,
-        optim: OptimConfig | None = None,
-    ) -> None:
-        super().__init__(num_classes, target_length, num_mel_bins, multi_label, optim)
+    def __init__(self, *, teacher: TeacherArch | None = None, **shared_args: Any) -> None:
+        super().__init__(**shared_args)
         self.save_hyperparameters()
         if isinstance(teacher, dict):  # hyper-parameters read back from YAML
             teacher = TeacherArch(**teacher)
         self.arch = teacher or TeacherArch()
         self.model = CNNTeacher(
-            num_classes=num_classes, input_fdim=num_mel_bins, **dataclasses.asdict(self.arch)
+            num_classes=self.num_classes,
+            input_fdim=self.num_mel_bins,
+            **dataclasses.asdict(self.arch),
         )
         self._feature_config: dict[str, Any] | None = None
 

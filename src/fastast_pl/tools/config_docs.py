@@ -18,13 +18,22 @@ from docstring_parser import parse as parse_docstring
 SECTIONS: list[tuple[str, str, str]] = [
     ("Data", "data", "fastast_pl.data.datamodule.AudioDataModule"),
     ("Synthetic dataset", "data.synthetic", "fastast_pl.data.synthetic.SyntheticConfig"),
-    ("AST student", "model.init_args", "fastast_pl.modules.student.StudentModule"),
+    ("Every model", "model.init_args", "fastast_pl.modules.base.ClassificationModule"),
+    (
+        "AST student (adds to every model)",
+        "model.init_args",
+        "fastast_pl.modules.student.StudentModule",
+    ),
     (
         "Distillation (adds to the student)",
         "model.init_args",
         "fastast_pl.modules.distill.DistillationModule",
     ),
-    ("CNN teacher", "model.init_args", "fastast_pl.modules.teacher.TeacherModule"),
+    (
+        "CNN teacher (adds to every model)",
+        "model.init_args",
+        "fastast_pl.modules.teacher.TeacherModule",
+    ),
     ("AST architecture", "model.init_args.ast", "fastast_pl.models.arch.ASTArch"),
     ("Teacher architecture", "model.init_args.teacher", "fastast_pl.models.teacher.TeacherArch"),
     ("Merge schedule", "model.init_args.merge", "fastast_pl.tome.schedule.MergeSchedule"),
@@ -92,13 +101,11 @@ def render() -> str:
         "Linked from the data, never typed in a config: `model.init_args.num_classes`,",
         "`target_length`, `num_mel_bins`, `multi_label`.",
     ]
-    student_keys = {name for name, *_ in _rows(_load(SECTIONS[2][2]), set())}
     linked = {"num_classes", "target_length", "num_mel_bins", "multi_label"}
     for title, prefix, class_path in SECTIONS:
         cls = _load(class_path)
+        # Subclasses pass their parent's arguments on as **kwargs: each section is its own.
         skip = linked if prefix == "model.init_args" else set()
-        if class_path.endswith("DistillationModule"):
-            skip = skip | student_keys
         out += ["", f"## {title}: `{prefix}`", "", f"`{class_path}`", ""]
         out += ["| key | type | default | meaning |", "|---|---|---|---|"]
         for name, type_name, default, text in _rows(cls, skip):
