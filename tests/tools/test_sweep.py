@@ -20,7 +20,7 @@ TINY_CONFIG = {
     },
     "model": {
         "class_path": "fastast_pl.modules.student.StudentModule",
-        "init_args": {"ast": {"arch": "tiny", "embed_dim": 32, "depth": 2, "num_heads": 2}},
+        "init_args": {"ast": {"size": "tiny", "embed_dim": 32, "depth": 2, "num_heads": 2}},
     },
     "data": {
         "dataset": "synthetic", "target_length": 64, "num_mel_bins": 32, "batch_size": 4,

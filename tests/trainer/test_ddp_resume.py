@@ -45,7 +45,7 @@ def _config(tmp_path: Path, **data) -> Path:
         "model": {
             "class_path": "fastast_pl.modules.student.StudentModule",
             "init_args": {
-                "ast": {"arch": "tiny", "embed_dim": 32, "depth": 2, "num_heads": 2},
+                "ast": {"size": "tiny", "embed_dim": 32, "depth": 2, "num_heads": 2},
                 "merge": 2,
                 "optim": {"lr": 1e-3, "warmup_steps": 2, "decay_start_epoch": 1},
             },
