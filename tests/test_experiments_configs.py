@@ -104,8 +104,11 @@ def test_dataset_recipes_compose_and_print(dataset):
 
 def test_audioset_full_overlay_quickstart_and_demo():
     text = _cli(
-        ["fit", *_configs(*_recipe_base("audioset"), "audioset/fastast", "audioset/full"),
-         "--print_config"]  # fmt: skip
+        [
+            "fit",
+            *_configs(*_recipe_base("audioset"), "audioset/fastast", "audioset/full"),
+            "--print_config",
+        ]  # fmt: skip
     )
     cfg = yaml.safe_load(text)
     assert cfg["model"]["class_path"].endswith("DistillationModule")

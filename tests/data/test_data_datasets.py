@@ -106,7 +106,11 @@ def test_single_label_manifest_is_inferred_single_label(tmp_path):
         tmp_path / "t.json", [{"wav": "a.wav", "labels": "yes"}, {"wav": "b.wav", "labels": "no"}]
     )
     assert not ManifestSource(label_csv, train=train, val=train, test=train).read().multi_label
-    assert ManifestSource(label_csv, train=train, val=train, test=train, multi_label=True).read().multi_label
+    assert (
+        ManifestSource(label_csv, train=train, val=train, test=train, multi_label=True)
+        .read()
+        .multi_label
+    )
 
 
 def test_manifest_errors_name_entry(tmp_path):

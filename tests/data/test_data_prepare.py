@@ -14,8 +14,8 @@ from data_testkit import one_thread, tone  # noqa: F401
 
 from fastast_pl.data.datamodule import AudioDataModule, LoaderConfig
 from fastast_pl.data.features import FeatureConfig
-from fastast_pl.data.sources import ESC50Source, ManifestSource
 from fastast_pl.data.prepare import UnsafeArchiveError, prepare_dataset
+from fastast_pl.data.sources import ESC50Source, ManifestSource
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -114,7 +114,9 @@ class AudioDataModule(pl.LightningDataModule):
         self.features = features
         self.augment = augment
         self.loader = loader
-        self.pin_memory = torch.cuda.is_available() if loader.pin_memory is None else loader.pin_memory
+        self.pin_memory = (
+            torch.cuda.is_available() if loader.pin_memory is None else loader.pin_memory
+        )
         self.persistent_workers = loader.persistent_workers and loader.num_workers > 0
         self.cache_dir = cache_dir
         self.on_bad_audio = on_bad_audio

@@ -18,7 +18,6 @@ from fastast_pl.data.cache import FeatureCache
 from fastast_pl.data.clips import Clip
 from fastast_pl.data.features import FeatureConfig, compute_fbank, crop, normalize, pad_or_crop
 
-
 # ---------------------------------------------------------------------------------------
 # Bad-audio bookkeeping shared between DataLoader workers
 

@@ -49,7 +49,7 @@ class DataSource(ABC):
     def read(self) -> ClipSplits:
         """Every split's clips and the label space, from metadata only (no audio decoding)."""
 
-    def prepare(self) -> None:
+    def prepare(self) -> None:  # noqa: B027 - an optional hook, not abstract
         """Create the data if this source generates it (never downloads). Default: nothing."""
 
     @cached_property
@@ -111,7 +111,7 @@ class SyntheticSource(DataSource):
         self.root = root
         self.generator = generator if generator is not None else SyntheticConfig()
 
-    def prepare(self) -> None:
+    def prepare(self) -> None:  # noqa: B027 - an optional hook, not abstract
         ensure_synthetic(self.root, self.generator)
 
     def read(self) -> ClipSplits:

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 CacheStatus = Literal["hit", "miss", "rebuild"]
 
+
 def teacher_input_augmentations(datamodule: Any) -> list[str]:
     """What makes the datamodule's training fbanks differ from epoch to epoch, as
     ``"name=value"``: its ``augment`` (AugmentConfig) and a training dither in its

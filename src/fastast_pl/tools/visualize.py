@@ -18,6 +18,7 @@ from fastast_pl.tome import apply_tome, remove_tome, tome_state
 from fastast_pl.tome.visualize import Box, patch_boxes, plot_merged_patches
 from fastast_pl.tools.common import USER_ERRORS, ToolError, fail, read_data_config
 
+
 @dataclass
 class MergeView:
     """What ToMe merged in one clip after ``layer`` layers of merging.
