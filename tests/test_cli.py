@@ -1,6 +1,7 @@
 """The LightningCLI through `python -m fastast_pl`: fit/test, links, bad input, no overwrites."""
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -17,23 +18,23 @@ def tiny_args(tmp_path: Path) -> list[str]:
     return [
         "--config",
         "experiments/quickstart.yaml",
-        "--data.data_dir",
+        "--data.source.init_args.root",
         str(tmp_path / "synthetic"),
         "--data.cache_dir",
         "null",
-        "--data.num_workers",
+        "--data.loader.num_workers",
         "0",
-        "--data.target_length",
+        "--data.features.target_length",
         "64",
-        "--data.num_mel_bins",
+        "--data.features.num_mel_bins",
         "32",
-        "--data.batch_size",
+        "--data.loader.batch_size",
         "4",
-        "--data.synthetic.num_classes",
+        "--data.source.init_args.generator.num_classes",
         "3",
-        "--data.synthetic.clips_per_class",
+        "--data.source.init_args.generator.clips_per_class",
         "6",
-        "--data.synthetic.clip_seconds",
+        "--data.source.init_args.generator.clip_seconds",
         "0.5",
         "--model.init_args.ast.embed_dim",
         "32",
@@ -140,8 +141,12 @@ def test_wrong_type_is_named(tmp_path):
 def test_missing_data_directory_is_named(tmp_path):
     missing = tmp_path / "no_esc50_here"
     result = run_cli(
-        "fit", *tiny_args(tmp_path), "--data.dataset", "esc50", "--data.data_dir", str(missing)
-    )
+        "fit",
+        *tiny_args(tmp_path),
+        "--data.source",
+        json.dumps({"class_path": "fastast_pl.data.sources.ESC50Source",
+                    "init_args": {"root": str(missing)}}),
+    )  # fmt: skip
     assert result.returncode != 0
     assert str(missing) in result.stderr
     assert not (tmp_path / "runs").exists()

@@ -42,6 +42,11 @@ def _cli(argv: list[str]) -> str:
     return out.getvalue()
 
 
+def _recipe_base(dataset: str) -> list[str]:
+    """What every recipe of ``dataset`` composes first, in this order (see their headers)."""
+    return [f"{dataset}/data", f"{dataset}/trainer", "callbacks"]
+
+
 def _configs(*names: str) -> list[str]:
     args = []
     for name in names:
@@ -54,13 +59,15 @@ def test_every_yaml_in_experiments_is_covered():
     found = {p.relative_to(EXP).with_suffix("").as_posix() for p in EXP.rglob("*.yaml")}
     covered = {
         "quickstart",
+        "callbacks",
         "audioset/full",
         "audioset/data",
         "demo/data",
         "demo/teacher",
         "demo/fastast",
     }
-    covered |= {f"{d}/data" for d in DATASETS} | {f"{d}/{m}" for d in DATASETS for m in METHODS}
+    covered |= {f"{d}/data" for d in DATASETS} | {f"{d}/trainer" for d in DATASETS}
+    covered |= {f"{d}/{m}" for d in DATASETS for m in METHODS}
     covered |= {f"machines/{m}" for m in MACHINES}
     covered |= {
         p.relative_to(EXP).with_suffix("").as_posix() for p in (EXP / "sweeps").glob("*.yaml")
@@ -70,15 +77,16 @@ def test_every_yaml_in_experiments_is_covered():
 
 @pytest.mark.parametrize("dataset", DATASETS)
 def test_dataset_recipes_compose_and_print(dataset):
-    """data + method + machine compose (later files win) and --print_config shows the result."""
+    """data + trainer + callbacks + method + machine compose (later files win) and
+    --print_config shows the result."""
     subcommand = {"eval_pretrained": "test"}
     for i, method in enumerate(METHODS):
         machine = MACHINES[i % len(MACHINES)]
-        names = [f"{dataset}/data", f"{dataset}/{method}", f"machines/{machine}"]
+        names = [*_recipe_base(dataset), f"{dataset}/{method}", f"machines/{machine}"]
         text = _cli([subcommand.get(method, "fit"), *_configs(*names), "--print_config"])
         cfg = yaml.safe_load(text)
         data = yaml.safe_load((EXP / f"{dataset}/data.yaml").read_text())["data"]
-        assert cfg["data"]["target_length"] == data["target_length"]
+        assert cfg["data"]["features"]["target_length"] == data["features"]["target_length"]
         # linked from the data (print_config leaves link targets out), never typed in a model config
         method_doc = yaml.safe_load((EXP / f"{dataset}/{method}.yaml").read_text())
         assert not {"target_length", "num_mel_bins", "num_classes", "multi_label"} & set(
@@ -87,24 +95,35 @@ def test_dataset_recipes_compose_and_print(dataset):
         assert cfg["trainer"]["plugins"][0]["class_path"].endswith("AtomicCheckpointIO")
         monitor = cfg["trainer"]["callbacks"][0]["init_args"]["monitor"]
         assert monitor == ("val/mAP" if dataset == "audioset" else "val/acc")
+        # the shared callbacks are appended to the dataset's best-on-val checkpoint
+        assert [c["class_path"].rsplit(".", 1)[-1] for c in cfg["trainer"]["callbacks"]] == [
+            "ModelCheckpoint", "ModelCheckpoint", "ResumeRNGState", "LearningRateMonitor"
+        ]  # fmt: skip
+        assert cfg["trainer"]["callbacks"][1]["init_args"]["save_last"] is True
 
 
 def test_audioset_full_overlay_quickstart_and_demo():
     text = _cli(
-        ["fit", *_configs("audioset/data", "audioset/fastast", "audioset/full"), "--print_config"]
+        [
+            "fit",
+            *_configs(*_recipe_base("audioset"), "audioset/fastast", "audioset/full"),
+            "--print_config",
+        ]  # fmt: skip
     )
     cfg = yaml.safe_load(text)
     assert cfg["model"]["class_path"].endswith("DistillationModule")
     assert cfg["model"]["init_args"]["optim"]["lr"] == 1e-5  # full set: AST lr 1e-5
     assert cfg["model"]["init_args"]["merge"]["ratio"] == 0.1  # untouched by the overlay
-    assert cfg["data"]["balanced_sampling"] is True and cfg["trainer"]["max_epochs"] == 5
+    assert cfg["data"]["loader"]["balanced_sampling"] is True and cfg["trainer"]["max_epochs"] == 5
+    assert cfg["data"]["source"]["init_args"]["train"].endswith("unbalanced_train.json")
+    assert cfg["data"]["source"]["init_args"]["label_csv"].endswith("class_labels_indices.csv")
     quick = yaml.safe_load(_cli(["fit", *_configs("quickstart"), "--print_config"]))
-    assert quick["data"]["dataset"] == "synthetic"
+    assert quick["data"]["source"]["class_path"].endswith("SyntheticSource")
     for stage in ("teacher", "fastast"):  # the demo's stages (run end to end in test_demo.py)
         demo = yaml.safe_load(
             _cli(["fit", *_configs("demo/data", f"demo/{stage}"), "--print_config"])
         )
-        assert demo["data"]["dataset"] == "synthetic"
+        assert demo["data"]["source"]["class_path"].endswith("SyntheticSource")
 
 
 @pytest.mark.parametrize("path", sorted((EXP / "sweeps").glob("*.yaml")), ids=lambda p: p.stem)
@@ -142,7 +161,7 @@ def _esc50(root: Path) -> list[str]:
         w = csv.writer(f)
         w.writerow(["filename", "fold", "target", "category", "esc10", "src_file", "take"])
         w.writerows(rows)
-    return [f"--data.data_dir={root}"]
+    return [f"--data.source.init_args.root={root}"]
 
 
 def _manifests(root: Path, multi_label: bool) -> list[str]:
@@ -153,7 +172,7 @@ def _manifests(root: Path, multi_label: bool) -> list[str]:
         w = csv.writer(f)
         w.writerow(["index", "mid", "display_name"])
         w.writerows([i, m, f"label {i}"] for i, m in enumerate(mids))
-    args = [f"--data.data_dir={root}", f"--data.label_csv={root / 'labels.csv'}"]
+    args = [f"--data.source.init_args.label_csv={root / 'labels.csv'}"]
     for split, n in (("train", 8), ("valid", 4), ("test", 4)):
         data = []
         for i in range(n):
@@ -162,17 +181,17 @@ def _manifests(root: Path, multi_label: bool) -> list[str]:
             data.append({"wav": wav, "labels": ",".join(labels)})
         (root / f"{split}.json").write_text(json.dumps({"data": data}))
     args += [
-        f"--data.train_manifest={root / 'train.json'}",
-        f"--data.val_manifest={root / 'valid.json'}",
+        f"--data.source.init_args.train={root / 'train.json'}",
+        f"--data.source.init_args.val={root / 'valid.json'}",
     ]
     if not multi_label:
-        args.append(f"--data.test_manifest={root / 'test.json'}")
+        args.append(f"--data.source.init_args.test={root / 'test.json'}")
     return args
 
 
 TINY = [
-    "--data.batch_size=2",
-    "--data.num_workers=0",
+    "--data.loader.batch_size=2",
+    "--data.loader.num_workers=0",
     "--trainer.enable_progress_bar=false",
     "--trainer.enable_model_summary=false",
 ]
@@ -210,7 +229,7 @@ def test_each_recipe_runs_one_step(dataset, tmp_path):
     base = [*TINY, *data_args]
 
     def run(sub, method, *extra):
-        names = [f"{dataset}/data", f"{dataset}/{method}", "machines/cpu"]
+        names = [*_recipe_base(dataset), f"{dataset}/{method}", "machines/cpu"]
         _cli([sub, *_configs(*names), *base, *extra])
 
     run("fit", "teacher", *TINY_TEACHER, *_one_step(tmp_path / "teacher"))

@@ -76,8 +76,8 @@ class FastASTCLI(LightningCLI):
                 self.config[full_key] = before[full_key]
 
     def add_arguments_to_parser(self, parser) -> None:
-        parser.link_arguments("data.target_length", "model.init_args.target_length")
-        parser.link_arguments("data.num_mel_bins", "model.init_args.num_mel_bins")
+        parser.link_arguments("data.features.target_length", "model.init_args.target_length")
+        parser.link_arguments("data.features.num_mel_bins", "model.init_args.num_mel_bins")
         parser.link_arguments(
             "data.num_classes", "model.init_args.num_classes", apply_on="instantiate"
         )

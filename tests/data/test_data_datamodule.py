@@ -14,8 +14,11 @@ import torch
 from data_testkit import folder_dataset, one_thread, reference_fbank, write  # noqa: F401
 
 from fastast_pl.data.audio import AudioDecodeError
-from fastast_pl.data.datamodule import AudioDataModule
+from fastast_pl.data.augment import AugmentConfig
+from fastast_pl.data.datamodule import AudioDataModule, LoaderConfig
+from fastast_pl.data.features import FeatureConfig
 from fastast_pl.data.sampling import DistributedWeightedSampler
+from fastast_pl.data.sources import ESC50Source, FolderSource, ManifestSource, SyntheticSource
 from fastast_pl.data.synthetic import SyntheticConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -23,20 +26,19 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 SMALL = SyntheticConfig(num_classes=5, clips_per_class=6, clip_seconds=0.3)
 
 
-def _synthetic(tmp_path, **kw):
-    args = dict(
-        data_dir=str(tmp_path / "syn"),
-        target_length=40,
-        num_mel_bins=32,
-        batch_size=4,
-        synthetic=SMALL,
+def _synthetic(tmp_path, dither=0.0, **augment):
+    return AudioDataModule(
+        SyntheticSource(str(tmp_path / "syn"), SMALL),
+        features=FeatureConfig(target_length=40, num_mel_bins=32, dither=dither),
+        augment=AugmentConfig(**augment),
+        loader=LoaderConfig(batch_size=4),
     )
-    return AudioDataModule(**{**args, **kw})
 
 
 def test_properties_need_no_audio(tmp_path):
-    dm = AudioDataModule(data_dir=str(tmp_path / "not_yet"))
-    assert (dm.num_classes, dm.multi_label, dm.target_length, dm.num_mel_bins) == (
+    dm = AudioDataModule(SyntheticSource(str(tmp_path / "not_yet")))
+    f = dm.features
+    assert (dm.num_classes, dm.multi_label, f.target_length, f.num_mel_bins) == (
         8,
         False,
         1024,
@@ -95,15 +97,13 @@ def test_missing_data_dir_names_path_and_how(tmp_path):
     with pytest.raises(
         FileNotFoundError, match=rf"{tmp_path / 'ESC-50'} does not exist.*prepare esc50"
     ):
-        AudioDataModule(dataset="esc50", data_dir=str(tmp_path / "ESC-50"))
+        AudioDataModule(ESC50Source(str(tmp_path / "ESC-50")))
     assert not (tmp_path / "ESC-50").exists()
 
 
 def test_missing_files_are_listed_at_setup(tmp_path):
     root = folder_dataset(tmp_path / "data", {"a": 4, "b": 4}, seconds=0.05)
-    dm = AudioDataModule(
-        dataset="folder", data_dir=str(root), val_fraction=0.25, test_fraction=0.25
-    )
+    dm = AudioDataModule(FolderSource(str(root), val_fraction=0.25, test_fraction=0.25))
     _ = dm.clip_splits
     (root / "a" / "a_1.wav").unlink()
     with pytest.raises(FileNotFoundError, match=r"missing: .*a_1.wav \(1 in all\)"):
@@ -126,18 +126,18 @@ def _manifest_data(tmp_path, n_common=12, n_rare=2):
         entries.append({"wav": str(path), "labels": labels})
     (tmp_path / "train.json").write_text(json.dumps({"data": entries}))
     return dict(
-        dataset="manifest",
-        train_manifest=str(tmp_path / "train.json"),
-        val_manifest=str(tmp_path / "train.json"),
-        label_csv=str(tmp_path / "labels.csv"),
-        target_length=20,
-        num_mel_bins=16,
-        batch_size=4,
+        source=ManifestSource(
+            str(tmp_path / "labels.csv"),
+            train=str(tmp_path / "train.json"),
+            val=str(tmp_path / "train.json"),
+        ),
+        features=FeatureConfig(target_length=20, num_mel_bins=16),
     )
 
 
 def test_manifest_datamodule_multi_label_and_balanced_sampling(tmp_path):
-    dm = AudioDataModule(**_manifest_data(tmp_path), balanced_sampling=True, samples_per_epoch=400)
+    loader = LoaderConfig(batch_size=4, balanced_sampling=True, samples_per_epoch=400)
+    dm = AudioDataModule(**_manifest_data(tmp_path), loader=loader)
     assert (dm.num_classes, dm.multi_label, dm.class_names) == (3, True, ["x", "y", "z"])
     dm.setup("fit")
     loader = dm.train_dataloader()
@@ -161,11 +161,13 @@ def _folder_with_bad_files(tmp_path):
     return root
 
 
-def _bad_dm(root, **kw):
-    args = dict(
-        dataset="folder", data_dir=str(root), target_length=20, num_mel_bins=16, batch_size=7
+def _bad_dm(root, on_bad_audio="raise", **loader):
+    return AudioDataModule(
+        FolderSource(str(root)),
+        features=FeatureConfig(target_length=20, num_mel_bins=16),
+        loader=LoaderConfig(**{"batch_size": 7, **loader}),
+        on_bad_audio=on_bad_audio,
     )
-    return AudioDataModule(**{**args, **kw})
 
 
 def test_bad_audio_raises_with_file_name(tmp_path):

@@ -1,4 +1,4 @@
-"""Dataset layouts: ESC-50, AST JSON manifests, folder per class; metadata errors."""
+"""Dataset sources: ESC-50, AST JSON manifests, folder per class; metadata errors."""
 
 from __future__ import annotations
 
@@ -8,14 +8,8 @@ import json
 import pytest
 from data_testkit import folder_dataset, tone, write
 
-from fastast_pl.data.datasets import (
-    ClipSplits,
-    check_files,
-    check_nonempty,
-    read_esc50,
-    read_folder,
-    read_manifests,
-)
+from fastast_pl.data.clips import ClipSplits, check_files, check_nonempty
+from fastast_pl.data.sources import ESC50Source, FolderSource, ManifestSource
 
 CATEGORIES = [
     (0, "dog", True),
@@ -45,7 +39,7 @@ def make_esc50(root, write_audio=True):
 
 def test_esc50_folds(tmp_path):
     root = make_esc50(tmp_path, write_audio=False)
-    splits = read_esc50(root, val_fold=3)
+    splits = ESC50Source(root, val_fold=3).read()
     assert splits.class_names == ["dog", "rooster", "pig", "cow", "chainsaw"]
     assert not splits.multi_label
     assert {c.path.name.split("-")[0] for c in splits.splits["val"]} == {"3"}
@@ -58,7 +52,7 @@ def test_esc50_folds(tmp_path):
 
 
 def test_esc10_subset_remaps_targets_and_keeps_names(tmp_path):
-    splits = read_esc50(make_esc50(tmp_path, write_audio=False), val_fold=1, esc10=True)
+    splits = ESC50Source(make_esc50(tmp_path, write_audio=False), val_fold=1, esc10=True).read()
     assert splits.class_names == ["dog", "rooster", "chainsaw"]
     labels = {c.path.name.split("-")[1]: c.labels for c in splits.splits["train"]}
     assert labels == {"000": (0,), "001": (1,), "041": (2,)}
@@ -66,11 +60,11 @@ def test_esc10_subset_remaps_targets_and_keeps_names(tmp_path):
 
 def test_esc50_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match=rf"{tmp_path / 'nope'}.*prepare esc50"):
-        read_esc50(tmp_path / "nope")
+        ESC50Source(tmp_path / "nope").read()
     root = make_esc50(tmp_path / "esc", write_audio=False)
     with pytest.raises(ValueError, match="val_fold must be in 1..5, got 6"):
-        read_esc50(root, val_fold=6)
-    splits = read_esc50(root)
+        ESC50Source(root, val_fold=6).read()
+    splits = ESC50Source(root).read()
     with pytest.raises(FileNotFoundError, match=r"missing: .*2-000-A-0.wav.*\(25 in all\)"):
         check_files(splits)
 
@@ -97,7 +91,7 @@ def test_manifests_multi_label(tmp_path):
         [{"wav": "clips/1.wav", "labels": "/m/a,/m/c"}, {"wav": abs_wav, "labels": "/m/b"}],
     )
     val = _manifest(tmp_path / "val.json", [{"wav": "clips/2.wav", "labels": "/m/c"}])
-    splits = read_manifests(train, val, None, label_csv)
+    splits = ManifestSource(label_csv, train=train, val=val).read()
     assert splits.multi_label and splits.num_classes == 3
     assert splits.class_names[0] == "name of /m/a"
     assert splits.splits["train"][0].labels == (0, 2)
@@ -111,8 +105,12 @@ def test_single_label_manifest_is_inferred_single_label(tmp_path):
     train = _manifest(
         tmp_path / "t.json", [{"wav": "a.wav", "labels": "yes"}, {"wav": "b.wav", "labels": "no"}]
     )
-    assert not read_manifests(train, train, train, label_csv).multi_label
-    assert read_manifests(train, train, train, label_csv, multi_label=True).multi_label
+    assert not ManifestSource(label_csv, train=train, val=train, test=train).read().multi_label
+    assert (
+        ManifestSource(label_csv, train=train, val=train, test=train, multi_label=True)
+        .read()
+        .multi_label
+    )
 
 
 def test_manifest_errors_name_entry(tmp_path):
@@ -124,20 +122,20 @@ def test_manifest_errors_name_entry(tmp_path):
     with pytest.raises(
         ValueError, match=r"bad_label.json entry 1 \(b.wav\): unknown labels \['/m/zzz'\]"
     ):
-        read_manifests(bad_label, None, None, label_csv)
+        ManifestSource(label_csv, train=bad_label).read()
     no_wav = _manifest(tmp_path / "no_wav.json", [{"path": "a.wav", "labels": "/m/a"}])
     with pytest.raises(ValueError, match=r'no_wav.json entry 0: no "wav" key'):
-        read_manifests(no_wav, None, None, label_csv)
+        ManifestSource(label_csv, train=no_wav).read()
     (tmp_path / "broken.json").write_text("{not json")
     with pytest.raises(ValueError, match="broken.json is not valid JSON"):
-        read_manifests(tmp_path / "broken.json", None, None, label_csv)
+        ManifestSource(label_csv, train=tmp_path / "broken.json").read()
     with pytest.raises(FileNotFoundError, match="missing.csv"):
-        read_manifests(bad_label, None, None, tmp_path / "missing.csv")
+        ManifestSource(tmp_path / "missing.csv", train=bad_label).read()
 
 
 def test_folder_layout_with_seeded_split(tmp_path):
     root = folder_dataset(tmp_path, {"cat": 10, "bird": 10, "alarm": 5}, seconds=0.05)
-    splits = read_folder(root, val_fraction=0.2, test_fraction=0.2, seed=1)
+    splits = FolderSource(root, val_fraction=0.2, test_fraction=0.2, seed=1).read()
     assert splits.class_names == ["alarm", "bird", "cat"]
     sizes = {k: len(v) for k, v in splits.splits.items()}
     assert sizes == {"train": 15, "val": 5, "test": 5}
@@ -145,22 +143,22 @@ def test_folder_layout_with_seeded_split(tmp_path):
     assert len(set(every)) == 25  # no clip in two splits
     cat = [c for c in splits.splits["val"] if c.path.parent.name == "cat"]
     assert len(cat) == 2 and all(c.labels == (2,) for c in cat)
-    assert read_folder(root, 0.2, 0.2, seed=1).splits == splits.splits  # deterministic
+    assert FolderSource(root, 0.2, 0.2, seed=1).read().splits == splits.splits  # deterministic
 
 
 def test_folder_layout_with_split_folders(tmp_path):
     folder_dataset(tmp_path / "train", {"a": 2, "b": 2}, seconds=0.05)
     folder_dataset(tmp_path / "val", {"a": 1, "b": 1}, seconds=0.05)
-    splits = read_folder(tmp_path)
+    splits = FolderSource(tmp_path).read()
     assert splits.class_names == ["a", "b"]
     assert len(splits.splits["train"]) == 4 and splits.splits["test"] == splits.splits["val"]
 
 
 def test_folder_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="absent"):
-        read_folder(tmp_path / "absent")
+        FolderSource(tmp_path / "absent").read()
     with pytest.raises(ValueError, match="no class sub-directories"):
-        read_folder(tmp_path)
+        FolderSource(tmp_path).read()
 
 
 def test_empty_split_is_reported():

@@ -7,16 +7,19 @@ import pytest
 import torch
 from data_testkit import MEAN, STD, one_thread, raw_reference, reference_fbank, tone, write  # noqa: F401
 
-from fastast_pl.data.datasets import AudioDataset, Clip
+from fastast_pl.data.augment import AugmentConfig
+from fastast_pl.data.clips import Clip
+from fastast_pl.data.dataset import AudioDataset
 from fastast_pl.data.features import FeatureConfig, compute_stats
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _dataset(paths, labels=None, num_classes=2, target_length=100, **kw):
+def _dataset(paths, labels=None, num_classes=2, target_length=100, train=False, **augment):
     labels = labels or [(0,)] * len(paths)
     clips = [Clip(p, lab) for p, lab in zip(paths, labels)]
-    return AudioDataset(clips, num_classes, FeatureConfig(target_length=target_length), **kw)
+    config = FeatureConfig(target_length=target_length)
+    return AudioDataset(clips, num_classes, config, train=train, augment=AugmentConfig(**augment))
 
 
 def test_fbank_matches_direct_kaldi_call_with_padding(tmp_path):

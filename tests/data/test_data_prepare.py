@@ -12,8 +12,10 @@ import pytest
 import soundfile as sf
 from data_testkit import one_thread, tone  # noqa: F401
 
-from fastast_pl.data.datamodule import AudioDataModule
+from fastast_pl.data.datamodule import AudioDataModule, LoaderConfig
+from fastast_pl.data.features import FeatureConfig
 from fastast_pl.data.prepare import UnsafeArchiveError, prepare_dataset
+from fastast_pl.data.sources import ESC50Source, ManifestSource
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -59,9 +61,16 @@ def _speech_tar(path):
 def test_esc50_from_archive(tmp_path):
     out = tmp_path / "esc50"
     settings = prepare_dataset("esc50", out, archive=_esc50_zip(tmp_path / "ESC-50-master.zip"))
-    assert settings == {"dataset": "esc50", "data_dir": str(out)}
+    assert settings == {
+        "class_path": "fastast_pl.data.sources.ESC50Source",
+        "init_args": {"root": str(out)},
+    }
     assert (out / "meta" / "esc50.csv").is_file() and len(list((out / "audio").glob("*.wav"))) == 10
-    dm = AudioDataModule(**settings, val_fold=2, target_length=16, num_mel_bins=16, batch_size=2)
+    dm = AudioDataModule(
+        ESC50Source(**settings["init_args"], val_fold=2),
+        features=FeatureConfig(target_length=16, num_mel_bins=16),
+        loader=LoaderConfig(batch_size=2),
+    )
     dm.setup("fit")
     assert dm.class_names == ["dog", "rooster"] and len(dm.datasets["val"]) == 2
     assert next(iter(dm.val_dataloader()))["fbank"].shape == (2, 16, 16)
@@ -72,7 +81,7 @@ def test_esc50_from_archive(tmp_path):
 def test_speech_commands_from_archive(tmp_path):
     out = tmp_path / "sc"
     settings = prepare_dataset("speechcommands", out, archive=_speech_tar(tmp_path / "sc.tar.gz"))
-    assert settings["dataset"] == "manifest"
+    assert settings["class_path"] == "fastast_pl.data.sources.ManifestSource"
     labels = list(csv.DictReader((out / "class_labels_indices.csv").open()))
     assert [(r["index"], r["display_name"]) for r in labels] == [("0", "no"), ("1", "yes")]
     splits = {
@@ -88,7 +97,9 @@ def test_speech_commands_from_archive(tmp_path):
         "_background_noise_" not in e["wav"] for e in splits["train"]
     )
     dm = AudioDataModule(
-        **{**settings, "multi_label": False}, target_length=16, num_mel_bins=16, batch_size=5
+        ManifestSource(**{**settings["init_args"], "multi_label": False}),
+        features=FeatureConfig(target_length=16, num_mel_bins=16),
+        loader=LoaderConfig(batch_size=5),
     )
     assert (dm.num_classes, dm.multi_label) == (2, False)
     dm.setup("fit")

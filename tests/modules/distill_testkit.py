@@ -13,6 +13,8 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from fastast_pl.data.augment import AugmentConfig
+from fastast_pl.data.features import FeatureConfig
 from fastast_pl.models.arch import ASTArch
 from fastast_pl.models.teacher import TeacherArch
 from fastast_pl.modules.base import OptimConfig
@@ -47,7 +49,7 @@ class _Clips(Dataset):
 
 
 class TinyDataModule(L.LightningDataModule):
-    """Stands in for AudioDataModule: dict batches, feature_config(), augmentation attributes."""
+    """Stands in for AudioDataModule: dict batches, feature_config(), features and augment."""
 
     def __init__(
         self,
@@ -66,7 +68,8 @@ class TinyDataModule(L.LightningDataModule):
         self.multi_label = multi_label
         self.target_length, self.num_mel_bins = T, F
         self.batch_size = batch_size
-        self.freqm, self.timem, self.mixup = freqm, timem, mixup
+        self.augment = AugmentConfig(freqm=freqm, timem=timem, mixup=mixup)
+        self.features = FeatureConfig(num_mel_bins=F, target_length=T, mean=mean, std=4.57)
         self.mean = mean
         self.train_set = _Clips(n_train, num_classes, multi_label, seed=0)
         self.eval_set = _Clips(n_eval, num_classes, multi_label, seed=1)

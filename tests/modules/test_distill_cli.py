@@ -16,16 +16,14 @@ pytestmark = pytest.mark.slow
 
 
 def _data(root: Path) -> dict:
+    generator = {"num_classes": 3, "clips_per_class": 6, "clip_seconds": 0.5, "seed": 0}
     return {
-        "dataset": "synthetic",
-        "data_dir": str(root / "synthetic"),
-        "target_length": 64,
-        "num_mel_bins": 32,
-        "batch_size": 4,
-        "num_workers": 0,
-        "norm_mean": -6.0,
-        "norm_std": 4.0,
-        "synthetic": {"num_classes": 3, "clips_per_class": 6, "clip_seconds": 0.5, "seed": 0},
+        "source": {
+            "class_path": "fastast_pl.data.sources.SyntheticSource",
+            "init_args": {"root": str(root / "synthetic"), "generator": generator},
+        },
+        "features": {"target_length": 64, "num_mel_bins": 32, "mean": -6.0, "std": 4.0},
+        "loader": {"batch_size": 4, "num_workers": 0},
     }
 
 

@@ -3,7 +3,9 @@
 import lightning as L
 import pytest
 
-from fastast_pl.data.datamodule import AudioDataModule
+from fastast_pl.data.datamodule import AudioDataModule, LoaderConfig
+from fastast_pl.data.features import FeatureConfig
+from fastast_pl.data.sources import SyntheticSource
 from fastast_pl.data.synthetic import SyntheticConfig
 from fastast_pl.models.arch import ASTArch
 from fastast_pl.modules.base import OptimConfig
@@ -57,12 +59,12 @@ class _RecordTokens(L.Callback):
 
 def test_training_and_evaluation_use_their_own_merge_schedules(tmp_path):
     data = AudioDataModule(
-        dataset="synthetic",
-        data_dir=str(tmp_path / "synthetic"),
-        target_length=64,
-        num_mel_bins=32,
-        batch_size=4,
-        synthetic=SyntheticConfig(num_classes=3, clips_per_class=6, clip_seconds=0.5),
+        SyntheticSource(
+            str(tmp_path / "synthetic"),
+            SyntheticConfig(num_classes=3, clips_per_class=6, clip_seconds=0.5),
+        ),
+        features=FeatureConfig(target_length=64, num_mel_bins=32),
+        loader=LoaderConfig(batch_size=4),
     )
     module = StudentModule(
         num_classes=data.num_classes,

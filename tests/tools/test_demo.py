@@ -11,15 +11,13 @@ def _shrink(src: Path, dst: Path, tmp_path: Path) -> None:
     """Copy a demo config with tiny data / model / epochs, paths inside tmp_path."""
     config = yaml.safe_load(src.read_text())
     if "data" in config:
-        config["data"].update(
-            data_dir=str(tmp_path / "synthetic"),
-            cache_dir=str(tmp_path / "cache"),
-            num_workers=0,
-            target_length=64,
-            num_mel_bins=32,
-            batch_size=8,
-        )
-        config["data"]["synthetic"].update(num_classes=3, clips_per_class=8, clip_seconds=0.5)
+        data = config["data"]
+        data["cache_dir"] = str(tmp_path / "cache")
+        data["loader"].update(num_workers=0, batch_size=8)
+        data["features"].update(target_length=64, num_mel_bins=32)
+        source = data["source"]["init_args"]
+        source["root"] = str(tmp_path / "synthetic")
+        source["generator"].update(num_classes=3, clips_per_class=8, clip_seconds=0.5)
     if "trainer" in config:
         config["trainer"].update(max_epochs=1, enable_progress_bar=False)
     ast = config.get("model", {}).get("init_args", {}).get("ast")

@@ -23,15 +23,16 @@ TINY_CONFIG = {
         "init_args": {"ast": {"size": "tiny", "embed_dim": 32, "depth": 2, "num_heads": 2}},
     },
     "data": {
-        "dataset": "synthetic", "target_length": 64, "num_mel_bins": 32, "batch_size": 4,
-        "synthetic": {"num_classes": 3, "clips_per_class": 3, "clip_seconds": 0.5, "seed": 0},
+        "source": {"class_path": "fastast_pl.data.sources.SyntheticSource", "init_args": {
+            "generator": {"num_classes": 3, "clips_per_class": 3, "clip_seconds": 0.5, "seed": 0}}},
+        "features": {"target_length": 64, "num_mel_bins": 32}, "loader": {"batch_size": 4},
     },
 }  # fmt: skip
 
 
 def _write(tmp_path: Path, parameters: dict, method: str = "grid", **extra) -> Path:
     config = json.loads(json.dumps(TINY_CONFIG))
-    config["data"]["data_dir"] = str(tmp_path / "synthetic")
+    config["data"]["source"]["init_args"]["root"] = str(tmp_path / "synthetic")
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(config))
     doc = {
         "method": method,
@@ -82,14 +83,15 @@ def test_random_plan_is_seeded_and_inside_the_bounds(tmp_path):
     path = _write(tmp_path, {
         "model.init_args.merge.ratio": {"distribution": "uniform", "min": 0.05, "max": 0.3},
         "model.init_args.prop_attn": {"values": [True, False]},
-        "data.batch_size": {"min": 2, "max": 5},
+        "data.loader.batch_size": {"min": 2, "max": 5},
     }, method="random")  # fmt: skip
     sw = sweep.load_sweep(path)
     a = sweep.plan_trials(sw, count=20, seed=3)
     assert a == sweep.plan_trials(sw, count=20, seed=3) != sweep.plan_trials(sw, count=20, seed=4)
     ratios = [t["model.init_args.merge.ratio"] for t in a]
     assert all(0.05 <= r <= 0.3 for r in ratios)
-    assert all(isinstance(t["data.batch_size"], int) and 2 <= t["data.batch_size"] <= 5 for t in a)
+    sizes = [t["data.loader.batch_size"] for t in a]
+    assert all(isinstance(b, int) and 2 <= b <= 5 for b in sizes)
     with pytest.raises(sweep.SweepError, match="--count"):
         sweep.plan_trials(sw, count=None)
 

@@ -16,6 +16,7 @@ import yaml
 from torchaudio.compliance import kaldi
 
 from fastast_pl.cli import main
+from fastast_pl.data.features import FeatureConfig
 from fastast_pl.models.arch import ASTArch
 from fastast_pl.models.ast import ASTModel
 from fastast_pl.tome import apply_tome, tome_state
@@ -74,6 +75,10 @@ def _write_yaml(path: Path, content: dict) -> str:
 
 
 # ---------------------------------------------------------------------------- stats
+def _esc50_source(root: Path) -> dict:
+    return {"class_path": "fastast_pl.data.sources.ESC50Source", "init_args": {"root": str(root)}}
+
+
 def test_stats_matches_kaldi_over_training_files(tmp_path, capsys):
     by_fold = _esc50_folder(tmp_path / "esc")
     base = _write_yaml(
@@ -81,21 +86,24 @@ def test_stats_matches_kaldi_over_training_files(tmp_path, capsys):
         {
             "trainer": {"max_epochs": 3},  # other sections are ignored
             "model": {"class_path": "not.checked.Here"},
-            "data": {"dataset": "esc50", "data_dir": str(tmp_path / "esc"), "num_mel_bins": 16},
+            "data": {"source": _esc50_source(tmp_path / "esc"), "features": {"num_mel_bins": 16}},
         },
     )
-    override = _write_yaml(tmp_path / "over.yaml", {"data": {"val_fold": 2, "target_length": 80}})
+    override = _write_yaml(
+        tmp_path / "over.yaml",
+        {"data": {"source": {"init_args": {"val_fold": 2}}, "features": {"target_length": 80}}},
+    )
     assert main(["stats", "--config", base, "--config", override]) == 0
     out = capsys.readouterr().out
-    printed = yaml.safe_load(out)["data"]
+    printed = yaml.safe_load(out)["data"]["features"]
 
     # Independent: fold 2 is held out (override), the first 80 frames of each clip (longer
     # clips are cropped), 16 mel bins from the base file, padding never counted.
     train = [p for fold, paths in by_fold.items() if fold != 2 for p in paths]
     frames = torch.cat([_kaldi_fbank(p, 16)[:80] for p in train]).double()
     assert frames.shape[0] < 80 * len(train)  # some clips are shorter than target_length
-    assert printed["norm_mean"] == pytest.approx(frames.mean().item(), abs=2e-6)
-    assert printed["norm_std"] == pytest.approx(frames.std(unbiased=False).item(), abs=2e-6)
+    assert printed["mean"] == pytest.approx(frames.mean().item(), abs=2e-6)
+    assert printed["std"] == pytest.approx(frames.std(unbiased=False).item(), abs=2e-6)
     assert f"over {len(train)} of {len(train)} training clips" in out
 
 
@@ -103,7 +111,7 @@ def test_stats_rejects_unknown_key_naming_it(tmp_path, capsys):
     _esc50_folder(tmp_path / "esc")
     cfg = _write_yaml(
         tmp_path / "bad.yaml",
-        {"data": {"dataset": "esc50", "data_dir": str(tmp_path / "esc"), "norm_meen": 1.0}},
+        {"data": {"source": _esc50_source(tmp_path / "esc"), "features": {"norm_meen": 1.0}}},
     )
     assert main(["stats", "--config", cfg]) == 2
     err = capsys.readouterr().err.strip()
@@ -118,12 +126,19 @@ def test_stats_generates_synthetic_data_first(tmp_path, capsys):
     synthetic = {"num_classes": 2, "clips_per_class": 8, "clip_seconds": 0.3, "seed": 3}
     cfg = _write_yaml(
         tmp_path / "synth.yaml",
-        {"data": {"dataset": "synthetic", "data_dir": str(data_dir), "synthetic": synthetic}},
+        {
+            "data": {
+                "source": {
+                    "class_path": "fastast_pl.data.sources.SyntheticSource",
+                    "init_args": {"root": str(data_dir), "generator": synthetic},
+                }
+            }
+        },  # fmt: skip
     )
     assert main(["stats", "--config", cfg, "--max-clips", "3"]) == 0
-    printed = yaml.safe_load(capsys.readouterr().out)["data"]
+    printed = yaml.safe_load(capsys.readouterr().out)["data"]["features"]
     assert len(list(data_dir.rglob("*.wav"))) == 16  # prepare_data() wrote the clips
-    assert math.isfinite(printed["norm_mean"]) and printed["norm_std"] > 0
+    assert math.isfinite(printed["mean"]) and printed["std"] > 0
 
 
 # ---------------------------------------------------------------------------- prepare
@@ -140,7 +155,7 @@ def test_prepare_esc50_prints_settings_that_load(tmp_path, capsys):
     out_dir = tmp_path / "esc50"
     assert main(["prepare", "esc50", "--out", str(out_dir), "--archive", str(archive)]) == 0
     printed = yaml.safe_load(capsys.readouterr().out)
-    assert printed == {"data": {"dataset": "esc50", "data_dir": str(out_dir)}}
+    assert printed == {"data": {"source": _esc50_source(out_dir)}}
     assert len(list((out_dir / "audio").glob("*.wav"))) == 10
     # The printed section is a working config for the other tools.
     cfg = _write_yaml(tmp_path / "cfg.yaml", printed)
@@ -189,11 +204,7 @@ def tiny_ckpt(tmp_path):
         "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
         "hyper_parameters": {"num_mel_bins": 32, "target_length": 64, "ast": ast_args},
         "datamodule_hyper_parameters": {
-            "dataset": "esc50",
-            "num_mel_bins": 32,
-            "target_length": 64,
-            "norm_mean": -5.0,
-            "norm_std": 3.0,
+            "features": FeatureConfig(num_mel_bins=32, target_length=64, mean=-5.0, std=3.0),
         },
     }
     path = tmp_path / "tiny.ckpt"
@@ -246,7 +257,12 @@ def test_visualize_config_features_and_bad_layer(tmp_path, capsys):
     sf.write(str(wav), _tone(1.0, 880, 2), SR)  # 98 frames, cropped to 64
     cfg = _write_yaml(
         tmp_path / "data.yaml",
-        {"data": {"num_mel_bins": 32, "target_length": 64, "norm_mean": -2.0, "norm_std": 1.5}},
+        {
+            "data": {
+                "source": {"class_path": "fastast_pl.data.sources.SyntheticSource"},
+                "features": {"num_mel_bins": 32, "target_length": 64, "mean": -2.0, "std": 1.5},
+            }
+        },
     )
     view = merge_view(wav, weights, merge=2, configs=[cfg])
     fb = (_kaldi_fbank(wav, 32)[:64] + 2.0) / 3.0

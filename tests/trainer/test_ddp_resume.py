@@ -32,7 +32,7 @@ CALLBACKS = [
 ]  # fmt: skip
 
 
-def _config(tmp_path: Path, **data) -> Path:
+def _config(tmp_path: Path, cache_dir: str | None = None, **loader) -> Path:
     """Tiny AST on synthetic audio, deterministic, with atomic checkpoints and RNG resume."""
     cfg = {
         "seed_everything": 0,
@@ -51,12 +51,14 @@ def _config(tmp_path: Path, **data) -> Path:
             },
         },
         "data": {
-            "dataset": "synthetic", "data_dir": str(tmp_path.parent / "synthetic"),
-            "target_length": 64, "num_mel_bins": 32, "batch_size": 4, "num_workers": 0,
-            "freqm": 8, "timem": 8, "mixup": 0.5,  # random augmentation, so RNG state matters
-            "synthetic": {"num_classes": 4, "clips_per_class": 10, "clip_seconds": 0.5,
-                          "val_fraction": 0.2, "test_fraction": 0.2, "seed": 0},
-            **data,
+            "source": {"class_path": "fastast_pl.data.sources.SyntheticSource", "init_args": {
+                "root": str(tmp_path.parent / "synthetic"),
+                "generator": {"num_classes": 4, "clips_per_class": 10, "clip_seconds": 0.5,
+                              "val_fraction": 0.2, "test_fraction": 0.2, "seed": 0}}},
+            "features": {"target_length": 64, "num_mel_bins": 32},
+            "augment": {"freqm": 8, "timem": 8, "mixup": 0.5},  # random, so RNG state matters
+            "loader": {"batch_size": 4, "num_workers": 0, **loader},
+            "cache_dir": cache_dir,
         },
     }  # fmt: skip
     path = tmp_path / "tiny.yaml"
@@ -121,12 +123,12 @@ def test_ddp_fit_and_test_match_single_process(tmp_path):
     cache); the DDP test metrics equal a single-process test of the same checkpoint."""
     config = _config(tmp_path, balanced_sampling=True, cache_dir=str(tmp_path / "cache"))
     from fastast_pl.data.datamodule import AudioDataModule
+    from fastast_pl.data.sources import SyntheticSource
     from fastast_pl.data.synthetic import SyntheticConfig
 
-    synthetic = SyntheticConfig(**yaml.safe_load(config.read_text())["data"]["synthetic"])
-    dm = AudioDataModule(
-        dataset="synthetic", data_dir=str(tmp_path.parent / "synthetic"), synthetic=synthetic
-    )
+    source = yaml.safe_load(config.read_text())["data"]["source"]["init_args"]
+    synthetic = SyntheticConfig(**source["generator"])
+    dm = AudioDataModule(SyntheticSource(str(tmp_path.parent / "synthetic"), synthetic))
     dm.prepare_data()  # generates the clips once, before two ranks could race for it
     n_test = len(dm.clip_splits.splits["test"])
     # DistributedSampler pads uneven splits with repeated clips; keep it even so the
@@ -180,7 +182,7 @@ def test_killed_run_resumed_from_last_matches_uninterrupted(tmp_path):
     killed = _subprocess(
         ["fit", *_run_args(config, root, *epochs, log_dir=root / "attempt1"),
          _callbacks(root / "checkpoints", kill)],
-        cwd=tmp_path, env_extra={"PYTHONPATH": str(tmp_path)},
+        cwd=tmp_path, env_extra={"PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])},
     )  # fmt: skip
     assert killed.returncode == -signal.SIGKILL, killed.stdout[-3000:]
     last = tmp_path / "resumed" / "checkpoints" / "last.ckpt"

@@ -62,12 +62,3 @@ def _resampler(orig_freq: int, new_freq: int) -> T.Resample:
     ``torchaudio.functional.resample`` rebuilds on every call (~30% of the time for a
     10 s 44.1 kHz clip); one per rate pair and process."""
     return T.Resample(orig_freq=orig_freq, new_freq=new_freq)
-
-
-def audio_info(path: str | Path) -> tuple[int, int, int]:
-    """Return ``(sample_rate, frames, channels)`` from the file header without decoding."""
-    try:
-        info = sf.info(str(path))
-    except (sf.LibsndfileError, RuntimeError, OSError) as err:
-        raise AudioDecodeError(path, f"{type(err).__name__}: {err}") from err
-    return int(info.samplerate), int(info.frames), int(info.channels)

@@ -1,15 +1,16 @@
-"""AudioDataModule: one LightningDataModule for every dataset layout.
+"""AudioDataModule: a dataset source + feature, augmentation and loader settings -> batches.
 
-It owns the splits, the DataLoaders, balanced/distributed sampling, the feature cache and
-bad-audio reporting. ``num_classes`` and ``multi_label`` are readable right after
+It owns the DataLoaders, balanced/distributed sampling, the feature cache and bad-audio
+reporting; which clips exist and what their labels are is the source's business
+(``sources.py``). ``num_classes`` and ``multi_label`` are readable right after
 ``__init__`` (the CLI links them into the model) without touching audio.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from functools import cached_property
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import lightning.pytorch as pl
@@ -17,32 +18,51 @@ import torch
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader
 
+from fastast_pl.data.augment import AugmentConfig
 from fastast_pl.data.cache import FeatureCache
-from fastast_pl.data.datasets import (
-    AudioDataset,
-    BadAudioTally,
-    ClipSplits,
-    check_files,
-    check_nonempty,
-    read_esc50,
-    read_folder,
-    read_manifests,
-    read_synthetic,
-)
-from fastast_pl.data.features import AUDIOSET_MEAN, AUDIOSET_STD, FeatureConfig
+from fastast_pl.data.clips import SPLITS, ClipSplits, check_files, check_nonempty
+from fastast_pl.data.dataset import AudioDataset, BadAudioTally
+from fastast_pl.data.features import FeatureConfig
 from fastast_pl.data.sampling import DistributedWeightedSampler, balanced_weights
-from fastast_pl.data.synthetic import SyntheticConfig, ensure_synthetic
+from fastast_pl.data.sources import DataSource
 
 log = logging.getLogger(__name__)
 
-DatasetKind = Literal["synthetic", "esc50", "manifest", "folder"]
-SPLITS_ALL = ("train", "val", "test")
 _STAGE_SPLITS = {
     "fit": ("train", "val"),
     "validate": ("val",),
     "test": ("test",),
     "predict": ("test",),
 }
+
+
+@dataclass(frozen=True)
+class LoaderConfig:
+    """How clips are loaded and drawn: never which clips or what features they give.
+
+    Args:
+        batch_size: Clips per batch (per device).
+        num_workers: DataLoader worker processes (0 loads in the main process).
+        pin_memory: Pin host memory for faster GPU copies; None pins when CUDA is available.
+        persistent_workers: Keep workers alive between epochs (only used if num_workers > 0).
+        balanced_sampling: Draw training clips with weight sum(1 / label count) (AST recipe
+            for imbalanced multi-label data); works under DDP.
+        samples_per_epoch: Training draws per epoch with balanced sampling (None: split size).
+    """
+
+    batch_size: int = 32
+    num_workers: int = 0
+    pin_memory: bool | None = None
+    persistent_workers: bool = True
+    balanced_sampling: bool = False
+    samples_per_epoch: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.batch_size <= 0 or self.num_workers < 0:
+            raise ValueError(
+                "LoaderConfig: batch_size must be > 0 and num_workers >= 0, got "
+                f"{self.batch_size}, {self.num_workers}"
+            )
 
 
 class AudioDataModule(pl.LightningDataModule):
@@ -52,207 +72,102 @@ class AudioDataModule(pl.LightningDataModule):
     split (ESC-50: the validation fold; manifests without a test manifest: val).
 
     Args:
-        dataset: Layout of ``data_dir``: "synthetic" (generated on first use, no download),
-            "esc50" (published ESC-50 layout), "manifest" (AST JSON manifests + label csv),
-            "folder" (``data_dir/<class_name>/*.wav``).
-        data_dir: Dataset root. For "synthetic" a directory the generator owns (created).
-        target_length: Frames per clip after padding/cropping (linked into the model).
-        num_mel_bins: Mel bands per frame (linked into the model).
-        batch_size: Clips per batch (per device).
-        num_workers: DataLoader worker processes (0 loads in the main process).
-        pin_memory: Pin host memory for faster GPU copies; None pins when CUDA is available.
-        persistent_workers: Keep workers alive between epochs (only used if num_workers > 0).
-        sample_rate: Rate (Hz) audio is resampled to before the fbank.
-        frame_shift: Frame hop in milliseconds.
-        frame_length: Frame (window) length in milliseconds.
-        norm_mean: Dataset mean of the raw fbank (AST: AudioSet -4.2677393, ESC-50 -6.6268,
-            Speech Commands -6.845978); compute with ``compute_stats``.
-        norm_std: Dataset std of the raw fbank (AST: AudioSet 4.5689974, ESC-50 5.358,
-            Speech Commands 5.5654526).
-        dither: Kaldi dither for training clips (AST uses 0; > 0 bypasses the cache for training).
-        freqm: SpecAugment max frequency-mask width in bins, training only (AST: 48; 0 = off).
-        timem: SpecAugment max time-mask width in frames, training only (AST AudioSet: 192; 0 = off).
-        mixup: Probability that a training clip is mixed with another (0 = off).
-        mixup_alpha: Beta(alpha, alpha) parameter of the mixup weight.
-        balanced_sampling: Draw training clips with weight sum(1 / label count) (AST recipe
-            for imbalanced multi-label data); works under DDP.
-        samples_per_epoch: Training draws per epoch with balanced sampling (None: split size).
+        source: Where the clips and labels come from: ``SyntheticSource``, ``ESC50Source``,
+            ``ManifestSource`` or ``FolderSource`` (``fastast_pl.data.sources``), with its
+            own options.
+        features: Fbank settings; ``target_length`` and ``num_mel_bins`` are linked into the
+            model. ``mean``/``std``: the dataset's raw fbank statistics (AST: AudioSet
+            -4.2677393/4.5689974, ESC-50 -6.6268/5.358, Speech Commands -6.845978/5.5654526);
+            compute them with ``python -m fastast_pl stats``.
+        augment: SpecAugment and mixup of training clips.
+        loader: Batch size, workers, pinning and (balanced) sampling.
         cache_dir: Directory for the on-disk fbank cache (None: no cache). It holds the raw
             (dither-free, unnormalized, unaugmented) fbank of each clip, keyed by the feature
             settings and the file's path, size and mtime; safe to share between workers/ranks.
         on_bad_audio: "raise" stops at an unreadable clip naming it; "skip" replaces it by
             another clip and reports the count and first paths at the end of the epoch.
         check_files_exist: At setup, check that every listed audio file exists.
-        seed: Seed for balanced sampling and folder splits.
-        val_fold: ESC-50: the fold (1-5) used for validation and test.
-        esc10: ESC-50: use only the ESC-10 subset (10 classes).
-        train_manifest: Manifest: training JSON manifest.
-        val_manifest: Manifest: validation JSON manifest.
-        test_manifest: Manifest: test JSON manifest (None: the validation manifest).
-        label_csv: Manifest: class_labels_indices.csv (index, mid, display_name).
-        multi_label: Manifest: multi-label targets; None infers it (any clip with > 1 label).
-        val_fraction: Folder: share of each class for validation (without split folders).
-        test_fraction: Folder: share of each class for test (without split folders).
-        synthetic: Synthetic: generator settings (classes, clips per class, clip length, seed, SNR).
+        seed: Seed of the balanced sampler.
     """
 
     def __init__(
         self,
-        dataset: DatasetKind = "synthetic",
-        data_dir: str = "data/synthetic",
-        target_length: int = 1024,
-        num_mel_bins: int = 128,
-        batch_size: int = 32,
-        num_workers: int = 0,
-        pin_memory: bool | None = None,
-        persistent_workers: bool = True,
-        sample_rate: int = 16000,
-        frame_shift: float = 10.0,
-        frame_length: float = 25.0,
-        norm_mean: float = AUDIOSET_MEAN,
-        norm_std: float = AUDIOSET_STD,
-        dither: float = 0.0,
-        freqm: int = 0,
-        timem: int = 0,
-        mixup: float = 0.0,
-        mixup_alpha: float = 10.0,
-        balanced_sampling: bool = False,
-        samples_per_epoch: int | None = None,
+        source: DataSource,
+        features: FeatureConfig = FeatureConfig(),  # noqa: B008 - frozen dataclass
+        augment: AugmentConfig = AugmentConfig(),  # noqa: B008 - frozen dataclass
+        loader: LoaderConfig = LoaderConfig(),  # noqa: B008 - frozen dataclass
         cache_dir: str | None = None,
         on_bad_audio: Literal["raise", "skip"] = "raise",
         check_files_exist: bool = True,
         seed: int = 0,
-        val_fold: int = 1,
-        esc10: bool = False,
-        train_manifest: str | None = None,
-        val_manifest: str | None = None,
-        test_manifest: str | None = None,
-        label_csv: str | None = None,
-        multi_label: bool | None = None,
-        val_fraction: float = 0.1,
-        test_fraction: float = 0.1,
-        synthetic: SyntheticConfig | None = None,
     ) -> None:
         super().__init__()
-        if dataset not in ("synthetic", "esc50", "manifest", "folder"):
-            raise ValueError(
-                f"dataset must be synthetic, esc50, manifest or folder; got {dataset!r}"
+        if not isinstance(source, DataSource):
+            raise TypeError(
+                "AudioDataModule source must be a fastast_pl.data.sources.DataSource, got "
+                f"{type(source).__name__}"
             )
-        if batch_size <= 0 or num_workers < 0:
-            raise ValueError(
-                f"batch_size must be > 0 and num_workers >= 0, got {batch_size}, {num_workers}"
-            )
-        if not 0.0 <= mixup <= 1.0:
-            raise ValueError(f"mixup is a probability in [0, 1], got {mixup}")
         if on_bad_audio not in ("raise", "skip"):
             raise ValueError(f"on_bad_audio must be 'raise' or 'skip', got {on_bad_audio!r}")
-        if dataset == "manifest" and (
-            label_csv is None or (train_manifest is None and val_manifest is None)
-        ):
-            raise ValueError(
-                "dataset: manifest needs label_csv and at least train_manifest or val_manifest"
-            )
-        self.save_hyperparameters(
-            ignore=["multi_label"]
-        )  # the resolved value is logged by the model
-        self.dataset_kind = dataset
-        self.data_dir = Path(data_dir)
-        self.target_length = target_length
-        self.num_mel_bins = num_mel_bins
-        self.batch_size = batch_size
-        self.num_workers = num_workers
-        self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
-        self.persistent_workers = persistent_workers and num_workers > 0
-        self.features = FeatureConfig(
-            sample_rate=sample_rate,
-            num_mel_bins=num_mel_bins,
-            target_length=target_length,
-            frame_shift=frame_shift,
-            frame_length=frame_length,
-            mean=norm_mean,
-            std=norm_std,
-            dither=dither,
+        self.save_hyperparameters()
+        self.source = source
+        self.features = features
+        self.augment = augment
+        self.loader = loader
+        self.pin_memory = (
+            torch.cuda.is_available() if loader.pin_memory is None else loader.pin_memory
         )
-        self.freqm, self.timem = freqm, timem
-        self.mixup, self.mixup_alpha = mixup, mixup_alpha
-        self.balanced_sampling = balanced_sampling
-        self.samples_per_epoch = samples_per_epoch
+        self.persistent_workers = loader.persistent_workers and loader.num_workers > 0
         self.cache_dir = cache_dir
         self.on_bad_audio = on_bad_audio
         self.check_files_exist = check_files_exist
         self.seed = seed
-        self.val_fold, self.esc10 = val_fold, esc10
-        self.manifests = (train_manifest, val_manifest, test_manifest)
-        self.label_csv = label_csv
-        self._multi_label = multi_label
-        self.val_fraction, self.test_fraction = val_fraction, test_fraction
-        self.synthetic = synthetic if synthetic is not None else SyntheticConfig()
-        if dataset == "synthetic" and self.synthetic.sample_rate != sample_rate:
-            log.info(
-                "synthetic clips are written at %d Hz and resampled to %d Hz",
-                self.synthetic.sample_rate,
-                sample_rate,
-            )
         self.datasets: dict[str, AudioDataset] = {}
         self._tallies: dict[str, BadAudioTally] = {}
         self._seen_epoch: dict[str, int] = {}
-        if dataset != "synthetic":
+        if not source.generated:
             # Read the metadata now: a missing directory or a bad manifest stops the run
             # here, before a Trainer exists or anything is written.
-            self.clip_splits  # noqa: B018
+            source.splits  # noqa: B018
 
     # ------------------------------------------------------------------ metadata
-    @cached_property
+    @property
     def clip_splits(self) -> ClipSplits:
         """All splits' clips and the label space (reads metadata, never audio)."""
-        kind = self.dataset_kind
-        if kind == "synthetic":
-            return read_synthetic(self.data_dir, self.synthetic)
-        if kind == "esc50":
-            return read_esc50(self.data_dir, self.val_fold, self.esc10)
-        if kind == "manifest":
-            return read_manifests(
-                *self.manifests, label_csv=self.label_csv, multi_label=self._multi_label
-            )
-        return read_folder(self.data_dir, self.val_fraction, self.test_fraction, self.seed)
+        return self.source.splits
 
     @property
     def num_classes(self) -> int:
-        """Number of classes, from the settings (synthetic) or the metadata files.
-
-        ESC-50 before its meta file exists: 50 (10 with ``esc10``), checked again at setup.
-        """
-        if self.dataset_kind == "synthetic":
-            return self.synthetic.num_classes
-        if self.dataset_kind == "esc50" and not (self.data_dir / "meta" / "esc50.csv").is_file():
-            return 10 if self.esc10 else 50
-        return self.clip_splits.num_classes
+        """Number of classes, from the source's settings or metadata files."""
+        return self.source.num_classes
 
     @property
     def multi_label(self) -> bool:
         """Whether targets are multi-hot (sigmoid/BCE, mAP) rather than one-hot."""
-        if self.dataset_kind in ("synthetic", "esc50", "folder"):
-            return False
-        if self._multi_label is not None:
-            return self._multi_label
-        return self.clip_splits.multi_label
+        return self.source.multi_label
 
     @property
     def class_names(self) -> list[str]:
         """Display name of every class, by class index."""
-        if self.dataset_kind == "synthetic":
-            return self.synthetic.class_names
-        return self.clip_splits.class_names
+        return self.source.class_names
 
     def feature_config(self) -> dict[str, Any]:
         """All feature settings (for cache keys and model/teacher compatibility checks)."""
         return self.features.to_dict()
 
+    def data_identity(self) -> dict[str, Any]:
+        """What tells this training data from another beyond the feature settings: the
+        source and its options, the augmentation and the seed (not how clips are loaded)."""
+        return {
+            "source": repr(self.source),
+            "augment": dataclasses.asdict(self.augment),
+            "seed": self.seed,
+        }
+
     # ------------------------------------------------------------------ Lightning hooks
     def prepare_data(self) -> None:
-        """Generate the synthetic dataset if missing (rank 0 only; no downloads ever)."""
-        if self.dataset_kind == "synthetic":
-            ensure_synthetic(self.data_dir, self.synthetic)
+        """Let the source generate its data if it does (rank 0 only; no downloads ever)."""
+        self.source.prepare()
 
     def setup(self, stage: str | None = None) -> None:
         """Read and check the metadata of the splits ``stage`` uses; build their datasets."""
@@ -265,17 +180,10 @@ class AudioDataModule(pl.LightningDataModule):
                 "announced before the data existed (and linked into the model); rerun now "
                 "that the data is in place"
             )
-        needed = _STAGE_SPLITS[stage] if stage else SPLITS_ALL
+        needed = _STAGE_SPLITS[stage] if stage else SPLITS
         check_nonempty(splits, needed)
         if self.check_files_exist:
-            check_files(
-                ClipSplits(
-                    {s: splits.splits[s] for s in needed},
-                    splits.class_names,
-                    splits.multi_label,
-                    splits.source,
-                )
-            )
+            check_files(splits.subset(needed))
         log.info(
             "%s: %d classes (%s), %s",
             splits.source,
@@ -283,25 +191,26 @@ class AudioDataModule(pl.LightningDataModule):
             "multi-label" if splits.multi_label else "single-label",
             ", ".join(f"{s}={len(splits.splits[s])}" for s in needed),
         )
-        cache = FeatureCache(self.cache_dir, self.features) if self.cache_dir else None
+        cache = self._cache()
         for split in needed:
             if split in self.datasets:
                 continue
             train = split == "train"
-            tally = self._tallies.setdefault(split, BadAudioTally(slots=max(self.num_workers, 1)))
+            slots = max(self.loader.num_workers, 1)
+            tally = self._tallies.setdefault(split, BadAudioTally(slots=slots))
             self.datasets[split] = AudioDataset(
                 splits.splits[split],
                 num_classes=splits.num_classes,
                 features=self.features,
                 train=train,
-                freqm=self.freqm,
-                timem=self.timem,
-                mixup=self.mixup,
-                mixup_alpha=self.mixup_alpha,
+                augment=self.augment,
                 cache=cache,
                 on_bad_audio=self.on_bad_audio,
                 tally=tally,
             )
+
+    def _cache(self) -> FeatureCache | None:
+        return FeatureCache(self.cache_dir, self.features) if self.cache_dir else None
 
     def _dataset(self, split: str) -> AudioDataset:
         if split not in self.datasets:
@@ -311,10 +220,10 @@ class AudioDataModule(pl.LightningDataModule):
     def _loader(self, dataset: AudioDataset, shuffle: bool, sampler: Any = None) -> DataLoader:
         return DataLoader(
             dataset,
-            batch_size=self.batch_size,
+            batch_size=self.loader.batch_size,
             shuffle=shuffle if sampler is None else False,
             sampler=sampler,
-            num_workers=self.num_workers,
+            num_workers=self.loader.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers,
             drop_last=False,
@@ -322,7 +231,7 @@ class AudioDataModule(pl.LightningDataModule):
 
     def train_sampler(self) -> DistributedWeightedSampler | None:
         """The balanced sampler for the training split (None without balanced sampling)."""
-        if not self.balanced_sampling:
+        if not self.loader.balanced_sampling:
             return None
         dataset = self._dataset("train")
         weights = balanced_weights([c.labels for c in dataset.clips], dataset.num_classes)
@@ -331,7 +240,7 @@ class AudioDataModule(pl.LightningDataModule):
         rank = trainer.global_rank if trainer is not None else 0
         return DistributedWeightedSampler(
             weights,
-            num_samples=self.samples_per_epoch,
+            num_samples=self.loader.samples_per_epoch,
             num_replicas=replicas,
             rank=rank,
             seed=self.seed,
@@ -369,7 +278,7 @@ class AudioDataModule(pl.LightningDataModule):
             train.clips,
             num_classes=train.num_classes,
             features=self.features,
-            cache=FeatureCache(self.cache_dir, self.features) if self.cache_dir else None,
+            cache=self._cache(),
             on_bad_audio=self.on_bad_audio,
         )
 

@@ -1,10 +1,9 @@
-"""Kaldi fbank features, normalization, SpecAugment and mixup, following the AST recipe.
+"""Kaldi fbank features and their normalization, following the AST recipe.
 
 The recipe (Gong et al., 2021): remove the waveform's mean, take a 25 ms / 10 ms
 Hanning-window Kaldi fbank with ``htk_compat=True`` and no energy term, pad with zeros
 or crop to ``target_length`` frames, then normalize as ``(x - mean) / (2 * std)`` with the
-dataset's statistics. SpecAugment masks are applied after normalization and fill with 0
-(the dataset mean), so a masked region looks like "average", not like a loud band.
+dataset's statistics. Training-time augmentation is in ``augment.py``.
 """
 
 from __future__ import annotations
@@ -140,51 +139,6 @@ def normalize(fbank: torch.Tensor, mean: float, std: float) -> torch.Tensor:
     return (fbank - mean) / (2.0 * std)
 
 
-class SpecAugment(torch.nn.Module):
-    """Frequency and time masking of one ``(T, F)`` fbank (training only).
-
-    Args:
-        freqm: Largest frequency mask width in bins (0 disables).
-        timem: Largest time mask width in frames (0 disables).
-    """
-
-    def __init__(self, freqm: int = 0, timem: int = 0) -> None:
-        super().__init__()
-        if freqm < 0 or timem < 0:
-            raise ValueError(f"freqm and timem must be >= 0, got {freqm} and {timem}")
-        import torchaudio.transforms as T
-
-        self.freq_mask = T.FrequencyMasking(freqm) if freqm > 0 else None
-        self.time_mask = T.TimeMasking(timem) if timem > 0 else None
-
-    def forward(self, fbank: torch.Tensor) -> torch.Tensor:
-        spec = fbank.t().unsqueeze(0)  # (1, F, T): torchaudio masks want (..., freq, time)
-        if self.freq_mask is not None:
-            spec = self.freq_mask(spec)
-        if self.time_mask is not None:
-            spec = self.time_mask(spec)
-        return spec.squeeze(0).t().contiguous()  # (T, F)
-
-
-def sample_mixup_lambda(alpha: float) -> float:
-    """Draw the mixing weight of the first clip from Beta(alpha, alpha) (torch RNG)."""
-    if alpha <= 0:
-        raise ValueError(f"mixup_alpha must be > 0, got {alpha}")
-    beta = torch.distributions.Beta(torch.tensor(float(alpha)), torch.tensor(float(alpha)))
-    return float(beta.sample())
-
-
-def mix(
-    fbank_a: torch.Tensor,
-    target_a: torch.Tensor,
-    fbank_b: torch.Tensor,
-    target_b: torch.Tensor,
-    lam: float,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Convex combination of two clips and of their targets (weight ``lam`` on the first)."""
-    return lam * fbank_a + (1 - lam) * fbank_b, lam * target_a + (1 - lam) * target_b
-
-
 class _RawFbankSource(Protocol):
     def __len__(self) -> int: ...
 
@@ -204,7 +158,7 @@ def compute_stats(
 
     Returns:
         ``(mean, std)`` over every value of every real (unpadded) frame, ready for the
-        DataModule's ``norm_mean`` / ``norm_std``. Unlike the AST scripts, padding frames are
+        DataModule's ``features.mean`` / ``features.std``. Unlike the AST scripts, padding frames are
         left out, so short clips with a long ``target_length`` do not pull the mean to 0.
     """
     dataset: _RawFbankSource = (

@@ -3,18 +3,19 @@
 ``prepare_dataset(name, out_dir, archive=None)`` takes an archive the user already has
 (``ESC-50-master.zip``, ``speech_commands_v0.02.tar.gz``) or, when ``archive`` is None,
 downloads it first (the only place in the package that touches the network). Archives are
-extracted member by member: absolute paths, ``..`` components, links and devices are
-refused, so nothing lands outside ``out_dir``. ``out_dir`` must be empty or missing, or
+extracted by the standard library (tarfile's ``"data"`` filter, zipfile's own path
+handling): absolute paths, ``..`` components, outside links and devices are refused, so
+nothing lands outside ``out_dir``. ``out_dir`` must be empty or missing, or
 already prepared for the same dataset (then nothing is done); user data is never
 overwritten.
 
 Results:
 
-- ESC-50: ``out_dir/audio/*.wav``, ``out_dir/meta/esc50.csv`` (``dataset: esc50``).
+- ESC-50: ``out_dir/audio/*.wav``, ``out_dir/meta/esc50.csv`` (``ESC50Source``).
 - Speech Commands: ``out_dir/audio/<word>/*.wav``, ``out_dir/speechcommands_{train,valid,test}.json``
   (AST manifests, paths relative to ``out_dir``) and ``out_dir/class_labels_indices.csv``,
   split by the archive's ``validation_list.txt`` / ``testing_list.txt``
-  (``dataset: manifest``). ``_background_noise_`` is extracted but not listed.
+  (``ManifestSource``). ``_background_noise_`` is extracted but not listed.
 """
 
 from __future__ import annotations
@@ -28,9 +29,10 @@ import tarfile
 import tempfile
 import urllib.request
 import zipfile
-from collections.abc import Iterator
-from pathlib import Path, PurePosixPath
-from typing import IO, Any, Literal
+from pathlib import Path
+from typing import Any, Literal
+
+from fastast_pl.data.sources import ESC50Source, ManifestSource
 
 log = logging.getLogger(__name__)
 
@@ -43,71 +45,47 @@ DatasetName = Literal["esc50", "speechcommands"]
 
 
 class UnsafeArchiveError(ValueError):
-    """An archive member would be written outside the output directory, or is a link."""
+    """An archive member would be written outside the output directory, or is unsafe."""
 
 
-def _safe_relative(name: str, archive: Path) -> PurePosixPath | None:
-    """The member's path as a safe relative path (None for an empty name)."""
-    path = PurePosixPath(name.replace("\\", "/"))
-    if path.is_absolute() or (path.parts and ":" in path.parts[0]):
-        raise UnsafeArchiveError(
-            f"{archive}: member {name!r} has an absolute path; refusing to extract"
-        )
-    if ".." in path.parts:
-        raise UnsafeArchiveError(
-            f"{archive}: member {name!r} points outside the archive root; refusing to extract"
-        )
-    parts = [p for p in path.parts if p not in ("", ".")]
-    return PurePosixPath(*parts) if parts else None
+def _extract_zip(archive: Path, out_dir: Path) -> int:
+    """Extract with zipfile, which never writes outside ``out_dir`` (it drops absolute
+    prefixes and ``..``); a member whose name zipfile had to rewrite is refused."""
+    count = 0
+    with zipfile.ZipFile(archive) as zf:
+        for info in zf.infolist():
+            if ((info.external_attr >> 16) & 0o170000) == 0o120000:
+                raise UnsafeArchiveError(f"{archive}: member {info.filename!r} is a symbolic link")
+            written = Path(zf.extract(info, out_dir))
+            if written != Path(os.path.normpath(out_dir / info.filename)):
+                raise UnsafeArchiveError(
+                    f"{archive}: member {info.filename!r} points outside the archive root; "
+                    "refusing to extract"
+                )
+            count += not info.is_dir()
+    return count
 
 
-def _members(archive: Path) -> Iterator[tuple[PurePosixPath, IO[bytes]]]:
-    """(safe relative path, open file) for every regular file in a zip or tar archive."""
+def _extract(archive: Path, out_dir: Path) -> int:
+    """Extract ``archive`` (zip or tar) into ``out_dir``; return how many files it held.
+
+    Tar archives go through tarfile's ``"data"`` filter, which refuses absolute paths,
+    ``..``, links pointing outside ``out_dir`` and device files.
+    """
+    out_dir = out_dir.resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
     if zipfile.is_zipfile(archive):
-        with zipfile.ZipFile(archive) as zf:
-            for info in zf.infolist():
-                rel = _safe_relative(info.filename, archive)
-                if rel is None or info.is_dir():
-                    continue
-                if ((info.external_attr >> 16) & 0o170000) == 0o120000:
-                    raise UnsafeArchiveError(
-                        f"{archive}: member {info.filename!r} is a symbolic link"
-                    )
-                with zf.open(info) as fh:
-                    yield rel, fh
-        return
+        return _extract_zip(archive, out_dir)
     try:
         tf = tarfile.open(archive, "r:*")
     except (tarfile.TarError, OSError) as err:
         raise ValueError(f"{archive} is neither a zip nor a readable tar archive: {err}") from err
     with tf:
-        for member in tf:
-            rel = _safe_relative(member.name, archive)
-            if rel is None or member.isdir():
-                continue
-            if not member.isfile():
-                raise UnsafeArchiveError(
-                    f"{archive}: member {member.name!r} is a link or special file; refusing to extract"
-                )
-            fh = tf.extractfile(member)
-            if fh is not None:
-                with fh:
-                    yield rel, fh
-
-
-def _extract(archive: Path, out_dir: Path) -> int:
-    """Extract the regular files of ``archive`` into ``out_dir``; return how many."""
-    root = out_dir.resolve()
-    count = 0
-    for rel, fh in _members(archive):
-        target = (root / rel).resolve()
-        if root not in target.parents:
-            raise UnsafeArchiveError(f"{archive}: member {rel} would be written outside {out_dir}")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with target.open("wb") as dst:
-            shutil.copyfileobj(fh, dst)
-        count += 1
-    return count
+        try:
+            tf.extractall(out_dir, filter="data")
+        except tarfile.FilterError as err:
+            raise UnsafeArchiveError(f"{archive}: {err}; refusing to extract") from err
+        return sum(1 for m in tf.getmembers() if m.isfile())
 
 
 def _extract_dataset(archive: Path, work: Path, marker: str, dest: Path) -> None:
@@ -161,7 +139,7 @@ def _prepare_esc50(archive: Path, work: Path, out_dir: Path) -> dict[str, Any]:
     _extract_dataset(archive, work, "meta/esc50.csv", data)
     if not (data / "audio").is_dir():
         raise ValueError(f"{archive}: meta/esc50.csv but no audio/ folder beside it")
-    return {"dataset": "esc50", "data_dir": str(out_dir)}
+    return {"class_path": ESC50Source.qualname(), "init_args": {"root": str(out_dir)}}
 
 
 def _read_list(path: Path) -> set[str]:
@@ -194,12 +172,14 @@ def _prepare_speechcommands(archive: Path, work: Path, out_dir: Path) -> dict[st
         writer.writerow(["index", "mid", "display_name"])
         writer.writerows((i, w, w) for i, w in enumerate(words))
     return {
-        "dataset": "manifest",
-        "train_manifest": str(out_dir / "speechcommands_train.json"),
-        "val_manifest": str(out_dir / "speechcommands_valid.json"),
-        "test_manifest": str(out_dir / "speechcommands_test.json"),
-        "label_csv": str(out_dir / "class_labels_indices.csv"),
-        "multi_label": False,
+        "class_path": ManifestSource.qualname(),
+        "init_args": {
+            "label_csv": str(out_dir / "class_labels_indices.csv"),
+            "train": str(out_dir / "speechcommands_train.json"),
+            "val": str(out_dir / "speechcommands_valid.json"),
+            "test": str(out_dir / "speechcommands_test.json"),
+            "multi_label": False,
+        },
     }
 
 
@@ -214,7 +194,7 @@ def prepare_dataset(
         archive: Archive you already have; None downloads it (needs internet).
 
     Returns:
-        The ``data:`` settings to put in a config for this dataset.
+        The ``data.source`` setting (``class_path`` + ``init_args``) for this dataset.
     """
     if name not in URLS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(URLS)}")

@@ -9,6 +9,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from fastast_pl.data.datamodule import AudioDataModule
 from fastast_pl.losses import DEFAULT_KD_LAMBDA, DEFAULT_KD_TEMPERATURE, cmkd_loss
 from fastast_pl.metrics import ClassificationMetrics
 from fastast_pl.models.checkpoints.teacher import TeacherInfo
@@ -258,19 +259,9 @@ class DistillationModule(StudentModule):
                 state.setdefault(f"teacher.{key}", value)
 
 
-#: Datamodule settings that change how clips are loaded, not which clips or features.
-_LOADER_ONLY_HPARAMS = frozenset(
-    {"batch_size", "num_workers", "pin_memory", "persistent_workers", "balanced_sampling",
-     "samples_per_epoch", "cache_dir", "on_bad_audio", "check_files_exist"}
-)  # fmt: skip
-
-
 def _data_identity(datamodule: Any) -> dict[str, Any]:
     """What tells one training set from another beyond the feature settings (for the cache key)."""
     identity: dict[str, Any] = {"class": type(datamodule).__qualname__}
-    hparams = getattr(datamodule, "hparams", None)
-    if hparams:
-        identity["hparams"] = {
-            k: repr(v) for k, v in dict(hparams).items() if k not in _LOADER_ONLY_HPARAMS
-        }
+    if isinstance(datamodule, AudioDataModule):
+        identity["data"] = datamodule.data_identity()
     return identity

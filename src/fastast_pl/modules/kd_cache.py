@@ -24,6 +24,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from fastast_pl.data.augment import AugmentConfig
+from fastast_pl.data.features import FeatureConfig
 from fastast_pl.models.checkpoints.files import load_torch
 from fastast_pl.utils.io import atomic_write
 
@@ -31,27 +33,18 @@ log = logging.getLogger(__name__)
 
 CacheStatus = Literal["hit", "miss", "rebuild"]
 
-#: Datamodule attributes that, when truthy, randomise the fbank each epoch.
-#: (``mixup`` is AudioDataModule's mixup probability; its ``mixup_alpha`` is set even when off.)
-_AUGMENTATION_ATTRS = ("freqm", "timem", "mixup", "specaug", "spec_augment")
-
 
 def teacher_input_augmentations(datamodule: Any) -> list[str]:
-    """Names and values of the datamodule's training augmentations that change the fbank.
-
-    Looks for SpecAugment / mixup settings (``freqm``, ``timem``, ``mixup``, ...) on the datamodule and for a training ``dither`` in its
-    ``feature_config()``. An empty list means the teacher's input is the same every epoch.
-    """
-    found = []
-    for name in _AUGMENTATION_ATTRS:
-        value = getattr(datamodule, name, None)
-        if value:
-            found.append(f"{name}={value}")
-    feature_config = getattr(datamodule, "feature_config", None)
-    if callable(feature_config):
-        dither = feature_config().get("dither", 0.0)
-        if dither:
-            found.append(f"dither={dither}")
+    """What makes the datamodule's training fbanks differ from epoch to epoch, as
+    ``"name=value"``: its ``augment`` (AugmentConfig) and a training dither in its
+    ``features`` (FeatureConfig). An empty list means the teacher's input is the same every
+    epoch; a datamodule without those two cannot say, and is listed as unknown."""
+    augment, features = getattr(datamodule, "augment", None), getattr(datamodule, "features", None)
+    if not (isinstance(augment, AugmentConfig) and isinstance(features, FeatureConfig)):
+        return [f"unknown ({type(datamodule).__name__} has no AugmentConfig and FeatureConfig)"]
+    found = augment.active()
+    if features.dither:
+        found.append(f"dither={features.dither}")
     return found
 
 

@@ -34,7 +34,8 @@ import torch
 
 from fastast_pl.data.audio import load_audio
 from fastast_pl.data.cache import FeatureCache
-from fastast_pl.data.datasets import AudioDataset, Clip
+from fastast_pl.data.clips import Clip
+from fastast_pl.data.dataset import AudioDataset
 from fastast_pl.data.features import FeatureConfig, compute_fbank
 
 CACHE_SPEEDUP_TARGET = 5.0

@@ -17,7 +17,18 @@ from docstring_parser import parse as parse_docstring
 # (section title, YAML prefix, class path)
 SECTIONS: list[tuple[str, str, str]] = [
     ("Data", "data", "fastast_pl.data.datamodule.AudioDataModule"),
-    ("Synthetic dataset", "data.synthetic", "fastast_pl.data.synthetic.SyntheticConfig"),
+    ("Source: ESC-50", "data.source.init_args", "fastast_pl.data.sources.ESC50Source"),
+    ("Source: AST manifests", "data.source.init_args", "fastast_pl.data.sources.ManifestSource"),
+    ("Source: folder per class", "data.source.init_args", "fastast_pl.data.sources.FolderSource"),
+    ("Source: synthetic", "data.source.init_args", "fastast_pl.data.sources.SyntheticSource"),
+    (
+        "Synthetic generator",
+        "data.source.init_args.generator",
+        "fastast_pl.data.synthetic.SyntheticConfig",
+    ),
+    ("Features", "data.features", "fastast_pl.data.features.FeatureConfig"),
+    ("Augmentation", "data.augment", "fastast_pl.data.augment.AugmentConfig"),
+    ("Loading", "data.loader", "fastast_pl.data.datamodule.LoaderConfig"),
     ("Every model", "model.init_args", "fastast_pl.modules.base.ClassificationModule"),
     (
         "AST student (adds to every model)",
@@ -83,7 +94,8 @@ def _rows(cls: type, skip: set[str]) -> list[tuple[str, str, str, str]]:
     for name, annotation, default in params:
         if name in skip:
             continue
-        rows.append((name, _type_name(annotation), repr(default), descriptions.get(name, "")))
+        shown = "(required)" if default is inspect.Parameter.empty else repr(default)
+        rows.append((name, _type_name(annotation), shown, descriptions.get(name, "")))
     return rows
 
 

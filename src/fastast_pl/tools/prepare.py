@@ -37,5 +37,5 @@ def main(argv: list[str] | None = None) -> int:
     except USER_ERRORS as err:
         return fail(p.prog, err)
     print(f"# {args.dataset} is ready in {args.out}; put these settings in your config")
-    print(yaml.safe_dump({"data": settings}, sort_keys=False), end="")
+    print(yaml.safe_dump({"data": {"source": settings}}, sort_keys=False), end="")
     return 0

@@ -16,7 +16,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m fastast_pl stats",
         description="Compute the mean and standard deviation of the raw log-mel fbank over "
         "the training split of a config's data (padding frames excluded) and print the "
-        "data.norm_mean / data.norm_std lines to paste into that config.",
+        "data.features.mean / data.features.std lines to paste into that config.",
         epilog="example: python -m fastast_pl stats --config experiments/esc50/data.yaml",
     )
     p.add_argument(
@@ -47,5 +47,5 @@ def main(argv: list[str] | None = None) -> int:
     clips = len(dm.datasets["train"])
     used = clips if args.max_clips is None else min(args.max_clips, clips)
     print(f"# fbank statistics over {used} of {clips} training clips ({', '.join(args.config)})")
-    print(f"data:\n  norm_mean: {round(mean, 6)}\n  norm_std: {round(std, 6)}")
+    print(f"data:\n  features:\n    mean: {round(mean, 6)}\n    std: {round(std, 6)}")
     return 0

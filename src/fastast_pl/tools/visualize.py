@@ -19,17 +19,6 @@ from fastast_pl.tome import apply_tome, remove_tome, tome_state
 from fastast_pl.tome.visualize import Box, patch_boxes, plot_merged_patches
 from fastast_pl.tools.common import USER_ERRORS, ToolError, fail, read_data_config
 
-# AudioDataModule argument -> FeatureConfig field, for the feature settings of `visualize`.
-_FEATURE_ARGS = {
-    "sample_rate": "sample_rate",
-    "num_mel_bins": "num_mel_bins",
-    "target_length": "target_length",
-    "frame_shift": "frame_shift",
-    "frame_length": "frame_length",
-    "norm_mean": "mean",
-    "norm_std": "std",
-}
-
 
 @dataclass
 class MergeView:
@@ -76,15 +65,13 @@ def _checkpoint_data_hparams(checkpoint: Path) -> Mapping[str, Any] | None:
 def feature_settings(
     checkpoint: str | Path, configs: Sequence[str | Path] = ()
 ) -> FeatureConfig | None:
-    """Feature settings: the configs' data section if given, else the checkpoint's saved
-    datamodule hyperparameters, else None (AST defaults at the model's input size)."""
+    """Feature settings: the configs' ``data.features`` if given, else the checkpoint's saved
+    datamodule ``features``, else None (AST defaults at the model's input size)."""
     if configs:
-        values: Mapping[str, Any] | None = read_data_config(configs).data.as_dict()
-    else:
-        values = _checkpoint_data_hparams(Path(checkpoint))
-    if values is None:
-        return None
-    return FeatureConfig(**{f: values[a] for a, f in _FEATURE_ARGS.items() if a in values})
+        return FeatureConfig(**read_data_config(configs).data.features.as_dict())
+    hparams = _checkpoint_data_hparams(Path(checkpoint))
+    features = hparams.get("features") if hparams is not None else None
+    return features if isinstance(features, FeatureConfig) else None
 
 
 def merge_view(
