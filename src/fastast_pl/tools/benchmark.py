@@ -34,6 +34,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from fastast_pl.models.arch import ASTArch
 from fastast_pl.models.ast import ASTModel
 from fastast_pl.tome import MergeSpec
 from fastast_pl.tome.flops import schedule_for_flops_reduction, vit_flops
@@ -215,10 +216,12 @@ def _build_ours(size: ModelSize) -> ASTModel:
         num_classes=size.num_classes,
         input_tdim=size.input_tdim,
         input_fdim=size.input_fdim,
-        embed_dim=size.embed_dim,
-        depth=size.depth,
-        num_heads=size.num_heads,
-        mlp_ratio=size.mlp_ratio,
+        arch=ASTArch(
+            embed_dim=size.embed_dim,
+            depth=size.depth,
+            num_heads=size.num_heads,
+            mlp_ratio=size.mlp_ratio,
+        ),
         merge=0,
         prop_attn=True,
     )
