@@ -10,14 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import timm
 import torch
 from torch import Tensor, nn
-
-if TYPE_CHECKING:
-    from fastast_pl.models.checkpoints.teacher import TeacherInfo
 
 PoolingKind = Literal["attention", "mean"]
 OutputKind = Literal["logits", "probabilities"]
@@ -239,6 +236,19 @@ class CNNTeacher(nn.Module):
         if self.output_kind == "probabilities":
             return probabilities_to_logits(out)
         return out
+
+
+@dataclass(frozen=True)
+class TeacherInfo:
+    """What a teacher checkpoint says about the data it was trained on."""
+
+    num_classes: int
+    multi_label: bool
+    target_length: int
+    num_mel_bins: int
+    feature_config: dict[str, Any] | None
+    arch: dict[str, Any]
+    path: str = ""
 
 
 class FrozenTeacher(nn.Module):

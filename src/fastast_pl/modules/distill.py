@@ -12,8 +12,7 @@ from torch import Tensor, nn
 from fastast_pl.data.datamodule import AudioDataModule
 from fastast_pl.losses import DEFAULT_KD_LAMBDA, DEFAULT_KD_TEMPERATURE, cmkd_loss
 from fastast_pl.metrics import ClassificationMetrics
-from fastast_pl.models.checkpoints.teacher import TeacherInfo
-from fastast_pl.models.teacher import FrozenTeacher
+from fastast_pl.models.teacher import FrozenTeacher, TeacherInfo
 from fastast_pl.modules.base import Batch
 from fastast_pl.modules.kd_cache import TeacherLogitsCache, cache_key, teacher_input_augmentations
 from fastast_pl.modules.student import StudentModule

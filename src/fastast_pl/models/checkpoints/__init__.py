@@ -21,7 +21,6 @@ from fastast_pl.models.checkpoints.fitting import (
 from fastast_pl.models.checkpoints.reading import Checkpoint, read_checkpoint
 from fastast_pl.models.checkpoints.teacher import (
     TEACHER_CKPT_KEY,
-    TeacherInfo,
     load_teacher,
     read_teacher_checkpoint,
 )
@@ -30,7 +29,6 @@ __all__ = [
     "SUPPORTED_FORMATS",
     "TEACHER_CKPT_KEY",
     "Checkpoint",
-    "TeacherInfo",
     "fit_state_dict",
     "load_fitted",
     "load_teacher",

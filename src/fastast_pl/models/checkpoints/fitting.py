@@ -12,17 +12,14 @@ import dataclasses
 import logging
 import os
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from fastast_pl.models.arch import ASTArch
 from fastast_pl.models.checkpoints.formats import PREFIX_TOKENS, blocks_depth
 from fastast_pl.models.checkpoints.reading import Checkpoint, read_checkpoint
-
-if TYPE_CHECKING:
-    from fastast_pl.models.ast import ASTModel
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +71,7 @@ def pretrained_arguments(
     return ckpt, arguments
 
 
-def load_fitted(model: ASTModel, ckpt: Checkpoint, strict: bool = True) -> None:
+def load_fitted(model: nn.Module, ckpt: Checkpoint, strict: bool = True) -> None:
     """Fit ``ckpt`` to ``model`` (see ``fit_state_dict``) and load it."""
     model.load_state_dict(fit_state_dict(ckpt, model, strict=strict), strict=strict)
     log.info("%s: loaded %s checkpoint into %s", ckpt.path, ckpt.format, _describe(model))
@@ -113,7 +110,7 @@ def resize_pos_embed(
 
 
 def fit_state_dict(
-    ckpt: Checkpoint, model: ASTModel, strict: bool = True
+    ckpt: Checkpoint, model: nn.Module, strict: bool = True
 ) -> dict[str, torch.Tensor]:
     """The checkpoint's state dict made loadable into ``model``; raises ValueError otherwise.
 
@@ -157,7 +154,7 @@ def fit_state_dict(
 
 
 def _check_compatible(
-    ckpt: Checkpoint, sd: dict[str, torch.Tensor], model: ASTModel, new_head: bool, strict: bool
+    ckpt: Checkpoint, sd: dict[str, torch.Tensor], model: nn.Module, new_head: bool, strict: bool
 ) -> None:
     """Raise ValueError naming the key and both shapes for anything that cannot be adapted."""
     expected = model.state_dict()
@@ -192,7 +189,7 @@ def _check_compatible(
             )
 
 
-def _describe(model: ASTModel) -> str:
+def _describe(model: nn.Module) -> str:
     f, t = model.grid_size
     return (
         f"ASTModel(embed_dim={model.embed_dim}, depth={model.depth}, heads={model.num_heads}, "

@@ -8,30 +8,15 @@ before training (classes, label kind, feature settings, architecture) under
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from torch import Tensor
 
 from fastast_pl.models.checkpoints.files import read_lightning
-from fastast_pl.models.teacher import CNNTeacher
+from fastast_pl.models.teacher import CNNTeacher, TeacherInfo
 
 #: Checkpoint entry holding the teacher's data-linked settings.
 TEACHER_CKPT_KEY = "fastast_teacher"
-
-
-@dataclass(frozen=True)
-class TeacherInfo:
-    """What a teacher checkpoint says about the data it was trained on."""
-
-    num_classes: int
-    multi_label: bool
-    target_length: int
-    num_mel_bins: int
-    feature_config: dict[str, Any] | None
-    arch: dict[str, Any]
-    path: str = ""
 
 
 def read_teacher_checkpoint(path: str | os.PathLike) -> tuple[TeacherInfo, dict[str, Tensor]]:
