@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fastast_pl.tools import sweep
+from fastast_pl.tools.sweep import check, plan, run, spec
 
 TINY_CONFIG = {
     "seed_everything": 0,
@@ -60,13 +60,13 @@ def test_grid_plan_and_command_like_the_wandb_agent(tmp_path):
         "model.init_args.merge.shape": {"values": ["constant", "late"]},
         "model.init_args.merge.overrides": {"value": {0: 0.3}},
     })  # fmt: skip
-    sw = sweep.load_sweep(path)
-    trials = sweep.plan_trials(sw, count=None)
+    sw = spec.load_sweep(path)
+    trials = plan.plan_trials(sw, count=None)
     assert len(trials) == 4
     assert {
         (t["model.init_args.merge.ratio"], t["model.init_args.merge.shape"]) for t in trials
     } == {(0.1, "constant"), (0.1, "late"), (0.2, "constant"), (0.2, "late")}
-    cmd = sweep.expand_command(sw, trials[0])
+    cmd = spec.expand_command(sw, trials[0])
     # the agent writes --name=str(value) for ${args} and drops nothing else
     assert cmd[:3] == [sys.executable, "-m", "fastast_pl"]
     assert cmd[-3:] == [
@@ -74,8 +74,8 @@ def test_grid_plan_and_command_like_the_wandb_agent(tmp_path):
         "--model.init_args.merge.shape=constant",
         "--model.init_args.merge.overrides={0: 0.3}",
     ]
-    assert sweep.cli_args(cmd, "x")[:1] == ["fit"]
-    assert len(sweep.plan_trials(sw, count=3)) == 3
+    assert spec.cli_args(cmd, "x")[:1] == ["fit"]
+    assert len(plan.plan_trials(sw, count=3)) == 3
 
 
 def test_random_plan_is_seeded_and_inside_the_bounds(tmp_path):
@@ -84,14 +84,14 @@ def test_random_plan_is_seeded_and_inside_the_bounds(tmp_path):
         "model.init_args.prop_attn": {"values": [True, False]},
         "data.batch_size": {"min": 2, "max": 5},
     }, method="random")  # fmt: skip
-    sw = sweep.load_sweep(path)
-    a = sweep.plan_trials(sw, count=20, seed=3)
-    assert a == sweep.plan_trials(sw, count=20, seed=3) != sweep.plan_trials(sw, count=20, seed=4)
+    sw = spec.load_sweep(path)
+    a = plan.plan_trials(sw, count=20, seed=3)
+    assert a == plan.plan_trials(sw, count=20, seed=3) != plan.plan_trials(sw, count=20, seed=4)
     ratios = [t["model.init_args.merge.ratio"] for t in a]
     assert all(0.05 <= r <= 0.3 for r in ratios)
     assert all(isinstance(t["data.batch_size"], int) and 2 <= t["data.batch_size"] <= 5 for t in a)
-    with pytest.raises(sweep.SweepError, match="--count"):
-        sweep.plan_trials(sw, count=None)
+    with pytest.raises(spec.SweepError, match="--count"):
+        plan.plan_trials(sw, count=None)
 
 
 @pytest.mark.parametrize(
@@ -113,20 +113,20 @@ def test_structural_errors_name_the_key(tmp_path, doc_patch, match):
     doc = yaml.safe_load(path.read_text())
     doc.update(doc_patch)
     path.write_text(yaml.safe_dump(doc))
-    with pytest.raises(sweep.SweepError, match=match):
-        sw = sweep.load_sweep(path)
-        sweep.cli_args(sweep.expand_command(sw, {}), str(path))
+    with pytest.raises(spec.SweepError, match=match):
+        sw = spec.load_sweep(path)
+        spec.cli_args(spec.expand_command(sw, {}), str(path))
 
 
 def test_grid_with_a_distribution_is_rejected(tmp_path):
     path = _write(tmp_path, {"model.init_args.merge.ratio": {"min": 0.0, "max": 0.3}})
-    with pytest.raises(sweep.SweepError, match="merge.ratio: method 'grid'"):
-        sweep.load_sweep(path)
+    with pytest.raises(spec.SweepError, match="merge.ratio: method 'grid'"):
+        spec.load_sweep(path)
 
 
 @pytest.fixture(scope="module")
 def checker():
-    return sweep.TrialChecker()  # the CLI parser is built once for the checks below
+    return check.TrialChecker()  # the CLI parser is built once for the checks below
 
 
 @pytest.mark.parametrize(
@@ -148,10 +148,10 @@ def checker():
 def test_bad_parameters_rejected_before_any_trial(tmp_path, checker, parameters, blamed, why):
     method = "random" if any("distribution" in v for v in parameters.values()) else "grid"
     path = _write(tmp_path, parameters, method=method)
-    sw = sweep.load_sweep(path)
-    trials = sweep.plan_trials(sw, count=2, seed=0)
-    with pytest.raises(sweep.SweepError) as info:
-        sweep.validate_sweep(sw, trials, checker)
+    sw = spec.load_sweep(path)
+    trials = plan.plan_trials(sw, count=2, seed=0)
+    with pytest.raises(spec.SweepError) as info:
+        check.validate_sweep(sw, trials, checker)
     message = str(info.value)
     assert f"parameter {blamed}" in message and why in message
     assert "no trial was started" in message
@@ -164,8 +164,8 @@ def test_good_sweep_passes_validation(tmp_path, checker):
         "model.init_args.merge.shape": {"values": ["decreasing", "late"]},
         "model.init_args.merge.overrides": {"values": [{1: 0.3}, {0: 4}]},
     })  # fmt: skip
-    sw = sweep.load_sweep(path)
-    sweep.validate_sweep(sw, sweep.plan_trials(sw, None), checker)
+    sw = spec.load_sweep(path)
+    check.validate_sweep(sw, plan.plan_trials(sw, None), checker)
 
 
 @pytest.mark.slow
@@ -180,7 +180,7 @@ def test_sweep_runs_trials_and_records_a_failed_one(tmp_path, monkeypatch):
         "model.init_args.merge.shape": {"value": "late"},
     })  # fmt: skip
     out = tmp_path / "out"
-    code = sweep.main(
+    code = run.main(
         [str(path), "--out", str(out), "--logger", "wandb", "--", "--trainer.limit_test_batches=1"]
     )
     assert code == 1  # one trial failed
