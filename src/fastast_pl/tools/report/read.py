@@ -134,7 +134,7 @@ def _swept(config: dict[str, Any]) -> dict[str, Any]:
     return {
         k: v
         for k, v in config.items()
-        if k.startswith("budget.") or (k.startswith("model.") and ("merge" in k or "kd_" in k))
+        if k.startswith("merge.") or (k.startswith("model.") and ("merge" in k or "kd_" in k))
     }
 
 

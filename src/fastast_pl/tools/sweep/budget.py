@@ -1,4 +1,4 @@
-"""`python -m fastast_pl.tools.sweep.budget SUBCOMMAND ... --budget.flop_ratio=F --budget.weight.L=W`
+"""`python -m fastast_pl.tools.sweep.budget SUBCOMMAND ... --merge.flop_ratio=F --merge.weight.L=W`
 
 A trial front end for sweeps that search the *shape* of a per-layer merge schedule under a
 fixed FLOP budget. A sweep gives each layer a weight ``w_l >= 0`` and fixes the analytic
@@ -6,8 +6,8 @@ FLOP ratio ``F`` (unmerged / merged, ``tome.flops.flops_ratio``); this program t
 into the per-layer r that spends the budget in that shape and runs the CLI with it:
 layer l merges the ratio ``s * w_l / max(w)`` of its mergeable tokens, with the one scale
 ``s`` (bisection on ``[0, 0.5)``) the smallest whose schedule reaches ``F``. The resulting r
-list is passed as ``--model.init_args.<budget.key>=[r_0, ...]`` (key default ``eval_merge``;
-``merge`` for training sweeps). Layers without a weight get 1; without ``--budget.flop_ratio``
+list is passed as ``--model.init_args.<merge.key>=[r_0, ...]`` (key default ``eval_merge``;
+``merge`` for training sweeps). Layers without a weight get 1; without ``--merge.flop_ratio``
 the arguments pass through unchanged. Both ``wandb agent`` and the local runner call it like
 the CLI (it is one of the programs `spec.cli_args` accepts); the merge-stats callback logs
 the r and tokens per layer it chose. ``tome.flops.schedule_for_flops_reduction`` covers only
@@ -20,11 +20,13 @@ import json
 import sys
 from typing import Any
 
+from fastast_pl.cli import INIT_WEIGHT_KEYS
+from fastast_pl.cli import main as cli_main
 from fastast_pl.tome.flops import flops_ratio
 from fastast_pl.tome.schedule import MergeSchedule, resolve_schedule
 from fastast_pl.tools.sweep.spec import SweepError
 
-PREFIX = "--budget."
+PREFIX = "--merge."  # the front end's own flags; the CLI's keys start with --model.
 MAX_RATIO = 0.4999  # MergeSchedule ratios live in [0, 0.5)
 
 
@@ -35,7 +37,7 @@ def split_budget_args(argv: list[str]) -> tuple[dict[str, str], list[str]]:
         if token.startswith(PREFIX):
             key, sep, value = token[len(PREFIX) :].partition("=")
             if not sep:
-                raise SweepError(f"{token}: budget arguments are written --budget.KEY=VALUE")
+                raise SweepError(f"{token}: budget arguments are written --merge.KEY=VALUE")
             budget[key] = value
         else:
             rest.append(token)
@@ -60,7 +62,7 @@ def budget_schedule(
     if len(weights) != depth or any(w < 0 for w in weights):
         raise SweepError(f"budget weights {weights}: expected {depth} numbers >= 0")
     if target < 1.0:
-        raise SweepError(f"--budget.flop_ratio={target}: expected a FLOP ratio >= 1")
+        raise SweepError(f"--merge.flop_ratio={target}: expected a FLOP ratio >= 1")
     top = max(weights)
 
     def schedule(scale: float):
@@ -74,7 +76,7 @@ def budget_schedule(
         return [0] * depth
     if ratio(MAX_RATIO) < target:
         raise SweepError(
-            f"--budget.flop_ratio={target} is out of reach with weights {weights}: this shape "
+            f"--merge.flop_ratio={target} is out of reach with weights {weights}: this shape "
             f"gives at most {ratio(MAX_RATIO):.3f}x on {num_tokens} tokens, depth {depth}"
         )
     lo, hi = 0.0, MAX_RATIO  # ratio(lo) < target <= ratio(hi); r grows with the scale
@@ -93,7 +95,11 @@ def resolve(argv: list[str], checker: Any = None) -> list[str]:
 
     checker = checker or TrialChecker()
     try:
-        dims = _model_dims(checker.build_model(checker.parse(rest)))
+        config = checker.parse(rest)
+        for key in INIT_WEIGHT_KEYS:  # the shape does not depend on the weights: skip files
+            if config.get(key) is not None:
+                config[key] = None
+        dims = _model_dims(checker.build_model(config))
         target = float(budget.pop("flop_ratio"))
         key = budget.pop("key", "eval_merge")
         weights = [1.0] * dims["depth"]
@@ -101,22 +107,20 @@ def resolve(argv: list[str], checker: Any = None) -> list[str]:
             layer = name.removeprefix("weight.")
             if name == layer or not layer.isdigit() or int(layer) >= dims["depth"]:
                 raise SweepError(
-                    f"--budget.{name}: expected weight.L with L a layer in [0, {dims['depth'] - 1}], "
+                    f"--merge.{name}: expected weight.L with L a layer in [0, {dims['depth'] - 1}], "
                     "flop_ratio or key"
                 )
             weights[int(layer)] = float(value)
     except ValueError as err:  # float() of a bad value; SweepError is a ValueError too
         raise SweepError(str(err)) from None
     if key not in ("merge", "eval_merge"):
-        raise SweepError(f"--budget.key={key}: expected 'merge' or 'eval_merge'")
+        raise SweepError(f"--merge.key={key}: expected 'merge' or 'eval_merge'")
     r = budget_schedule(weights, target, **dims)
     return [*rest, f"--model.init_args.{key}={json.dumps(r)}"]
 
 
 def main(argv: list[str] | None = None) -> int:
     """Resolve the budget, then run `python -m fastast_pl` with the resulting schedule."""
-    from fastast_pl.cli import main as cli_main
-
     try:
         args = resolve(list(sys.argv[1:] if argv is None else argv))
     except SweepError as err:

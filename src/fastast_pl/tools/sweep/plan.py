@@ -157,8 +157,7 @@ class SweepPlanner:
 
 def plan_trials(sweep: SweepFile, count: int | None, seed: int = 0) -> list[dict[str, Any]]:
     """The parameter sets of a grid or random sweep, all at once (they do not depend on
-    results); for bayes use `SweepPlanner` and tell each result before the next ask."""
-    if sweep.method == "bayes":
-        raise SweepError(f"{sweep.path}: method 'bayes' plans one trial at a time")
+    results). For bayes: its first proposals before any result is told (what TPE samples
+    while starting up); a real bayes sweep tells each result to `SweepPlanner` first."""
     planner = SweepPlanner(sweep, seed)
     return [planner.ask().params for _ in range(planner.count(count))]
