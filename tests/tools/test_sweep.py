@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -206,3 +209,181 @@ def test_sweep_runs_trials_and_records_a_failed_one(tmp_path, monkeypatch):
 
     rep = report.build_report(report.gather([str(out)]), acc_key="val/acc")
     assert [r["status"] for r in rep.rows] == ["failed", "finished"]
+
+
+# ------------------------------------------------------------- engine (Optuna)
+def _toy_sweep(tmp_path: Path, method: str) -> spec.SweepFile:
+    path = _write(tmp_path, {"x": {"distribution": "uniform", "min": 0.0, "max": 1.0}}, method)
+    return spec.load_sweep(path)
+
+
+def test_bayes_is_model_based_not_random(tmp_path):
+    """Told the results of f(x) = -(x - 0.9)^2, TPE's later proposals sit nearer the optimum
+    than random ones (same seed, same number of trials): bayes learns from results."""
+
+    def mean_distance(method: str) -> float:
+        planner = plan.SweepPlanner(_toy_sweep(tmp_path, method), seed=0, startup_trials=5)
+        late = []
+        for i in range(30):
+            trial = planner.ask()
+            x = trial.params["x"]
+            planner.tell(trial, {"val/acc": -((x - 0.9) ** 2)})
+            if i >= 15:
+                late.append(abs(x - 0.9))
+        return sum(late) / len(late)
+
+    assert mean_distance("bayes") < 0.5 * mean_distance("random")
+
+
+def test_distributions_translated_or_refused_by_name(tmp_path):
+    path = _write(tmp_path, {
+        "a": {"distribution": "q_uniform", "min": 0.0, "max": 0.3, "q": 0.05},
+        "b": {"distribution": "log_uniform", "min": -2.0, "max": 0.0},
+        "c": {"distribution": "q_log_uniform_values", "min": 1, "max": 64, "q": 4},
+        "d": {"values": [{}, {0: 0.1}]},
+    }, method="random")  # fmt: skip
+    trials = plan.plan_trials(spec.load_sweep(path), count=40, seed=1)
+    a = [t["a"] for t in trials]
+    assert all(0.0 <= v <= 0.3 and abs(v / 0.05 - round(v / 0.05)) < 1e-9 for v in a)
+    assert len(set(a)) > 3
+    assert all(math.exp(-2.0) <= t["b"] <= 1.0 for t in trials)
+    assert all(t["c"] % 4 == 0 and isinstance(t["c"], int) for t in trials)
+    assert {json.dumps(t["d"]) for t in trials} == {"{}", '{"0": 0.1}'}
+    bad = _write(tmp_path, {"a": {"distribution": "normal", "mu": 0, "sigma": 1}}, "random")
+    with pytest.raises(spec.SweepError, match="'normal' is a W&B distribution"):
+        spec.load_sweep(bad)
+    weighted = _write(tmp_path, {"a": {"values": [1, 2], "probabilities": [0.3, 0.7]}}, "random")
+    with pytest.raises(spec.SweepError, match=r"parameters\.a\.probabilities"):
+        plan.plan_trials(spec.load_sweep(weighted), count=2)
+
+
+# ------------------------------------------------------------- FLOP budget
+def _flops(tokens: list[int], dim: int) -> float:
+    """Matmul FLOPs of ViT blocks written out: attention on tokens[l], MLP (ratio 4) on
+    tokens[l + 1] (qkv 3NC^2, scores and AV 2N^2C, proj NC^2, MLP 8NC^2; 2 per MAC)."""
+    return sum(2 * (4 * n * dim * dim + 2 * n * n * dim) + 2 * 8 * m * dim * dim
+               for n, m in zip(tokens[:-1], tokens[1:]))  # fmt: skip
+
+
+def test_budget_schedule_reaches_the_flop_ratio_in_the_given_shape():
+    from fastast_pl.tools.sweep import budget
+
+    dims = {"num_tokens": 202, "depth": 4, "num_prefix_tokens": 2, "dim": 64}
+    r = budget.budget_schedule([0.0, 1.0, 0.5, 0.0], 1.4, **dims)
+    assert r[0] == 0 and r[3] == 0 and r[1] > r[2] > 0  # the shape of the weights
+    tokens = [202]
+    for r_l in r:
+        tokens.append(tokens[-1] - r_l)
+    ratio = _flops([202] * 5, 64) / _flops(tokens, 64)
+    assert ratio >= 1.4
+    fewer = [202, 202 - r[0], 202 - r[0] - (r[1] - 1)]  # one token less merged in layer 1
+    fewer += [fewer[-1] - r[2], fewer[-1] - r[2] - r[3]]
+    assert _flops([202] * 5, 64) / _flops(fewer, 64) < ratio
+    with pytest.raises(spec.SweepError, match="out of reach"):
+        budget.budget_schedule([1.0, 0, 0, 0], 5.0, **dims)
+
+
+def test_budget_front_end_turns_weights_into_the_cli_schedule(tmp_path, checker):
+    from fastast_pl.tools.sweep import budget
+
+    path = _write(tmp_path, {"model.init_args.merge.ratio": {"value": 0.0}})
+    base = spec.cli_args(spec.expand_command(spec.load_sweep(path), {}), "x")
+    args = budget.resolve([*base, "--merge.flop_ratio=1.05", "--merge.weight.0=0"], checker)
+    assert args[:-1] == base and args[-1].startswith("--model.init_args.eval_merge=[0, ")
+    with pytest.raises(spec.SweepError, match="merge.weight.7"):
+        budget.resolve([*base, "--merge.flop_ratio=1.05", "--merge.weight.7=1"], checker)
+
+
+# ----------------------------------------------- eval-only per-layer sweep, report
+def _eval_sweep(tmp_path: Path, method: str) -> Path:
+    layer = {"values": [0.0, 0.3]}  # the tiny model: 12 tokens, ratio 0.3 merges r=3
+    path = _write(tmp_path, {
+        "model.init_args.eval_merge.overrides.0": layer,
+        "model.init_args.eval_merge.overrides.1": layer,
+    }, method=method)  # fmt: skip
+    doc = yaml.safe_load(path.read_text())
+    doc["command"][4] = "test"  # eval-only: no training
+    doc["metric"] = {"name": "test/acc", "goal": "maximize"}
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["random", "bayes"])
+def test_eval_only_per_layer_sweep_and_its_report(tmp_path, method):
+    from fastast_pl.tools.report import analyze, read
+
+    out = tmp_path / "out"
+    argv = [str(_eval_sweep(tmp_path, method)), "--out", str(out), "--count", "3", "--seed", "0"]
+    assert run.main([*argv, "--startup-trials", "2", "--", "--trainer.limit_test_batches=1"]) == 0
+    record = json.loads((out / "sweep.json").read_text())
+    assert record["engine"] == "optuna" and record["method"] == method
+    assert [t["status"] for t in record["trials"]] == ["finished"] * 3
+    runs = read.gather([str(out)])
+    for r, t in zip(runs, record["trials"]):  # each run logged the schedule it evaluated
+        # MergeSchedule: r_l = floor(ratio_l * (tokens at layer l - 2 prefix tokens))
+        tokens, r_per_layer = 12, []
+        for i in range(2):
+            ratio = t["params"][f"model.init_args.eval_merge.overrides.{i}"]
+            r_per_layer.append(math.floor(ratio * (tokens - 2)))
+            tokens -= r_per_layer[-1]
+        assert r.config["merge/eval/r"] == r_per_layer
+        assert r.metrics["test/flop_ratio"] >= 1.0 and "test/acc" in r.metrics
+    unmerged = [r.name for r in runs if not any(r.config["merge/eval/r"])]
+    rep = analyze.build_report(runs, min_speedup=1.0)
+    assert rep.axis == "flops" and rep.acc_key == "test/acc"
+    assert rep.baseline == (unmerged[0] if unmerged else None)
+    if method == "random":
+        assert unmerged  # seed 0 draws the unmerged schedule; the test relies on it
+    assert report_main([str(out), "--out", str(tmp_path / "rep"), "--min-speedup", "1"]) == 0
+    assert (tmp_path / "rep" / "pareto.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def report_main(argv: list[str]) -> int:
+    from fastast_pl.tools import report
+
+    return report.main(argv)
+
+
+# ------------------------------------------------------------- under wandb agent
+@pytest.mark.slow
+def test_trial_under_wandb_agent_logs_to_the_agents_offline_run(tmp_path):
+    """One trial run the way `wandb agent` runs it: its environment, its parameter file,
+    the command expanded from the sweep file; the offline run holds config and metrics."""
+    from wandb.sdk.lib import config_util
+
+    from fastast_pl.tools.report import read
+    from fastast_pl.tools.report.wandb_offline import read_offline_run
+
+    path = _write(tmp_path, {"model.init_args.merge.overrides.1": {"values": [0.3]}})
+    params = {"model.init_args.merge.overrides.1": 0.3}
+    param_file = tmp_path / "wandb" / "sweep-sw1" / "config-run42.yaml"
+    config_util.save_config_file_from_dict(
+        str(param_file), {k: {"value": v} for k, v in params.items()}
+    )
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_SWEEP_ID": "sw1",
+           "WANDB_RUN_ID": "run42", "WANDB_SWEEP_PARAM_PATH": str(param_file),
+           "WANDB_DIR": str(tmp_path), "WANDB_PROJECT": "fastast-test",
+           "PYTHONPATH": os.pathsep.join(sys.path)}  # fmt: skip
+    command = spec.expand_command(spec.load_sweep(path), params)
+    command += [f"--trainer.default_root_dir={tmp_path / 'trial'}"]
+    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    run_dirs = list((tmp_path / "wandb").glob("offline-run-*-run42"))
+    assert len(run_dirs) == 1
+    offline = read_offline_run(run_dirs[0])
+    assert (offline.run_id, offline.sweep_id, offline.exit_code) == ("run42", "sw1", 0)
+    assert offline.config["model.init_args.merge.overrides.1"] == 0.3  # the agent's config
+    # merge stats of the tiny model (10 patches + 2 prefix tokens): floor(0.3 * 10) = 3 in layer 1
+    assert offline.config["merge/train/r"] == [0, 3]
+    assert offline.config["merge/eval/tokens"] == [12, 12, 9]
+    assert offline.config["lr/initial"] > 0 and "lr-Adam" in offline.summary
+    gflops = offline.summary["val/gflops_per_clip"] * 1e9
+    assert gflops == pytest.approx(_flops([12, 12, 9], 32))
+    assert {"val/acc", "train/loss"} <= set(offline.summary)
+    assert any("val/acc" in row for row in offline.history)
+    # `report` reads the offline run (next to the trial's own CSV run)
+    runs = read.gather([str(tmp_path / "wandb")])
+    assert [r.status for r in runs] == ["finished"] and runs[0].name
+    assert runs[0].metrics["val/flop_ratio"] == pytest.approx(offline.summary["val/flop_ratio"])
+    assert runs[0].schedule == "merge.overrides.1=0.3"
