@@ -16,6 +16,7 @@ from lightning.pytorch.cli import LightningCLI
 from fastast_pl.data.datamodule import AudioDataModule
 from fastast_pl.modules.base import ClassificationModule
 from fastast_pl.trainer.predictions import PredictionCSVWriter
+from fastast_pl.trainer.run_logging import add_run_logging
 
 # subcommand -> "module:function" taking argv (list[str]) and returning an exit code or None.
 TOOLS: dict[str, tuple[str, str]] = {
@@ -84,6 +85,9 @@ class FastASTCLI(LightningCLI):
         parser.link_arguments(
             "data.multi_label", "model.init_args.multi_label", apply_on="instantiate"
         )
+
+    def instantiate_trainer(self, **kwargs):  # W&B under `wandb agent`, merge stats, LR
+        return add_run_logging(super().instantiate_trainer(**kwargs))
 
     def before_fit(self) -> None:
         self._resolve_last_checkpoint()

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from fastast_pl.tools import report
+from fastast_pl.tools.report import analyze, read
 
 # (name, ratio, test/acc, test/throughput); by hand: the front is r0 (most accurate),
 # r2 and r4 (fastest); r1 is beaten by r2 (faster and more accurate), r3 by r4.
@@ -50,8 +51,8 @@ def sweep_dir(tmp_path: Path) -> Path:
 
 def test_pareto_front_by_hand():
     points = [(s, a) for _, _, a, s in RUNS]
-    assert report.pareto_front(points) == [0, 2, 4]
-    assert report.pareto_front([(1.0, 1.0), (1.0, 1.0)]) == [0, 1]  # ties dominate nobody
+    assert analyze.pareto_front(points) == [0, 2, 4]
+    assert analyze.pareto_front([(1.0, 1.0), (1.0, 1.0)]) == [0, 1]  # ties dominate nobody
 
 
 def test_report_table_best_and_plot(sweep_dir: Path, tmp_path: Path, capsys):
@@ -68,7 +69,9 @@ def test_report_table_best_and_plot(sweep_dir: Path, tmp_path: Path, capsys):
         "trial-004",
     ]
     assert by_name["trial-005"]["status"] == "failed"
-    assert float(by_name["trial-004"]["speedup"]) == pytest.approx(3.0)  # baseline: slowest run
+    assert float(by_name["trial-004"]["speedup"]) == pytest.approx(
+        3.0
+    )  # baseline: the unmerged run (ratio 0.0)
     assert by_name["trial-001"]["schedule"] == "merge.ratio=0.1 merge.shape=late"
     summary = json.loads((out / "report.json").read_text())
     # at >= 1.7x: trial-002 (1.8x, 0.85) beats trial-004 (3x, 0.75) and trial-003
@@ -87,7 +90,7 @@ def test_report_reads_schedule_from_cli_config(tmp_path: Path):
         "model": {"class_path": "x.StudentModule", "init_args": {"merge": 0, "eval_merge": [4, 4]}}
     }
     (run / "config.yaml").write_text(yaml.safe_dump(cfg))
-    rep = report.build_report(report.gather([str(tmp_path)]))
+    rep = analyze.build_report(read.gather([str(tmp_path)]))
     assert (rep.acc_key, rep.speed_key) == ("val/mAP", "val/throughput")
     assert rep.rows[0]["schedule"] == "merge=0 eval_merge=[4, 4]"
 
@@ -113,10 +116,10 @@ def test_report_from_wandb_api_object():
 
     runs = [fake_run(0, 0.9, 10.0), fake_run(1, 0.8, 20.0), fake_run(2, 0.1, 1.0, "crashed")]
     api = SimpleNamespace(sweep=lambda path: SimpleNamespace(runs=runs), runs=None)
-    got = report.gather(["wandb:me/proj/abc123"], api=api)
+    got = read.gather(["wandb:me/proj/abc123"], api=api)
     assert [r.status for r in got] == ["finished", "finished", "failed"]
     assert got[1].schedule == "merge.ratio=0.1"
-    rep = report.build_report(got, min_speedup=1.5)
+    rep = analyze.build_report(got, min_speedup=1.5)
     assert rep.best["run"] == "run-1" and rep.best["speedup"] == pytest.approx(2.0)
 
 

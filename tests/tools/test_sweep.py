@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import math
+import os
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from fastast_pl.tools import sweep
+from fastast_pl.tools.sweep import check, plan, run, spec
 
 TINY_CONFIG = {
     "seed_everything": 0,
@@ -61,13 +64,13 @@ def test_grid_plan_and_command_like_the_wandb_agent(tmp_path):
         "model.init_args.merge.shape": {"values": ["constant", "late"]},
         "model.init_args.merge.overrides": {"value": {0: 0.3}},
     })  # fmt: skip
-    sw = sweep.load_sweep(path)
-    trials = sweep.plan_trials(sw, count=None)
+    sw = spec.load_sweep(path)
+    trials = plan.plan_trials(sw, count=None)
     assert len(trials) == 4
     assert {
         (t["model.init_args.merge.ratio"], t["model.init_args.merge.shape"]) for t in trials
     } == {(0.1, "constant"), (0.1, "late"), (0.2, "constant"), (0.2, "late")}
-    cmd = sweep.expand_command(sw, trials[0])
+    cmd = spec.expand_command(sw, trials[0])
     # the agent writes --name=str(value) for ${args} and drops nothing else
     assert cmd[:3] == [sys.executable, "-m", "fastast_pl"]
     assert cmd[-3:] == [
@@ -75,8 +78,8 @@ def test_grid_plan_and_command_like_the_wandb_agent(tmp_path):
         "--model.init_args.merge.shape=constant",
         "--model.init_args.merge.overrides={0: 0.3}",
     ]
-    assert sweep.cli_args(cmd, "x")[:1] == ["fit"]
-    assert len(sweep.plan_trials(sw, count=3)) == 3
+    assert spec.cli_args(cmd, "x")[:1] == ["fit"]
+    assert len(plan.plan_trials(sw, count=3)) == 3
 
 
 def test_random_plan_is_seeded_and_inside_the_bounds(tmp_path):
@@ -85,15 +88,15 @@ def test_random_plan_is_seeded_and_inside_the_bounds(tmp_path):
         "model.init_args.prop_attn": {"values": [True, False]},
         "data.loader.batch_size": {"min": 2, "max": 5},
     }, method="random")  # fmt: skip
-    sw = sweep.load_sweep(path)
-    a = sweep.plan_trials(sw, count=20, seed=3)
-    assert a == sweep.plan_trials(sw, count=20, seed=3) != sweep.plan_trials(sw, count=20, seed=4)
+    sw = spec.load_sweep(path)
+    a = plan.plan_trials(sw, count=20, seed=3)
+    assert a == plan.plan_trials(sw, count=20, seed=3) != plan.plan_trials(sw, count=20, seed=4)
     ratios = [t["model.init_args.merge.ratio"] for t in a]
     assert all(0.05 <= r <= 0.3 for r in ratios)
     sizes = [t["data.loader.batch_size"] for t in a]
     assert all(isinstance(b, int) and 2 <= b <= 5 for b in sizes)
-    with pytest.raises(sweep.SweepError, match="--count"):
-        sweep.plan_trials(sw, count=None)
+    with pytest.raises(spec.SweepError, match="--count"):
+        plan.plan_trials(sw, count=None)
 
 
 @pytest.mark.parametrize(
@@ -115,20 +118,20 @@ def test_structural_errors_name_the_key(tmp_path, doc_patch, match):
     doc = yaml.safe_load(path.read_text())
     doc.update(doc_patch)
     path.write_text(yaml.safe_dump(doc))
-    with pytest.raises(sweep.SweepError, match=match):
-        sw = sweep.load_sweep(path)
-        sweep.cli_args(sweep.expand_command(sw, {}), str(path))
+    with pytest.raises(spec.SweepError, match=match):
+        sw = spec.load_sweep(path)
+        spec.cli_args(spec.expand_command(sw, {}), str(path))
 
 
 def test_grid_with_a_distribution_is_rejected(tmp_path):
     path = _write(tmp_path, {"model.init_args.merge.ratio": {"min": 0.0, "max": 0.3}})
-    with pytest.raises(sweep.SweepError, match="merge.ratio: method 'grid'"):
-        sweep.load_sweep(path)
+    with pytest.raises(spec.SweepError, match="merge.ratio: method 'grid'"):
+        spec.load_sweep(path)
 
 
 @pytest.fixture(scope="module")
 def checker():
-    return sweep.TrialChecker()  # the CLI parser is built once for the checks below
+    return check.TrialChecker()  # the CLI parser is built once for the checks below
 
 
 @pytest.mark.parametrize(
@@ -150,10 +153,10 @@ def checker():
 def test_bad_parameters_rejected_before_any_trial(tmp_path, checker, parameters, blamed, why):
     method = "random" if any("distribution" in v for v in parameters.values()) else "grid"
     path = _write(tmp_path, parameters, method=method)
-    sw = sweep.load_sweep(path)
-    trials = sweep.plan_trials(sw, count=2, seed=0)
-    with pytest.raises(sweep.SweepError) as info:
-        sweep.validate_sweep(sw, trials, checker)
+    sw = spec.load_sweep(path)
+    trials = plan.plan_trials(sw, count=2, seed=0)
+    with pytest.raises(spec.SweepError) as info:
+        check.validate_sweep(sw, trials, checker)
     message = str(info.value)
     assert f"parameter {blamed}" in message and why in message
     assert "no trial was started" in message
@@ -166,8 +169,8 @@ def test_good_sweep_passes_validation(tmp_path, checker):
         "model.init_args.merge.shape": {"values": ["decreasing", "late"]},
         "model.init_args.merge.overrides": {"values": [{1: 0.3}, {0: 4}]},
     })  # fmt: skip
-    sw = sweep.load_sweep(path)
-    sweep.validate_sweep(sw, sweep.plan_trials(sw, None), checker)
+    sw = spec.load_sweep(path)
+    check.validate_sweep(sw, plan.plan_trials(sw, None), checker)
 
 
 @pytest.mark.slow
@@ -182,7 +185,7 @@ def test_sweep_runs_trials_and_records_a_failed_one(tmp_path, monkeypatch):
         "model.init_args.merge.shape": {"value": "late"},
     })  # fmt: skip
     out = tmp_path / "out"
-    code = sweep.main(
+    code = run.main(
         [str(path), "--out", str(out), "--logger", "wandb", "--", "--trainer.limit_test_batches=1"]
     )
     assert code == 1  # one trial failed
@@ -208,3 +211,181 @@ def test_sweep_runs_trials_and_records_a_failed_one(tmp_path, monkeypatch):
 
     rep = report.build_report(report.gather([str(out)]), acc_key="val/acc")
     assert [r["status"] for r in rep.rows] == ["failed", "finished"]
+
+
+# ------------------------------------------------------------- engine (Optuna)
+def _toy_sweep(tmp_path: Path, method: str) -> spec.SweepFile:
+    path = _write(tmp_path, {"x": {"distribution": "uniform", "min": 0.0, "max": 1.0}}, method)
+    return spec.load_sweep(path)
+
+
+def test_bayes_is_model_based_not_random(tmp_path):
+    """Told the results of f(x) = -(x - 0.9)^2, TPE's later proposals sit nearer the optimum
+    than random ones (same seed, same number of trials): bayes learns from results."""
+
+    def mean_distance(method: str) -> float:
+        planner = plan.SweepPlanner(_toy_sweep(tmp_path, method), seed=0, startup_trials=5)
+        late = []
+        for i in range(30):
+            trial = planner.ask()
+            x = trial.params["x"]
+            planner.tell(trial, {"val/acc": -((x - 0.9) ** 2)})
+            if i >= 15:
+                late.append(abs(x - 0.9))
+        return sum(late) / len(late)
+
+    assert mean_distance("bayes") < 0.5 * mean_distance("random")
+
+
+def test_distributions_translated_or_refused_by_name(tmp_path):
+    path = _write(tmp_path, {
+        "a": {"distribution": "q_uniform", "min": 0.0, "max": 0.3, "q": 0.05},
+        "b": {"distribution": "log_uniform", "min": -2.0, "max": 0.0},
+        "c": {"distribution": "q_log_uniform_values", "min": 1, "max": 64, "q": 4},
+        "d": {"values": [{}, {0: 0.1}]},
+    }, method="random")  # fmt: skip
+    trials = plan.plan_trials(spec.load_sweep(path), count=40, seed=1)
+    a = [t["a"] for t in trials]
+    assert all(0.0 <= v <= 0.3 and abs(v / 0.05 - round(v / 0.05)) < 1e-9 for v in a)
+    assert len(set(a)) > 3
+    assert all(math.exp(-2.0) <= t["b"] <= 1.0 for t in trials)
+    assert all(t["c"] % 4 == 0 and isinstance(t["c"], int) for t in trials)
+    assert {json.dumps(t["d"]) for t in trials} == {"{}", '{"0": 0.1}'}
+    bad = _write(tmp_path, {"a": {"distribution": "normal", "mu": 0, "sigma": 1}}, "random")
+    with pytest.raises(spec.SweepError, match="'normal' is a W&B distribution"):
+        spec.load_sweep(bad)
+    weighted = _write(tmp_path, {"a": {"values": [1, 2], "probabilities": [0.3, 0.7]}}, "random")
+    with pytest.raises(spec.SweepError, match=r"parameters\.a\.probabilities"):
+        plan.plan_trials(spec.load_sweep(weighted), count=2)
+
+
+# ------------------------------------------------------------- FLOP budget
+def _flops(tokens: list[int], dim: int) -> float:
+    """Matmul FLOPs of ViT blocks written out: attention on tokens[l], MLP (ratio 4) on
+    tokens[l + 1] (qkv 3NC^2, scores and AV 2N^2C, proj NC^2, MLP 8NC^2; 2 per MAC)."""
+    return sum(2 * (4 * n * dim * dim + 2 * n * n * dim) + 2 * 8 * m * dim * dim
+               for n, m in zip(tokens[:-1], tokens[1:]))  # fmt: skip
+
+
+def test_budget_schedule_reaches_the_flop_ratio_in_the_given_shape():
+    from fastast_pl.tools.sweep import budget
+
+    dims = {"num_tokens": 202, "depth": 4, "num_prefix_tokens": 2, "dim": 64}
+    r = budget.budget_schedule([0.0, 1.0, 0.5, 0.0], 1.4, **dims)
+    assert r[0] == 0 and r[3] == 0 and r[1] > r[2] > 0  # the shape of the weights
+    tokens = [202]
+    for r_l in r:
+        tokens.append(tokens[-1] - r_l)
+    ratio = _flops([202] * 5, 64) / _flops(tokens, 64)
+    assert ratio >= 1.4
+    fewer = [202, 202 - r[0], 202 - r[0] - (r[1] - 1)]  # one token less merged in layer 1
+    fewer += [fewer[-1] - r[2], fewer[-1] - r[2] - r[3]]
+    assert _flops([202] * 5, 64) / _flops(fewer, 64) < ratio
+    with pytest.raises(spec.SweepError, match="out of reach"):
+        budget.budget_schedule([1.0, 0, 0, 0], 5.0, **dims)
+
+
+def test_budget_front_end_turns_weights_into_the_cli_schedule(tmp_path, checker):
+    from fastast_pl.tools.sweep import budget
+
+    path = _write(tmp_path, {"model.init_args.merge.ratio": {"value": 0.0}})
+    base = spec.cli_args(spec.expand_command(spec.load_sweep(path), {}), "x")
+    args = budget.resolve([*base, "--merge.flop_ratio=1.05", "--merge.weight.0=0"], checker)
+    assert args[:-1] == base and args[-1].startswith("--model.init_args.eval_merge=[0, ")
+    with pytest.raises(spec.SweepError, match="merge.weight.7"):
+        budget.resolve([*base, "--merge.flop_ratio=1.05", "--merge.weight.7=1"], checker)
+
+
+# ----------------------------------------------- eval-only per-layer sweep, report
+def _eval_sweep(tmp_path: Path, method: str) -> Path:
+    layer = {"values": [0.0, 0.3]}  # the tiny model: 12 tokens, ratio 0.3 merges r=3
+    path = _write(tmp_path, {
+        "model.init_args.eval_merge.overrides.0": layer,
+        "model.init_args.eval_merge.overrides.1": layer,
+    }, method=method)  # fmt: skip
+    doc = yaml.safe_load(path.read_text())
+    doc["command"][4] = "test"  # eval-only: no training
+    doc["metric"] = {"name": "test/acc", "goal": "maximize"}
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["random", "bayes"])
+def test_eval_only_per_layer_sweep_and_its_report(tmp_path, method):
+    from fastast_pl.tools.report import analyze, read
+
+    out = tmp_path / "out"
+    argv = [str(_eval_sweep(tmp_path, method)), "--out", str(out), "--count", "3", "--seed", "0"]
+    assert run.main([*argv, "--startup-trials", "2", "--", "--trainer.limit_test_batches=1"]) == 0
+    record = json.loads((out / "sweep.json").read_text())
+    assert record["engine"] == "optuna" and record["method"] == method
+    assert [t["status"] for t in record["trials"]] == ["finished"] * 3
+    runs = read.gather([str(out)])
+    for r, t in zip(runs, record["trials"]):  # each run logged the schedule it evaluated
+        # MergeSchedule: r_l = floor(ratio_l * (tokens at layer l - 2 prefix tokens))
+        tokens, r_per_layer = 12, []
+        for i in range(2):
+            ratio = t["params"][f"model.init_args.eval_merge.overrides.{i}"]
+            r_per_layer.append(math.floor(ratio * (tokens - 2)))
+            tokens -= r_per_layer[-1]
+        assert r.config["merge/eval/r"] == r_per_layer
+        assert r.metrics["test/flop_ratio"] >= 1.0 and "test/acc" in r.metrics
+    unmerged = [r.name for r in runs if not any(r.config["merge/eval/r"])]
+    rep = analyze.build_report(runs, min_speedup=1.0)
+    assert rep.axis == "flops" and rep.acc_key == "test/acc"
+    assert rep.baseline == (unmerged[0] if unmerged else None)
+    if method == "random":
+        assert unmerged  # seed 0 draws the unmerged schedule; the test relies on it
+    assert report_main([str(out), "--out", str(tmp_path / "rep"), "--min-speedup", "1"]) == 0
+    assert (tmp_path / "rep" / "pareto.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def report_main(argv: list[str]) -> int:
+    from fastast_pl.tools import report
+
+    return report.main(argv)
+
+
+# ------------------------------------------------------------- under wandb agent
+@pytest.mark.slow
+def test_trial_under_wandb_agent_logs_to_the_agents_offline_run(tmp_path):
+    """One trial run the way `wandb agent` runs it: its environment, its parameter file,
+    the command expanded from the sweep file; the offline run holds config and metrics."""
+    from wandb.sdk.lib import config_util
+
+    from fastast_pl.tools.report import read
+    from fastast_pl.tools.report.wandb_offline import read_offline_run
+
+    path = _write(tmp_path, {"model.init_args.merge.overrides.1": {"values": [0.3]}})
+    params = {"model.init_args.merge.overrides.1": 0.3}
+    param_file = tmp_path / "wandb" / "sweep-sw1" / "config-run42.yaml"
+    config_util.save_config_file_from_dict(
+        str(param_file), {k: {"value": v} for k, v in params.items()}
+    )
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_SWEEP_ID": "sw1",
+           "WANDB_RUN_ID": "run42", "WANDB_SWEEP_PARAM_PATH": str(param_file),
+           "WANDB_DIR": str(tmp_path), "WANDB_PROJECT": "fastast-test",
+           "PYTHONPATH": os.pathsep.join(sys.path)}  # fmt: skip
+    command = spec.expand_command(spec.load_sweep(path), params)
+    command += [f"--trainer.default_root_dir={tmp_path / 'trial'}"]
+    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    run_dirs = list((tmp_path / "wandb").glob("offline-run-*-run42"))
+    assert len(run_dirs) == 1
+    offline = read_offline_run(run_dirs[0])
+    assert (offline.run_id, offline.sweep_id, offline.exit_code) == ("run42", "sw1", 0)
+    assert offline.config["model.init_args.merge.overrides.1"] == 0.3  # the agent's config
+    # merge stats of the tiny model (10 patches + 2 prefix tokens): floor(0.3 * 10) = 3 in layer 1
+    assert offline.config["merge/train/r"] == [0, 3]
+    assert offline.config["merge/eval/tokens"] == [12, 12, 9]
+    assert offline.config["lr/initial"] > 0 and "lr-Adam" in offline.summary
+    gflops = offline.summary["val/gflops_per_clip"] * 1e9
+    assert gflops == pytest.approx(_flops([12, 12, 9], 32))
+    assert {"val/acc", "train/loss"} <= set(offline.summary)
+    assert any("val/acc" in row for row in offline.history)
+    # `report` reads the offline run (next to the trial's own CSV run)
+    runs = read.gather([str(tmp_path / "wandb")])
+    assert [r.status for r in runs] == ["finished"] and runs[0].name
+    assert runs[0].metrics["val/flop_ratio"] == pytest.approx(offline.summary["val/flop_ratio"])
+    assert runs[0].schedule == "merge.overrides.1=0.3"

@@ -1,0 +1,75 @@
+"""`python -m fastast_pl report RUNS...`: finished runs -> table + accuracy/cost Pareto plot.
+
+RUNS are local directories (a sweep's output, a `runs/` tree, single run directories, a
+``wandb/`` directory of offline runs; every directory below them holding a ``metrics.csv``
+or a W&B transaction log is one run) or ``wandb:ENTITY/PROJECT[/SWEEP_ID]`` (the W&B API;
+needs a login and a network). ``read`` gathers runs, ``analyze`` finds the unmerged
+baseline, speed-ups and the Pareto front, ``render`` writes the table and the plot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from fastast_pl.tools.report.analyze import ACC_KEYS, AXES, SPEED_KEYS, build_report
+from fastast_pl.tools.report.read import gather
+from fastast_pl.tools.report.render import fmt, log_to_wandb, markdown_table, write_outputs
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `python -m fastast_pl report`."""
+    p = argparse.ArgumentParser(
+        prog="python -m fastast_pl report",
+        description="Gather finished runs into a table and Pareto plots of accuracy against "
+        "the analytic FLOP ratio and the measured throughput.",
+    )
+    p.add_argument(
+        "runs",
+        nargs="+",
+        help="run directories / sweep outputs, or wandb:ENTITY/PROJECT[/SWEEP_ID]",
+    )
+    p.add_argument("--metric", help=f"accuracy metric (default: first found of {list(ACC_KEYS)})")
+    p.add_argument(
+        "--speed", help=f"throughput metric (default: the metric's stage of {list(SPEED_KEYS)})"
+    )
+    p.add_argument(
+        "--baseline", help="run whose throughput is 1.0x (default: the unmerged run of each model)"
+    )
+    p.add_argument("--min-speedup", type=float,
+                   help="name the most accurate schedule at least this much faster")  # fmt: skip
+    p.add_argument("--speedup-by", choices=AXES, default=None,
+                   help="speed-up for the front and --min-speedup: flops (analytic FLOP ratio; "
+                   "default when every run logged it) or throughput (measured vs baseline)")  # fmt: skip
+    p.add_argument("--out", default="report", help="output directory (default: report/)")
+    p.add_argument("--wandb-project", help="also log the table and plot to this W&B project")
+    args = p.parse_args(list(sys.argv[1:] if argv is None else argv))
+    try:
+        runs = gather(args.runs)
+        report = build_report(
+            runs, args.metric, args.speed, args.baseline, args.min_speedup, args.speedup_by
+        )
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    paths = write_outputs(report, Path(args.out))
+    print(markdown_table(report))
+    base = "none (no unmerged run; speed-ups are analytic FLOP ratios)"
+    if report.baseline:
+        base = f"{report.baseline} ({fmt(report.baseline_speed)} clips/s)"
+    print(f"\nbaseline: {base}")
+    if args.min_speedup is not None:
+        if report.best is None:
+            print(f"no finished run reaches {args.min_speedup}x ({report.axis})")
+        else:
+            b = report.best
+            x = b["flop_ratio"] if report.axis == "flops" else b["speedup"]
+            print(
+                f"best at >= {args.min_speedup}x: {b['run']} [{b['schedule']}] "
+                f"{report.acc_key}={fmt(b[report.acc_key])} at {x:.2f}x ({report.axis})"
+            )
+    print("wrote " + ", ".join(str(v) for v in paths.values()))
+    if args.wandb_project:
+        print(f"W&B run: {log_to_wandb(report, paths['png'], args.wandb_project)}")
+    return 0
