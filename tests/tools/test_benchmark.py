@@ -164,10 +164,12 @@ def test_training_benchmark_rows_and_flops(tmp_path):
 def test_training_step_updates_the_student_and_frees_its_gradients():
     import torch
 
+    from fastast_pl.tools.benchmark.measure import RunSettings
     from fastast_pl.tools.benchmark.models import TINY
     from fastast_pl.tools.benchmark.training import make_variants
 
-    variants = make_variants(TINY, [2.0], torch.device("cpu"), True, "fp32", tiny=True)
+    settings = RunSettings(iters=1, warmup=0, device=torch.device("cpu"), targets=(2.0,))
+    variants = make_variants(TINY, settings, distill=True, tiny=True)
     distill_2x = next(v for v in variants if (v.model, v.schedule) == ("distill", "2x"))
     params = _student_params(distill_2x)
     before = [p.detach().clone() for p in params]

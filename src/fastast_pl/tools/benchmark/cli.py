@@ -15,7 +15,9 @@ from pathlib import Path
 
 import torch
 
+from fastast_pl.tome.attention import BACKENDS
 from fastast_pl.tools.benchmark.inference import MODES
+from fastast_pl.tools.benchmark.measure import RunSettings
 from fastast_pl.tools.benchmark.models import BASE, TINY
 from fastast_pl.tools.benchmark.render import FILE_STEM, plot, print_table, to_markdown
 
@@ -43,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="merge schedule shape searched for each target (constant: one r)")  # fmt: skip
     p.add_argument("--modes", nargs="+", choices=MODES, default=["eager"],
                    help="inference: also time bf16 autocast and/or torch.compile")  # fmt: skip
+    p.add_argument("--attn-backend", choices=BACKENDS, default="auto",
+                   help="proportional attention: auto (compiled FlexAttention on CUDA, SDPA "
+                   "elsewhere), sdpa or flex (see fastast_pl.tome.attention)")  # fmt: skip
     p.add_argument("--no-distill", action="store_true", help="train: leave out the teacher step")
     p.add_argument("--clips", type=int, default=16, help="epoch: clips in the test split")
     p.add_argument("--out", type=Path, default=Path("bench"), help="folder for JSON, MD, PNG")
@@ -82,26 +87,25 @@ def _check_args(args: argparse.Namespace) -> None:
 
 def _run(args: argparse.Namespace, device: torch.device) -> dict:
     """The benchmark ``--kind`` names (imported here: each pulls in only what it needs)."""
-    common = dict(iters=args.iters, warmup=args.warmup, device=device, dtype=args.dtype,
-                  targets=sorted(args.targets), shape=args.shape, seed=args.seed,
-                  clock=args.clock)  # fmt: skip
+    settings = RunSettings(args.iters, args.warmup, device, args.dtype, tuple(sorted(args.targets)),
+                           args.shape, args.seed, args.clock, args.attn_backend)  # fmt: skip
     size = TINY if args.tiny else BASE
     if args.kind == "train":
         from fastast_pl.tools.benchmark.training import run_training_benchmark
 
         return run_training_benchmark(size, args.batch_sizes, distill=not args.no_distill,
                                       with_memory=not args.no_memory, tiny=args.tiny,
-                                      **common)  # fmt: skip
+                                      settings=settings)  # fmt: skip
     if args.kind == "epoch":
         from fastast_pl.tools.benchmark.epoch import ESC50_BASE, ESC50_TINY, run_epoch_benchmark
 
         return run_epoch_benchmark(ESC50_TINY if args.tiny else ESC50_BASE, args.clips,
                                    args.batch_sizes[0], seconds=1.0 if args.tiny else 5.0,
-                                   **common)  # fmt: skip
+                                   settings=settings)  # fmt: skip
     from fastast_pl.tools.benchmark.inference import run_benchmark
 
     return run_benchmark(size, args.batch_sizes, with_hf=not args.no_hf,
-                         with_memory=not args.no_memory, modes=args.modes, **common)  # fmt: skip
+                         with_memory=not args.no_memory, modes=args.modes, settings=settings)  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import statistics
 import tempfile
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -25,15 +24,21 @@ from fastast_pl.tome import MergeSpec
 from fastast_pl.tome.flops import vit_flops
 from fastast_pl.tools.benchmark.measure import (
     CLOCKS,
+    RunSettings,
     Variant,
+    finish_meta,
     flop_ratio_checks,
     interleaved_times,
-    loadavg,
     progress,
-    run_meta,
+    start_meta,
     summarise,
 )
-from fastast_pl.tools.benchmark.models import ModelSize, build_student, plan_schedules
+from fastast_pl.tools.benchmark.models import (
+    ModelSize,
+    build_student,
+    plan_schedules,
+    set_schedule,
+)
 
 # experiments/esc50/data.yaml: 50 classes, audio_length 512 (5 s at a 10 ms hop), 128 bins.
 ESC50_BASE = ModelSize(768, 12, 12, 4.0, 512, 128, 50)
@@ -71,20 +76,13 @@ def run_epoch_benchmark(
     size: ModelSize,
     clips: int,
     batch_size: int,
-    iters: int,
-    warmup: int,
-    device: torch.device,
-    dtype: str,
-    targets: Sequence[float],
-    shape: str = "constant",
-    seed: int = 0,
-    clock: str = "wall",
+    settings: RunSettings,
     seconds: float = ESC50_SECONDS,
 ) -> dict:
     """Time ``iters`` test epochs per schedule (interleaved); ``{"meta", "rows", "checks"}``."""
-    torch.manual_seed(seed)
-    meta = run_meta(device, dtype, iters, warmup, clock)
-    t_start = time.perf_counter()
+    meta = start_meta(settings)
+    s = settings
+    device, clock, attn_backend = s.device, s.clock, s.attn_backend
     model = build_student(size).to(device).eval()
     now = CLOCKS[clock]
     waiting: dict[str, list[float]] = {}
@@ -104,37 +102,29 @@ def run_epoch_benchmark(
             return run
 
         def set_merge(spec: MergeSpec) -> Callable[[], None]:
-            return lambda: model.set_merge(spec)
+            return lambda: set_schedule(model, spec, attn_backend)
 
         variants = []
-        for plan in plan_schedules(model, targets, shape):
+        for plan in plan_schedules(model, s.targets, s.shape):
             sched = model.merge_schedule(plan.spec)
             gflops = vit_flops(sched.tokens, size.embed_dim, size.mlp_ratio) / 1e9
             variants.append(Variant("ours", plan.name, plan.target, sched.r, sched.tokens,
                                     gflops, epoch(plan.name), set_merge(plan.spec),
-                                    dtype=dtype))  # fmt: skip
+                                    dtype=s.dtype))  # fmt: skip
         dummy = torch.empty(0)
         with torch.inference_mode(), progress() as bar:
-            task = bar.add_task("test epochs", total=(max(warmup, 1) + iters) * len(variants))
+            task = bar.add_task("test epochs", total=(max(s.warmup, 1) + s.iters) * len(variants))
             timings = interleaved_times(
-                variants, dummy, device, warmup, iters, clock, lambda: bar.advance(task)
+                variants, dummy, device, s.warmup, s.iters, clock, lambda: bar.advance(task)
             )
     rows = summarise(variants, clips, timings, {id(v): None for v in variants})
     for row in rows:
-        timed = waiting[row["schedule"]][-iters:]
+        timed = waiting[row["schedule"]][-s.iters :]
         row["data_wait_ms_median"] = statistics.median(timed) * 1e3
         row["data_share"] = row["data_wait_ms_median"] / row["latency_ms_median"]
-    meta.update(
-        kind="epoch",
-        shape=shape,
-        targets=list(targets),
-        model_size=size.__dict__,
-        clips=clips,
-        clip_seconds=seconds,
-        loader_batch_size=batch_size,
-        load_average_after=loadavg(),
-        wall_s=round(time.perf_counter() - t_start, 1),
-        flops_method="tome.flops.vit_flops of the forward (per clip)",
-        throughput_method="clips / median epoch time; epochs alternate between schedules",
-    )
+    finish_meta(meta, "epoch", size, clips=clips, clip_seconds=seconds,
+                loader_batch_size=batch_size,
+                flops_method="tome.flops.vit_flops of the forward (per clip)",
+                throughput_method="clips / median epoch time; epochs alternate between "
+                "schedules")  # fmt: skip
     return {"meta": meta, "rows": rows, "checks": flop_ratio_checks(rows, "test-epoch")}

@@ -11,7 +11,6 @@ FLOPs: ``tome.flops.vit_flops`` of the tokens each block sees.
 from __future__ import annotations
 
 import copy
-import time
 from collections.abc import Callable, Sequence
 
 import torch
@@ -19,20 +18,19 @@ import torch
 from fastast_pl.tome import MergeSpec
 from fastast_pl.tome.flops import vit_flops
 from fastast_pl.tools.benchmark.measure import (
+    RunSettings,
     Variant,
+    finish_meta,
     flop_ratio_checks,
-    interleaved_times,
-    loadavg,
-    peak_memory_mb,
-    progress,
-    run_meta,
-    summarise,
+    measure_batches,
+    start_meta,
 )
 from fastast_pl.tools.benchmark.models import (
     ModelSize,
     build_hf,
     build_student,
     plan_schedules,
+    set_schedule,
 )
 
 MODES = ("eager", "bf16", "compile")
@@ -44,26 +42,21 @@ def compiled(module: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
 
 
 def make_variants(
-    size: ModelSize,
-    targets: Sequence[float],
-    device: torch.device,
-    with_hf: bool,
-    shape: str = "constant",
-    modes: Sequence[str] = ("eager",),
-    dtype: str = "fp32",
+    size: ModelSize, settings: RunSettings, with_hf: bool, modes: Sequence[str] = ("eager",)
 ) -> list[Variant]:
     """Build the models (random weights) and one variant per model/schedule/mode."""
+    device, dtype, attn_backend = settings.device, settings.dtype, settings.attn_backend
     ours = build_student(size).to(device).eval()
 
     def gflops(tokens: Sequence[int]) -> float:
         return vit_flops(tokens, size.embed_dim, size.mlp_ratio) / 1e9
 
     def set_merge(spec: MergeSpec) -> Callable[[], None]:
-        return lambda: ours.set_merge(spec)
+        return lambda: set_schedule(ours, spec, attn_backend)
 
     variants = []
     for mode in modes:
-        for plan in plan_schedules(ours, targets, shape):
+        for plan in plan_schedules(ours, settings.targets, settings.shape):
             sched = ours.merge_schedule(plan.spec)
             v = Variant("ours", plan.name, plan.target, sched.r, sched.tokens,
                         gflops(sched.tokens), ours, set_merge(plan.spec), mode,
@@ -71,7 +64,7 @@ def make_variants(
             if mode == "compile":
                 # Its own copy per schedule: the schedule is fixed in the compiled graph.
                 own = copy.deepcopy(ours)
-                own.set_merge(plan.spec)
+                set_schedule(own, plan.spec, attn_backend)
                 v.run, v.prepare = compiled(own), lambda: None
             variants.append(v)
     if with_hf:
@@ -96,51 +89,20 @@ def _recompile_limit(n: int):
 def run_benchmark(
     size: ModelSize,
     batch_sizes: Sequence[int],
-    iters: int,
-    warmup: int,
-    device: torch.device,
-    dtype: str,
-    targets: Sequence[float],
-    shape: str = "constant",
+    settings: RunSettings,
     with_hf: bool = True,
     with_memory: bool = True,
-    seed: int = 0,
-    clock: str = "wall",
     modes: Sequence[str] = ("eager",),
 ) -> dict:
     """Measure every variant at every batch size; returns ``{"meta", "rows", "checks"}``."""
-    torch.manual_seed(seed)
-    meta = run_meta(device, dtype, iters, warmup, clock)
-    t_start = time.perf_counter()
-    variants = make_variants(size, targets, device, with_hf, shape, modes, dtype)
-    rows: list[dict] = []
-    calls = len(batch_sizes) * (max(warmup, 1) + iters) * len(variants)
+    meta = start_meta(settings)
+    variants = make_variants(size, settings, with_hf, modes)
     with torch.inference_mode(), _recompile_limit(8 * len(variants) * len(batch_sizes)):
-        with progress() as bar:
-            task = bar.add_task("forward passes", total=calls)
-            for bs in batch_sizes:
-                x = torch.randn(bs, size.input_tdim, size.input_fdim, device=device)  # (B, T, F)
-                timings = interleaved_times(
-                    variants, x, device, warmup, iters, clock, lambda: bar.advance(task)
-                )
-                mem = {
-                    id(v): peak_memory_mb(v, x, device)
-                    if with_memory and v.mode != "compile"
-                    else None
-                    for v in variants
-                }
-                rows += summarise(variants, bs, timings, mem)
-    meta.update(
-        kind="inference",
-        shape=shape,
-        modes=list(modes),
-        targets=list(targets),
-        model_size=size.__dict__,
-        load_average_after=loadavg(),
-        wall_s=round(time.perf_counter() - t_start, 1),
-        flops_method="tome.flops.vit_flops: matmuls of the transformer blocks (2 FLOPs per "
-        "multiply-add), patch embedding, head and the merge matching left out",
-    )
+        rows = measure_batches(variants, (size.input_tdim, size.input_fdim), batch_sizes,
+                               settings, "forward passes", with_memory)  # fmt: skip
+    finish_meta(meta, "inference", size, modes=list(modes),
+                flops_method="tome.flops.vit_flops: matmuls of the transformer blocks (2 FLOPs "
+                "per multiply-add), patch embedding, head and the merge matching left out")  # fmt: skip
     return {"meta": meta, "rows": rows, "checks": _checks(rows)}
 
 

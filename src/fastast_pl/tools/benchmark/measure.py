@@ -211,6 +211,30 @@ def summarise(
     return rows
 
 
+def measure_batches(
+    variants: Sequence[Variant],
+    input_shape: tuple[int, int],
+    batch_sizes: Sequence[int],
+    settings: RunSettings,
+    what: str,
+    with_memory: bool,
+) -> list[dict]:
+    """Rows of every variant at every batch size, on random (B, T, F) inputs."""
+    s, rows = settings, []
+    with progress() as bar:
+        task = bar.add_task(what, total=len(batch_sizes) * (max(s.warmup, 1) + s.iters)
+                            * len(variants))  # fmt: skip
+        for bs in batch_sizes:
+            x = torch.randn(bs, *input_shape, device=s.device)  # (B, T, F)
+            timings = interleaved_times(variants, x, s.device, s.warmup, s.iters, s.clock,
+                                        lambda: bar.advance(task))  # fmt: skip
+            # Memory of a compiled variant would count the compiler's own work: left out.
+            mem = {id(v): peak_memory_mb(v, x, s.device)
+                   if with_memory and v.mode != "compile" else None for v in variants}  # fmt: skip
+            rows += summarise(variants, bs, timings, mem)
+    return rows
+
+
 def flop_ratio_checks(rows: Sequence[dict], what: str) -> list[dict]:
     """The issue's target: speed-up >= 0.9 x the FLOP ratio for every schedule up to 2x."""
     return [
@@ -284,6 +308,39 @@ def _version(dist: str) -> str | None:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:
         return None
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How a benchmark runs, whatever its kind (the CLI's common options)."""
+
+    iters: int
+    warmup: int
+    device: torch.device
+    dtype: str = "fp32"
+    targets: tuple[float, ...] = ()
+    shape: str = "constant"
+    seed: int = 0
+    clock: str = "wall"
+    attn_backend: str = "auto"
+
+
+def start_meta(settings: RunSettings) -> dict:
+    """Seed torch; record the machine, versions, settings, start time and load."""
+    torch.manual_seed(settings.seed)
+    meta = run_meta(settings.device, settings.dtype, settings.iters, settings.warmup,
+                    settings.clock)  # fmt: skip
+    meta.update(shape=settings.shape, targets=list(settings.targets),
+                attn_backend=settings.attn_backend, started=time.perf_counter())  # fmt: skip
+    return meta
+
+
+def finish_meta(meta: dict, kind: str, size: object, **extra: object) -> dict:
+    """Add what ran, the load after it and the wall time since ``start_meta``."""
+    started = meta.pop("started")
+    meta.update(kind=kind, model_size=dict(size.__dict__), load_average_after=loadavg(),
+                wall_s=round(time.perf_counter() - started, 1), **extra)  # fmt: skip
+    return meta
 
 
 def run_meta(device: torch.device, dtype: str, iters: int, warmup: int, clock: str) -> dict:

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from torch import nn
 
 from fastast_pl.models.ast import ASTModel
-from fastast_pl.tome import MergeSpec
+from fastast_pl.tome import MergeSpec, apply_tome
+from fastast_pl.tome.attention import AttentionBackend
 from fastast_pl.tome.flops import schedule_for_flops_reduction
 
 
@@ -76,17 +77,20 @@ def build_hf(size: ModelSize) -> nn.Module:
     return ASTForAudioClassification(config)
 
 
-def build_teacher(size: ModelSize, tiny: bool) -> nn.Module:
-    """The CNN teacher of distillation, random weights, frozen in eval mode.
-
-    EfficientNet-B2 with attention pooling is CMKD's teacher (Gong et al., 2022);
-    ``tiny`` swaps in a small MobileNetV3 (as the demo does) for smoke tests.
-    """
+def build_teacher(size: ModelSize, backbone: str) -> nn.Module:
+    """The CNN teacher of distillation (timm ``backbone``, attention pooling), random weights,
+    frozen in eval mode."""
     from fastast_pl.models.teacher import CNNTeacher
 
-    backbone = "mobilenetv3_small_050" if tiny else "efficientnet_b2"
     teacher = CNNTeacher(size.num_classes, backbone=backbone, input_fdim=size.input_fdim)
     return teacher.eval().requires_grad_(False)
+
+
+def set_schedule(model: ASTModel, spec: MergeSpec, attn_backend: AttentionBackend = "auto") -> None:
+    """Switch the model to ``spec``, proportional attention on the given kernel."""
+    model.set_merge(spec)
+    if any(model.merge_schedule().r):
+        apply_tome(model, r=spec, prop_attn=model.prop_attn, attn_backend=attn_backend)
 
 
 def plan_schedules(

@@ -16,7 +16,6 @@ little lower for the distillation step (the teacher's share does not shrink).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 
 import torch
@@ -25,23 +24,28 @@ import torch.nn.functional as F
 from fastast_pl.tome import MergeSpec
 from fastast_pl.tome.flops import training_flops
 from fastast_pl.tools.benchmark.measure import (
+    RunSettings,
     Variant,
+    finish_meta,
     flop_ratio_checks,
-    interleaved_times,
-    loadavg,
-    peak_memory_mb,
-    progress,
-    run_meta,
-    summarise,
+    measure_batches,
+    start_meta,
 )
 from fastast_pl.tools.benchmark.models import (
     ModelSize,
     build_student,
     build_teacher,
     plan_schedules,
+    set_schedule,
 )
 
 LEARNING_RATE = 1e-5  # small: the weights barely move over a benchmark's few steps
+
+
+def _teacher_name(tiny: bool) -> str:
+    """CMKD's EfficientNet-B2 teacher (Gong et al., 2022); a small MobileNetV3 (as in the
+    demo) for smoke tests."""
+    return "mobilenetv3_small_050" if tiny else "efficientnet_b2"
 
 
 def distillation_loss(
@@ -64,18 +68,13 @@ def counted_gflops(module: torch.nn.Module, x: torch.Tensor) -> float:
 
 
 def make_variants(
-    size: ModelSize,
-    targets: Sequence[float],
-    device: torch.device,
-    distill: bool,
-    dtype: str,
-    shape: str = "constant",
-    tiny: bool = False,
+    size: ModelSize, settings: RunSettings, distill: bool, tiny: bool = False
 ) -> list[Variant]:
     """Student (and teacher), one shared AdamW, and one variant per schedule and step kind."""
+    device, dtype, attn_backend = settings.device, settings.dtype, settings.attn_backend
     student = build_student(size).to(device).train()
     optimiser = torch.optim.AdamW(student.parameters(), lr=LEARNING_RATE)
-    teacher = build_teacher(size, tiny).to(device) if distill else None
+    teacher = build_teacher(size, _teacher_name(tiny)).to(device) if distill else None
     x0 = torch.zeros(1, size.input_tdim, size.input_fdim, device=device)  # (1, T, F)
     teacher_gflops = counted_gflops(teacher, x0) if teacher is not None else 0.0
 
@@ -104,14 +103,14 @@ def make_variants(
         return distillation_loss(student(x).float(), teacher_logits.float(), target)
 
     def set_merge(spec: MergeSpec) -> Callable[[], None]:
-        return lambda: student.set_merge(spec)
+        return lambda: set_schedule(student, spec, attn_backend)
 
     kinds = [("student", student_loss, 0.0)]
     if distill:
         kinds.append(("distill", distill_loss, teacher_gflops))
     variants = []
     for name, loss_of, extra in kinds:
-        for plan in plan_schedules(student, targets, shape):
+        for plan in plan_schedules(student, settings.targets, settings.shape):
             sched = student.merge_schedule(plan.spec)
             gflops = training_flops(sched.tokens, size.embed_dim, size.mlp_ratio) / 1e9 + extra
             variants.append(Variant(name, plan.name, plan.target, sched.r, sched.tokens, gflops,
@@ -122,45 +121,19 @@ def make_variants(
 def run_training_benchmark(
     size: ModelSize,
     batch_sizes: Sequence[int],
-    iters: int,
-    warmup: int,
-    device: torch.device,
-    dtype: str,
-    targets: Sequence[float],
-    shape: str = "constant",
+    settings: RunSettings,
     distill: bool = True,
     with_memory: bool = False,
-    seed: int = 0,
-    clock: str = "wall",
     tiny: bool = False,
 ) -> dict:
     """Time every training-step variant at every batch size; ``{"meta", "rows", "checks"}``."""
-    torch.manual_seed(seed)
-    meta = run_meta(device, dtype, iters, warmup, clock)
-    t_start = time.perf_counter()
-    variants = make_variants(size, targets, device, distill, dtype, shape, tiny)
-    rows: list[dict] = []
-    with progress() as bar:
-        task = bar.add_task("training steps", total=len(batch_sizes) * (max(warmup, 1) + iters)
-                            * len(variants))  # fmt: skip
-        for bs in batch_sizes:
-            x = torch.randn(bs, size.input_tdim, size.input_fdim, device=device)  # (B, T, F)
-            timings = interleaved_times(
-                variants, x, device, warmup, iters, clock, lambda: bar.advance(task)
-            )
-            mem = {id(v): peak_memory_mb(v, x, device) if with_memory else None for v in variants}
-            rows += summarise(variants, bs, timings, mem)
-    meta.update(
-        kind="train",
-        shape=shape,
-        targets=list(targets),
-        model_size=size.__dict__,
-        teacher=("mobilenetv3_small_050" if tiny else "efficientnet_b2") if distill else None,
-        load_average_after=loadavg(),
-        wall_s=round(time.perf_counter() - t_start, 1),
-        optimiser=f"AdamW(lr={LEARNING_RATE})",
-        flops_method="tome.flops.training_flops: 3x the forward matmuls of the blocks "
-        "(backward = 2x forward), matching and optimiser step left out; distill rows add the "
-        "teacher's forward as torch FlopCounterMode counts it",
-    )
+    meta = start_meta(settings)
+    variants = make_variants(size, settings, distill, tiny)
+    rows = measure_batches(variants, (size.input_tdim, size.input_fdim), batch_sizes, settings,
+                           "training steps", with_memory)  # fmt: skip
+    finish_meta(meta, "train", size, optimiser=f"AdamW(lr={LEARNING_RATE})",
+                teacher=_teacher_name(tiny) if distill else None,
+                flops_method="tome.flops.training_flops: 3x the forward matmuls of the blocks "
+                "(backward = 2x forward), matching and optimiser step left out; distill rows "
+                "add the teacher's forward as torch FlopCounterMode counts it")  # fmt: skip
     return {"meta": meta, "rows": rows, "checks": flop_ratio_checks(rows, "training-step")}
