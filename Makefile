@@ -49,7 +49,7 @@ bench-train: install  ## training/distillation steps per schedule, 1 thread, CPU
 
 bench-epoch: install  ## end-to-end test epoch from the feature cache per schedule (docs/benchmarks.md)
 	$(BIN)/python -m fastast_pl benchmark --kind epoch --threads 1 --clock cpu --clips 8 \
-	  --batch-sizes 4 --iters 1 --warmup 1 --targets 1.5 2 --out bench/epoch
+	  --batch-sizes 4 --iters 2 --warmup 1 --targets 1.5 2 --out bench/epoch
 
 # GPU figures from the source tree, no install: needs only torch, timm, transformers and
 # lightning in GPU_PYTHON (rich and matplotlib are optional). Inference, then training

@@ -44,6 +44,8 @@ def _flex(
     def add_log_size(score, b, h, q_idx, kv_idx):  # noqa: ANN001, ARG001 (flex signature)
         return score + log_size[b, kv_idx]
 
+    if torch.compiler.is_compiling():  # inside a compiled model: the outer compile fuses it
+        return flex_attention(q, k, v, score_mod=add_log_size)
     if compiled:
         return _compiled_flex()(q, k, v, score_mod=add_log_size)
     with warnings.catch_warnings():

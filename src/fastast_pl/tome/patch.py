@@ -242,8 +242,9 @@ def apply_tome(
     if attn_backend not in BACKENDS:
         raise ValueError(f"apply_tome: attn_backend={attn_backend!r}; expected one of {BACKENDS}")
     num_tokens = _static_num_tokens(model, prefix)
+    resolved = None
     if num_tokens is not None:
-        resolve_schedule(r, num_tokens, len(blocks), prefix)  # fail at config time
+        resolved = resolve_schedule(r, num_tokens, len(blocks), prefix)  # fail at config time
 
     state = getattr(model, "_tome_state", None)
     if state is None:
@@ -257,6 +258,10 @@ def apply_tome(
         state._cache.clear()
         state.schedule = None
         state.reset()
+    if resolved is not None:
+        # Cached now, so every forward takes the same path through ``resolve`` (a compiled
+        # model would otherwise recompile on its second call, when the cache fills).
+        state._cache[num_tokens] = resolved
     for i, blk in enumerate(blocks):
         if not isinstance(blk, _ToMeBlockMixin):
             blk._tome_orig_class = type(blk)

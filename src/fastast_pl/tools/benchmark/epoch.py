@@ -127,4 +127,4 @@ def run_epoch_benchmark(
                 flops_method="tome.flops.vit_flops of the forward (per clip)",
                 throughput_method="clips / median epoch time; epochs alternate between "
                 "schedules")  # fmt: skip
-    return {"meta": meta, "rows": rows, "checks": flop_ratio_checks(rows, "test-epoch")}
+    return {"meta": meta, "rows": rows, "checks": flop_ratio_checks(rows, "test-epoch", "clips")}
