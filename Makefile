@@ -45,7 +45,7 @@ bench: install  ## model and data-loading benchmarks; results go to bench/ (see 
 
 bench-train: install  ## training/distillation steps per schedule, 1 thread, CPU clock (docs/benchmarks.md)
 	$(BIN)/python -m fastast_pl benchmark --kind train --threads 1 --clock cpu --batch-sizes 1 \
-	  --iters 2 --warmup 1 --no-memory --out bench/train
+	  --iters 3 --warmup 1 --no-memory --out bench/train
 
 bench-epoch: install  ## end-to-end test epoch from the feature cache per schedule (docs/benchmarks.md)
 	$(BIN)/python -m fastast_pl benchmark --kind epoch --threads 1 --clock cpu --clips 8 \
