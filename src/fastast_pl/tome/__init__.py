@@ -6,6 +6,7 @@ from fastast_pl.tome.flops import (
     matching_flops,
     mlp_flops,
     schedule_for_flops_reduction,
+    training_flops,
     vit_flops,
 )
 from fastast_pl.tome.merge import bipartite_soft_matching, merge_source, merge_wavg
@@ -28,6 +29,7 @@ __all__ = [
     "matching_flops",
     "mlp_flops",
     "schedule_for_flops_reduction",
+    "training_flops",
     "vit_flops",
     "bipartite_soft_matching",
     "merge_source",
