@@ -144,7 +144,9 @@ def test_unknown_kd_form_is_named() -> None:
 
 
 def test_imagenet_deit_is_no_teacher(tmp_path) -> None:
-    deit = VisionTransformerDistilled(img_size=64, patch_size=16, embed_dim=32, depth=1, num_heads=2)
+    deit = VisionTransformerDistilled(
+        img_size=64, patch_size=16, embed_dim=32, depth=1, num_heads=2
+    )
     path = tmp_path / "deit.pth"
     torch.save(deit.state_dict(), path)
     with pytest.raises(ValueError, match="no audio classification head"):

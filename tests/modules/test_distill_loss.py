@@ -52,9 +52,7 @@ def _multi_label_reference(target, lam, temp, form="cmkd"):
     if form == "cmkd":  # teacher at T, student at 1, no T^2
         kd = (
             sum(
-                bce(z, _sigmoid(tz / temp))
-                for s, t in zip(STUDENT, TEACHER)
-                for z, tz in zip(s, t)
+                bce(z, _sigmoid(tz / temp)) for s, t in zip(STUDENT, TEACHER) for z, tz in zip(s, t)
             )
             / n
         )

@@ -26,9 +26,9 @@ Validation rules (all raise ``ValueError`` naming the value and the layer):
 from __future__ import annotations
 
 import math
-from fractions import Fraction
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
+from fractions import Fraction
 from typing import Literal, Union
 
 SHAPES = ("constant", "decreasing", "late")
