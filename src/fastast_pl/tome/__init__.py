@@ -12,6 +12,7 @@ from fastast_pl.tome.flops import (
 from fastast_pl.tome.merge import bipartite_soft_matching, merge_source, merge_wavg
 from fastast_pl.tome.patch import apply_tome, remove_tome, tome_state
 from fastast_pl.tome.schedule import (
+    InflectSchedule,
     MergeSchedule,
     MergeSpec,
     ResolvedSchedule,
@@ -20,6 +21,7 @@ from fastast_pl.tome.schedule import (
 )
 
 __all__ = [
+    "InflectSchedule",
     "MergeSchedule",
     "MergeSpec",
     "ResolvedSchedule",
