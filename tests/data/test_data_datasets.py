@@ -199,7 +199,7 @@ def test_duplicate_label_id_or_index_in_the_label_csv(tmp_path):
         ManifestSource(dup_mid, train=train).read()
     dup_index = tmp_path / "dup_index.csv"
     dup_index.write_text("index,mid,display_name\n0,/m/a,A\n1,/m/b,B\n1,/m/c,C\n")
-    with pytest.raises(ValueError, match=r"dup_index.csv line 4: index 1 .*line 3"):
+    with pytest.raises(ValueError, match=r"dup_index.csv line 4: index '1' .*line 3"):
         ManifestSource(dup_index, train=train).read()
 
 

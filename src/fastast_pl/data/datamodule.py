@@ -133,6 +133,7 @@ class AudioDataModule(pl.LightningDataModule):
         #: Clips left out of each evaluation split with on_bad_audio=skip: (path, reason).
         self.skipped: dict[str, list[tuple[Path, str]]] = {}
         self._scanned: dict[Path, str | None] = {}
+        self._noted: set[str] = set()
         self._seen_epoch: dict[str, int] = {}
         if not source.generated:
             # Read the metadata now: a missing directory or a bad manifest stops the run
@@ -200,6 +201,10 @@ class AudioDataModule(pl.LightningDataModule):
             "multi-label" if splits.multi_label else "single-label",
             ", ".join(f"{s}={len(splits.splits[s])}" for s in needed),
         )
+        for note in splits.notes:
+            if note not in self._noted:
+                log.info("%s", note)
+                self._noted.add(note)
         cache = self._cache()
         for split in needed:
             if split in self.datasets:

@@ -241,7 +241,9 @@ class ManifestSource(DataSource):
         test = self.test if self.test is not None else self.val
         paths = {"train": self.train, "val": self.val, "test": test}
         splits = {
-            name: read_manifest(p, mid_to_index) if p is not None else []
+            name: read_manifest(p, mid_to_index, allow_unlabelled=self._multi_label is True)
+            if p is not None
+            else []
             for name, p in paths.items()
         }
         multi_label = self._multi_label
@@ -264,7 +266,21 @@ def read_label_csv(path: str | Path) -> tuple[list[str], list[str]]:
             raise ValueError(
                 f"{path}: expected columns index,mid,display_name, found {reader.fieldnames}"
             )
-        rows = sorted(reader, key=lambda r: int(r["index"]))
+        numbered = list(enumerate(reader, start=2))  # (line number, row)
+    first: dict[tuple[str, str], int] = {}
+    for line, r in numbered:
+        for column in ("index", "mid"):
+            value = r[column].strip()
+            seen = first.setdefault((column, value), line)
+            if seen != line:
+                raise ValueError(
+                    f"{path} line {line}: {column} {value!r} is already used on line {seen}; "
+                    f"expected every {column} once"
+                )
+    try:
+        rows = [r for _, r in sorted(numbered, key=lambda x: int(x[1]["index"]))]
+    except ValueError as err:
+        raise ValueError(f"{path}: the index column must hold integers: {err}") from err
     indices = [int(r["index"]) for r in rows]
     if indices != list(range(len(rows))):
         raise ValueError(
@@ -275,8 +291,14 @@ def read_label_csv(path: str | Path) -> tuple[list[str], list[str]]:
     return [r["mid"] for r in rows], [r["display_name"] for r in rows]
 
 
-def read_manifest(path: str | Path, mid_to_index: dict[str, int]) -> list[Clip]:
-    """Clips of one AST JSON manifest; errors name the manifest and the entry number."""
+def read_manifest(
+    path: str | Path, mid_to_index: dict[str, int], allow_unlabelled: bool = False
+) -> list[Clip]:
+    """Clips of one AST JSON manifest; errors name the manifest and the entry number.
+
+    An entry with empty ``labels`` is an error unless ``allow_unlabelled`` (declared
+    multi-label data, where a clip of none of the classes is a negative for all).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"manifest {path} does not exist")
@@ -297,6 +319,12 @@ def read_manifest(path: str | Path, mid_to_index: dict[str, int]) -> list[Clip]:
         if "labels" not in entry:
             raise ValueError(f'{where} ({entry["wav"]}): no "labels" key')
         names = [x.strip() for x in str(entry["labels"]).split(",") if x.strip()]
+        if not names and not allow_unlabelled:
+            raise ValueError(
+                f'{where} ({entry["wav"]}): "labels" is empty (found {entry["labels"]!r}); '
+                "expected at least one label of the label csv (or set multi_label: true if "
+                "clips of none of the classes are intended)"
+            )
         unknown = [x for x in names if x not in mid_to_index]
         if unknown:
             raise ValueError(
@@ -312,10 +340,28 @@ def read_manifest(path: str | Path, mid_to_index: dict[str, int]) -> list[Clip]:
     return clips
 
 
-def _audio_files(folder: Path) -> list[Path]:
-    return sorted(
-        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS
-    )
+def _audio_files(folder: Path, notes: list[str] | None = None) -> list[Path]:
+    """Audio files of ``folder``, sorted; macOS AppleDouble files (``._name.wav``, metadata
+    that copying from a Mac leaves behind, not audio) are left out and listed in ``notes``.
+
+    Raises ValueError for a folder without audio: it would be a class with no clips.
+    """
+    files, appledouble = [], []
+    for p in sorted(folder.iterdir()):
+        if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS:
+            (appledouble if p.name.startswith("._") else files).append(p)
+    if appledouble and notes is not None:
+        notes.append(
+            f"{folder}: ignored {len(appledouble)} macOS AppleDouble metadata file(s) "
+            f"(not audio): {show([p.name for p in appledouble])}"
+        )
+    if not files:
+        raise ValueError(
+            f"class folder {folder} holds no audio files (expected *{', *'.join(AUDIO_EXTENSIONS)}"
+            f", found {show([p.name for p in folder.iterdir()]) if any(folder.iterdir()) else 'nothing'}); "
+            "remove it or add its clips, or it becomes a class the model is taught without examples"
+        )
+    return files
 
 
 def _class_dirs(root: Path) -> list[Path]:
@@ -351,18 +397,19 @@ class FolderSource(DataSource):
         _require_dir(root, "audio folder", "Expected root/<class_name>/*.wav.")
         split_dirs = {s: root / s for s in SPLITS if (root / s).is_dir()}
         splits: dict[str, list[Clip]] = {s: [] for s in SPLITS}
+        notes: list[str] = []
         if "train" in split_dirs and "val" in split_dirs:
             class_names = sorted({d.name for s in split_dirs.values() for d in _class_dirs(s)})
             index = {n: i for i, n in enumerate(class_names)}
             for split, folder in split_dirs.items():
                 for d in _class_dirs(folder):
-                    splits[split] += [Clip(f, (index[d.name],)) for f in _audio_files(d)]
+                    splits[split] += [Clip(f, (index[d.name],)) for f in _audio_files(d, notes)]
             if "test" not in split_dirs:
                 splits["test"] = list(splits["val"])
         else:
             class_names = [d.name for d in _class_dirs(root)]
             for i, d in enumerate(_class_dirs(root)):
-                files = _audio_files(d)
+                files = _audio_files(d, notes)
                 random.Random(f"{self.seed}/{d.name}").shuffle(files)
                 n_val = int(round(len(files) * self.val_fraction))
                 n_test = int(round(len(files) * self.test_fraction))
@@ -373,4 +420,6 @@ class FolderSource(DataSource):
             raise ValueError(
                 f"audio folder {root} has no class sub-directories (expected root/<class_name>/*.wav)"
             )
-        return ClipSplits(splits, class_names, multi_label=False, source=f"audio folder {root}")
+        return ClipSplits(
+            splits, class_names, multi_label=False, source=f"audio folder {root}", notes=notes
+        )
