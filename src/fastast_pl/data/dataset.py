@@ -14,7 +14,7 @@ from torch.utils.data import Dataset, get_worker_info
 
 from fastast_pl.data.audio import AudioDecodeError, load_audio
 from fastast_pl.data.augment import AugmentConfig, SpecAugment, mix, sample_mixup_lambda
-from fastast_pl.data.cache import FeatureCache
+from fastast_pl.data.cache import FeatureCache, file_fingerprint
 from fastast_pl.data.clips import Clip
 from fastast_pl.data.features import FeatureConfig, compute_fbank, crop, normalize, pad_or_crop
 
@@ -93,6 +93,7 @@ class AudioDataset(Dataset):
         self.cache = cache if self.dither == 0 else None
         self.on_bad_audio = on_bad_audio
         self.tally = tally if tally is not None else BadAudioTally(len(self.clips))
+        self._clip_keys: dict[int, str] = {}
 
     def __len__(self) -> int:
         return len(self.clips)
@@ -156,6 +157,14 @@ class AudioDataset(Dataset):
             "target": target,
             "index": torch.tensor(index, dtype=torch.int64),
         }
+
+    def clip_key(self, index: int) -> str:
+        """What clip ``index`` is, independent of its row number: its file's fingerprint
+        (path, size, mtime), for the teacher-logits cache; computed once per clip."""
+        key = self._clip_keys.get(index)
+        if key is None:
+            key = self._clip_keys[index] = file_fingerprint(self.clips[index].path)
+        return key
 
     def bad_paths(self) -> list[str]:
         """Paths of the first few clips skipped so far (each file once)."""
