@@ -68,8 +68,9 @@ def test_inspect_flags_every_kind_of_surprise(tmp_path):
     assert "one 25" in short.bad
     nan = np.zeros(1600, np.float32)
     nan[3] = np.inf
-    assert "NaN or infinity" in inspect_audio(
-        write(tmp_path / "inf.wav", nan, 16000, subtype="FLOAT"), features
-    ).bad
+    assert (
+        "NaN or infinity"
+        in inspect_audio(write(tmp_path / "inf.wav", nan, 16000, subtype="FLOAT"), features).bad
+    )
     (tmp_path / "junk.wav").write_bytes(b"not audio at all")
     assert "cannot decode" in inspect_audio(tmp_path / "junk.wav", features).bad

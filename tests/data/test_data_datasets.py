@@ -201,6 +201,10 @@ def test_duplicate_label_id_or_index_in_the_label_csv(tmp_path):
     dup_index.write_text("index,mid,display_name\n0,/m/a,A\n1,/m/b,B\n1,/m/c,C\n")
     with pytest.raises(ValueError, match=r"dup_index.csv line 4: index '1' .*line 3"):
         ManifestSource(dup_index, train=train).read()
+    gap = tmp_path / "gap.csv"
+    gap.write_text("index,mid,display_name\n0,/m/a,A\n2,/m/b,B\n")
+    with pytest.raises(ValueError, match=r"gap.csv: the index column must be 0..1 without gaps"):
+        ManifestSource(gap, train=train).read()
 
 
 def test_empty_labels_in_a_single_label_manifest(tmp_path):

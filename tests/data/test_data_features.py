@@ -7,10 +7,10 @@ import pytest
 import torch
 from data_testkit import MEAN, STD, one_thread, raw_reference, reference_fbank, tone, write  # noqa: F401
 
-from fastast_pl.data.clips import Clip
-from fastast_pl.data.dataset import AudioDataset
 from fastast_pl.data.audio import AudioDecodeError, load_audio
 from fastast_pl.data.augment import AugmentConfig
+from fastast_pl.data.clips import Clip
+from fastast_pl.data.dataset import AudioDataset
 from fastast_pl.data.features import FeatureConfig, compute_fbank, compute_stats
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -160,7 +160,9 @@ def _folder(root, per_class=2):
                 rng = np.random.default_rng(100 * c + 10 * i + (split == "val"))
                 t = np.arange(8000) / 16000  # 0.5 s; tones far apart -> distinct logits
                 freq = 150 + 900 * c + 300 * i + 50 * (split == "val")
-                wave = (0.1 + 0.2 * i) * np.sin(2 * np.pi * freq * t) + 0.01 * rng.standard_normal(8000)
+                wave = (0.1 + 0.2 * i) * np.sin(2 * np.pi * freq * t) + 0.01 * rng.standard_normal(
+                    8000
+                )
                 wave = wave.astype(np.float32)
                 sf.write(str(folder / f"c{c}_{i}.wav"), wave, 16000)
     return root
@@ -233,3 +235,31 @@ def test_bad_entries_are_recomputed_and_reported_once(tmp_path, teacher_ckpt, ca
     assert worst < TOL and module.cache_counts == {"misses": 2, "hits": 6}
     reports = [r.getMessage() for r in caplog.records if "bad entr" in r.getMessage()]
     assert len(reports) == 1 and "2 bad entries" in reports[0] and "6 kept" in reports[0]
+
+
+def _sync_worker(rank: int, world: int, port: int, directory: str) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+                            world_size=world)  # fmt: skip
+    cache = TeacherLogitsCache(directory, "train", "k", num_classes=2)
+    cache.store([f"clip{rank}"], torch.full((1, 2), float(rank)))
+    cache.sync()
+    assert sorted(cache.entries) == ["clip0", "clip1"]
+    assert cache.entries["clip1"].tolist() == [1.0, 1.0]
+    if rank == 0:
+        cache.save()
+    dist.destroy_process_group()
+
+
+def test_ddp_ranks_merge_what_each_stored(tmp_path) -> None:
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_sync_worker, args=(2, port, str(tmp_path)), nprocs=2, join=True)
+    merged = TeacherLogitsCache(tmp_path, "train", "k", num_classes=2)
+    assert merged.status == "hit" and len(merged) == 2

@@ -64,7 +64,10 @@ def test_every_problem_is_in_the_report_and_the_exit_code(tmp_path, capsys):
     with open(out_csv, newline="") as fh:
         rows = {Path(r["path"]).name: r for r in csv.DictReader(fh)}
     assert len(rows) == 12 and {r["split"] for r in rows.values()} == {"train"}
-    assert rows["cut.wav"]["status"] == "bad" and "header promises 16000" in rows["cut.wav"]["problems"]
+    assert (
+        rows["cut.wav"]["status"] == "bad"
+        and "header promises 16000" in rows["cut.wav"]["problems"]
+    )
     assert rows["cut.wav"]["header_frames"] == "16000"
     assert int(rows["cut.wav"]["decoded_frames"]) == sf.info(str(cut)).frames
     assert rows["short.wav"]["status"] == "bad" and "window" in rows["short.wav"]["problems"]

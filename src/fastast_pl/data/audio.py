@@ -48,9 +48,7 @@ def decode(path: str | Path, window_ms: float | None = None) -> tuple[np.ndarray
     return data, int(file_rate)
 
 
-def load_audio(
-    path: str | Path, sample_rate: int, window_ms: float | None = None
-) -> torch.Tensor:
+def load_audio(path: str | Path, sample_rate: int, window_ms: float | None = None) -> torch.Tensor:
     """Read ``path`` as a mono float32 waveform of shape ``(1, N)`` at ``sample_rate`` Hz.
 
     Args:

@@ -237,9 +237,7 @@ class AudioDataModule(pl.LightningDataModule):
             )
             self._scanned.update(zip(todo, scan))
         kept = [c for c in clips if self._scanned[c.path] is None]
-        bad = list(
-            dict.fromkeys((c.path, self._scanned[c.path]) for c in clips if c not in kept)
-        )
+        bad = list(dict.fromkeys((c.path, self._scanned[c.path]) for c in clips if c not in kept))
         self.skipped[split] = bad  # type: ignore[assignment]
         if bad and not kept:
             raise ValueError(

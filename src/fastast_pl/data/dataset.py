@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 import torch
-from torch.utils.data import Dataset, get_worker_info
+from torch.utils.data import Dataset
 
 from fastast_pl.data.audio import AudioDecodeError, load_audio
 from fastast_pl.data.augment import AugmentConfig, SpecAugment, mix, sample_mixup_lambda
