@@ -22,7 +22,12 @@ from fastast_pl.metrics import ClassificationMetrics
 from fastast_pl.models.frozen import load_frozen_teacher
 from fastast_pl.models.teacher import FrozenTeacher, TeacherInfo
 from fastast_pl.modules.base import Batch
-from fastast_pl.modules.kd_cache import TeacherLogitsCache, cache_key, teacher_input_augmentations
+from fastast_pl.modules.kd_cache import (
+    TeacherLogitsCache,
+    batch_clip_keys,
+    cache_key,
+    teacher_input_augmentations,
+)
 from fastast_pl.modules.student import StudentModule
 from fastast_pl.modules.teacher import datamodule_feature_config
 
@@ -205,7 +210,8 @@ class DistillationModule(StudentModule):
         fbank = batch["fbank"]
         if self._cache is None:
             return self.teacher(fbank)
-        stored, found = self._cache.lookup(batch["index"])
+        keys = batch_clip_keys(getattr(self._trainer, "datamodule", None), batch)
+        stored, found = self._cache.lookup(keys)
         out = stored.to(fbank.device)  # (B, C)
         missing = (~found).nonzero().squeeze(1)  # (M,)
         self.cache_counts["hits"] += int(found.sum())
@@ -213,7 +219,7 @@ class DistillationModule(StudentModule):
         if missing.numel():
             computed = self.teacher(fbank[missing.to(fbank.device)]).float()  # (M, C)
             out[missing.to(fbank.device)] = computed
-            self._cache.store(batch["index"][missing.to(batch["index"].device)], computed)
+            self._cache.store([keys[i] for i in missing.tolist()], computed)
         return out
 
     # --------------------------------------------------------------------- loss
