@@ -185,7 +185,9 @@ def main(args: list[str] | None = None) -> int | None:
         tools = "\n".join(f"  {name:<10} {help_}" for name, (_, help_) in TOOLS.items())
         print(f"Tool subcommands (each has --help):\n{tools}\n")
         print(f"--quiet (anywhere) or {LOG_LEVEL_ENV}=WARNING hides fastast_pl's INFO log.\n")
-    build_cli(argv)
+    if from_sys_argv:
+        sys.argv[1:] = argv  # without --quiet; LightningCLI reads sys.argv itself
+    build_cli(None if from_sys_argv else argv)
     return None
 
 
