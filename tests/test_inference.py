@@ -132,7 +132,9 @@ def test_api_and_cli_agree_on_a_folder_and_a_file(trained, clips, tmp_path, caps
         torch.testing.assert_close(p.scores.sum(), torch.tensor(1.0))
 
     out = tmp_path / "preds.csv"
-    code = main(["classify", str(ckpt), str(folder), str(single), "--top-k", "2", "--out", str(out)])
+    code = main(
+        ["classify", str(ckpt), str(folder), str(single), "--top-k", "2", "--out", str(out)]
+    )
     assert code == 0
     err = capsys.readouterr().err
     assert "broken.wav" in err and "left out" in err
@@ -200,7 +202,9 @@ def test_older_checkpoints_say_what_must_be_given(trained, clips, tmp_path, capl
     torch.save(old, tmp_path / "old.ckpt")
     with pytest.raises(ValueError, match=r"feature settings.*features=\{'sample_rate'"):
         fastast_pl.AudioClassifier.from_pretrained(tmp_path / "old.ckpt")
-    given = {k: checkpoint[INFERENCE_CKPT_KEY]["features"][k] for k in ("sample_rate", "mean", "std")}
+    given = {
+        k: checkpoint[INFERENCE_CKPT_KEY]["features"][k] for k in ("sample_rate", "mean", "std")
+    }
     classifier = fastast_pl.AudioClassifier.from_pretrained(tmp_path / "old.ckpt", features=given)
     assert classifier.features.target_length == T and classifier.features.num_mel_bins == F
     assert classifier.model.merge_schedule().r == [2, 2]  # eval_merge from the hyper-parameters
