@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from runkit import run, teacher_model, tiny
 
+from fastast_pl.trainer.ckpt_path import find_last
+
 
 @dataclass(frozen=True)
 class Fitted:
@@ -29,9 +31,8 @@ def _fit(tmp: Path, *extra: str) -> Fitted:
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr("sys.argv", ["fastast_pl"])
         cli = run(["fit", *tiny(tmp / "data", tmp / "runs"), "--trainer.max_epochs", "2", *extra])
-    callback = cli.trainer.checkpoint_callback
-    return Fitted(tmp / "data", tmp / "runs", Path(callback.best_model_path),
-                  Path(callback.last_model_path))  # fmt: skip
+    best = Path(cli.trainer.checkpoint_callback.best_model_path)  # the monitored one comes first
+    return Fitted(tmp / "data", tmp / "runs", best, find_last(tmp / "runs"))
 
 
 @pytest.fixture(scope="session")
