@@ -30,6 +30,16 @@ NEW_CKPT_DIR = (
 )
 
 
+#: What a run writes into its log directory (Lightning's CSV logger, LightningCLI, our
+#: prediction writer, ModelCheckpoint's default place); other files there (a sweep trial's
+#: stdout.log written by the tool that started this run) are left alone and do not count.
+RUN_FILES = ("metrics.csv", "hparams.yaml", "config.yaml", "checkpoints", "predictions*.csv")
+
+
+def _run_files(directory: Path) -> list[Path]:
+    return [p for pattern in RUN_FILES for p in directory.glob(pattern)]
+
+
 def _local(path: object) -> Path | None:
     text = str(path)
     if path is None or ("://" in text and not text.startswith("file://")):
@@ -64,8 +74,9 @@ def check_fresh_run_dirs(trainer: pl.Trainer, fitting: bool, ckpt_path: str | No
     """Raise FileExistsError if this run would write into what an earlier run wrote."""
     for logger in trainer.loggers:
         log_dir = _local(getattr(logger, "log_dir", None))  # CSV/TensorBoard: their version dir
-        if log_dir is not None and log_dir.is_dir() and any(log_dir.iterdir()):
-            raise _refuse(log_dir, list(log_dir.iterdir()), "the log directory", NEW_LOG_DIR)
+        found = _run_files(log_dir) if log_dir is not None and log_dir.is_dir() else []
+        if found:
+            raise _refuse(log_dir, found, "the log directory", NEW_LOG_DIR)
     config_files = [
         cb.config_filename for cb in trainer.callbacks if isinstance(cb, SaveConfigCallback)
     ]
