@@ -10,14 +10,16 @@ import importlib
 import logging
 import os
 import sys
-from pathlib import Path
 
 from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.cli import LightningCLI
 
 from fastast_pl.data.datamodule import AudioDataModule
+from fastast_pl.models.checkpoints.module_checkpoint import check_module_state
 from fastast_pl.modules.base import ClassificationModule
+from fastast_pl.trainer.ckpt_path import prepare_ckpt_path
 from fastast_pl.trainer.predictions import PredictionCSVWriter
+from fastast_pl.trainer.run_dirs import check_fresh_run_dirs
 from fastast_pl.trainer.run_logging import add_run_logging
 
 # subcommand -> "module:function" taking argv (list[str]) and returning an exit code or None.
@@ -28,7 +30,7 @@ TOOLS: dict[str, tuple[str, str]] = {
     ),
     "benchmark": ("fastast_pl.tools.benchmark:main", "throughput/latency/FLOPs per merge schedule"),
     "bench-data": (
-        "fastast_pl.tools.bench_data:main",
+        "fastast_pl.tools.benchmark.data_loading:main",
         "data-loading clips/s, uncached vs feature cache",
     ),
     "sweep": ("fastast_pl.tools.sweep:main", "run a W&B sweep file locally, trial after trial"),
@@ -64,7 +66,10 @@ class FastASTCLI(LightningCLI):
         super().__init__(*class_args, args=args, **kwargs)
 
     def _parse_ckpt_path(self) -> None:
+        """`last`/`best`/PATH resolved and checked (trainer/ckpt_path.py), then Lightning's
+        reading of the checkpoint's hyperparameters, then the command line's `--model.*`."""
         subcommand = self.config.get("subcommand")
+        self._checkpoint = prepare_ckpt_path(self.config[subcommand]) if subcommand else None
         before = self.config.clone() if subcommand else None
         super()._parse_ckpt_path()
         if before is None or not self.config[subcommand].get("ckpt_path"):
@@ -95,36 +100,32 @@ class FastASTCLI(LightningCLI):
         return add_run_logging(super().instantiate_trainer(**kwargs))
 
     def before_fit(self) -> None:
-        self._resolve_last_checkpoint()
+        self._preflight()
+
+    def before_validate(self) -> None:
+        self._preflight()
+
+    def before_test(self) -> None:
+        self._preflight()
 
     def before_predict(self) -> None:
         """Predictions go to a CSV in the run directory unless a writer is configured."""
         if not any(isinstance(cb, BasePredictionWriter) for cb in self.trainer.callbacks):
             self.trainer.callbacks.append(PredictionCSVWriter())
+        self._preflight()
 
-    def _resolve_last_checkpoint(self) -> None:
-        """`--ckpt_path last` resumes the newest last.ckpt under `trainer.default_root_dir`.
-
-        Every run logs into a new `version_N` directory, so Lightning's own "last" (which
-        looks only in this run's fresh checkpoint directory) would find nothing after a
-        restart and silently train from scratch.
-        """
-        config = self.config_init[self.subcommand]
-        if config.get("ckpt_path") != "last":
-            return
-        root = Path(self.trainer.default_root_dir)
-        found = (
-            sorted(root.rglob("last*.ckpt"), key=lambda p: p.stat().st_mtime)
-            if root.is_dir()
-            else []
-        )
-        if not found:
-            raise FileNotFoundError(
-                f"--ckpt_path last: no last.ckpt under trainer.default_root_dir={root}; nothing to "
-                "resume (save one with a ModelCheckpoint(save_last=True), or drop --ckpt_path)"
+    def _preflight(self) -> None:
+        """Before the trainer starts: the checkpoint fits the model, no earlier run is touched."""
+        if self._checkpoint is not None:
+            check_module_state(
+                self._checkpoint,
+                self.model.state_dict(),
+                getattr(self.model, "num_classes", None),
+                strict=self.model.strict_loading,
             )
-        config["ckpt_path"] = str(found[-1])
-        print(f"Resuming from {found[-1]}", file=sys.stderr)
+            self._checkpoint = None  # names and shapes only; not needed any more
+        ckpt_path = self.config_init[self.subcommand].get("ckpt_path")
+        check_fresh_run_dirs(self.trainer, self.subcommand == "fit", ckpt_path)
 
 
 def _command_line_model_keys(argv: list[str]) -> list[str]:

@@ -398,6 +398,16 @@ def test_truncated_file(tmp_path, suffix) -> None:
         ASTModel.from_pretrained(cut)
 
 
+@pytest.mark.parametrize("suffix", [".pth", ".ckpt"])
+def test_empty_file(tmp_path, suffix) -> None:
+    empty = tmp_path / ("empty" + suffix)
+    empty.write_bytes(b"")
+    with pytest.raises(
+        ValueError, match=rf"empty\{suffix}: the file is empty \(0 bytes\).*Supported"
+    ):
+        ASTModel.from_pretrained(empty)
+
+
 def test_not_a_state_dict(tmp_path) -> None:
     torch.save([1, 2, 3], tmp_path / "list.pt")
     with pytest.raises(ValueError, match=r"list\.pt: expected a state dict .* found a list"):

@@ -104,7 +104,7 @@ def test_cpu_clock_single_thread_run(tmp_path):
 
 
 def test_data_benchmark_fills_and_reads_the_cache(tmp_path):
-    from fastast_pl.tools import bench_data
+    from fastast_pl.tools.benchmark import data_loading as bench_data
 
     code = bench_data.main(
         ["--clips", "3", "--seconds", "1", "--target-length", "100", "--out", str(tmp_path)]
@@ -123,7 +123,7 @@ def test_data_benchmark_fills_and_reads_the_cache(tmp_path):
 def test_data_benchmark_clips_are_what_it_claims(tmp_path):
     import soundfile as sf
 
-    from fastast_pl.tools.bench_data import write_clips
+    from fastast_pl.tools.benchmark.data_loading import write_clips
 
     paths = write_clips(tmp_path, 2, 0.5, 44100)
     for p in paths:

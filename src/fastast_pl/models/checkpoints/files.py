@@ -57,6 +57,11 @@ def load_torch(
     """
     path = Path(path)
     trusted = path.suffix == ".ckpt" if trusted is None else trusted
+    if path.is_file() and path.stat().st_size == 0:
+        raise ValueError(
+            f"{path}: the file is empty (0 bytes), e.g. a copy or download that was cut short. "
+            f"{expected}"
+        )
     try:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as err:
@@ -76,8 +81,8 @@ def load_torch(
     except Exception as err:
         raise ValueError(
             f"{path}: could not read it as a Lightning checkpoint ({type(err).__name__}: "
-            f"{err}); weights-only load said: {_first_line(first)}. The file may be "
-            "truncated or corrupt."
+            f"{_first_line(err)}); weights-only load said: {_first_line(first)}. The file may be "
+            f"truncated or corrupt. {expected}"
         ) from err
 
 
@@ -91,6 +96,30 @@ def read_lightning(path: str | os.PathLike, *, mmap: bool = False) -> dict[str, 
     if not isinstance(checkpoint, dict):
         raise ValueError(f"{path}: found a {type(checkpoint).__name__}. {expected}")
     return checkpoint
+
+
+def load_state_dict_named(
+    module: torch.nn.Module, state: Mapping[str, torch.Tensor], path: str | os.PathLike, what: str
+) -> None:
+    """``module.load_state_dict(state)`` (strict) whose error names the file and some keys.
+
+    ``what`` says what the file was expected to hold, e.g. "a TeacherModule's CNN".
+    """
+    expected = module.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [
+        f"{k}: {tuple(v.shape)} in the file, {tuple(expected[k].shape)} in the model"
+        for k, v in state.items()
+        if k in expected and tuple(v.shape) != tuple(expected[k].shape)
+    ]
+    if missing or unexpected or shapes:
+        raise ValueError(
+            f"{path}: its weights do not fit {what} ({len(missing)} missing keys "
+            f"{missing[:5]}, {len(unexpected)} unexpected keys {unexpected[:5]}, shape "
+            f"mismatches {shapes[:3]}); expected a checkpoint of this model"
+        )
+    module.load_state_dict(state)
 
 
 def load_safetensors(path: Path) -> dict[str, torch.Tensor]:

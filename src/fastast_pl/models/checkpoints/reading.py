@@ -38,6 +38,7 @@ from fastast_pl.models.checkpoints.formats import (
     unknown_format,
 )
 from fastast_pl.models.checkpoints.hub import resolve_source
+from fastast_pl.models.checkpoints.teacher import TEACHER_CKPT_KEY
 
 log = logging.getLogger(__name__)
 
@@ -249,6 +250,14 @@ def _from_ours(
 
 def _from_lightning(p: Path, raw: Mapping[str, object], hints: dict) -> Checkpoint:
     full = raw["state_dict"]
+    class_path = str((raw.get("hyper_parameters") or {}).get("_class_path", ""))
+    if TEACHER_CKPT_KEY in raw or class_path.endswith("TeacherModule"):
+        raise ValueError(
+            f"{p}: a TeacherModule checkpoint (a CNN teacher), not an AST; expected an AST "
+            "checkpoint (a StudentModule/DistillationModule .ckpt or another supported format). "
+            "A teacher checkpoint is given as model.init_args.teacher_checkpoint of a "
+            f"DistillationModule. {AST_FORMATS}"
+        )
     prefix = lightning_prefix(full, p)
     sd = {k[len(prefix) :]: v for k, v in full.items() if k.startswith(prefix)}
     hp = raw.get("hyper_parameters") or {}

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from torch import Tensor
 
-from fastast_pl.models.checkpoints.files import read_lightning
+from fastast_pl.models.checkpoints.files import load_state_dict_named, read_lightning
 from fastast_pl.models.teacher import CNNTeacher, TeacherInfo
 
 #: Checkpoint entry holding the teacher's data-linked settings.
@@ -61,5 +61,5 @@ def load_teacher(path: str | os.PathLike) -> tuple[CNNTeacher, TeacherInfo]:
     info, state = read_teacher_checkpoint(path)
     arch = dict(info.arch, pretrained_path=None)
     teacher = CNNTeacher(num_classes=info.num_classes, input_fdim=info.num_mel_bins, **arch)
-    teacher.load_state_dict(state)
+    load_state_dict_named(teacher, state, path, f"a TeacherModule's CNN ({arch.get('backbone')})")
     return teacher, info

@@ -54,7 +54,7 @@ def build_test_loader(
     from fastast_pl.data.clips import Clip
     from fastast_pl.data.dataset import AudioDataset
     from fastast_pl.data.features import FeatureConfig
-    from fastast_pl.tools.bench_data import write_clips
+    from fastast_pl.tools.benchmark.data_loading import write_clips
 
     features = FeatureConfig(num_mel_bins=size.input_fdim, target_length=size.input_tdim)
     paths = write_clips(folder / "audio", clips, seconds, ESC50_FILE_RATE)

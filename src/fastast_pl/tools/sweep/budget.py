@@ -25,6 +25,7 @@ from fastast_pl.cli import main as cli_main
 from fastast_pl.tome.flops import flops_ratio
 from fastast_pl.tome.schedule import MergeSchedule, resolve_schedule
 from fastast_pl.tools.sweep.spec import SweepError
+from fastast_pl.tools.sweep.trial import TrialParser
 
 PREFIX = "--merge."  # the front end's own flags; the CLI's keys start with --model.
 MAX_RATIO = 0.4999  # MergeSchedule ratios live in [0, 0.5)
@@ -91,9 +92,7 @@ def resolve(argv: list[str], checker: Any = None) -> list[str]:
     budget, rest = split_budget_args(argv)
     if "flop_ratio" not in budget:
         return rest
-    from fastast_pl.tools.sweep.check import TrialChecker
-
-    checker = checker or TrialChecker()
+    checker = checker or TrialParser()
     try:
         config = checker.parse(rest)
         for key in INIT_WEIGHT_KEYS:  # the shape does not depend on the weights: skip files
