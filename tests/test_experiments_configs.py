@@ -61,6 +61,7 @@ def test_every_yaml_in_experiments_is_covered():
         "quickstart",
         "callbacks",
         "audioset/full",
+        "audioset/original_labels",
         "audioset/data",
         "demo/data",
         "demo/teacher",
@@ -96,8 +97,13 @@ def test_dataset_recipes_compose_and_print(dataset):
         monitor = cfg["trainer"]["callbacks"][0]["init_args"]["monitor"]
         assert monitor == ("val/mAP" if dataset == "audioset" else "val/acc")
         # the shared callbacks are appended to the dataset's best-on-val checkpoint
+        # (the AudioSet AST recipes append AST's weight averaging: test_recipes_data_training.py)
+        averaged = ["EpochWindowAveraging"] * (
+            dataset == "audioset" and method in ("ast_baseline", "fastast")
+        )
         assert [c["class_path"].rsplit(".", 1)[-1] for c in cfg["trainer"]["callbacks"]] == [
-            "ModelCheckpoint", "ModelCheckpoint", "ResumeRNGState", "LearningRateMonitor"
+            "ModelCheckpoint", "ModelCheckpoint", "ResumeRNGState", "LearningRateMonitor",
+            *averaged,
         ]  # fmt: skip
         assert cfg["trainer"]["callbacks"][1]["init_args"]["save_last"] is True
 
