@@ -31,12 +31,12 @@ def _windows(cfg: dict) -> list[tuple[int, int]]:
 
 @pytest.mark.parametrize("method", ["ast_baseline", "fastast"])
 def test_audioset_recipes_average_ast_s_epoch_windows(method):
-    """AST run.sh: wa_start=6 wa_end=25 (balanced), 1..5 (full), counted from 1; Lightning
-    counts epochs from 0, so the windows are 5..24 and 0..4."""
+    """AST run.sh: wa_start=6 wa_end=25 (balanced), 1..5 (full); EpochWindowAveraging counts
+    epochs from 1, inclusive, as AST does."""
     balanced = _composed("audioset", f"audioset/{method}")
-    assert _windows(balanced) == [(5, 24)] and balanced["trainer"]["max_epochs"] == 25
+    assert _windows(balanced) == [(6, 25)] and balanced["trainer"]["max_epochs"] == 25
     full = _composed("audioset", f"audioset/{method}", "audioset/full")
-    assert _windows(full) == [(0, 4)] and full["trainer"]["max_epochs"] == 5
+    assert _windows(full) == [(1, 5)] and full["trainer"]["max_epochs"] == 5
     # the full overlay restates the callback list: everything else stays as composed
     strip = [c for c in full["trainer"]["callbacks"] if c["class_path"] != AVERAGING]
     assert strip == [c for c in balanced["trainer"]["callbacks"] if c["class_path"] != AVERAGING]
