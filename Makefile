@@ -9,7 +9,7 @@ LOCK   := requirements.lock
 export WANDB_MODE ?= offline
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install lock demo test test-fast lint format bench clean
+.PHONY: install lock demo test test-fast lint format bench bench-train bench-epoch bench-gpu clean
 
 install: $(STAMP)  ## create .venv, install the lock, then fastast-pl editable (fast when done)
 
@@ -42,6 +42,24 @@ format: install
 bench: install  ## model and data-loading benchmarks; results go to bench/ (see docs/benchmarks.md)
 	$(BIN)/python -m fastast_pl benchmark
 	$(BIN)/python -m fastast_pl bench-data
+
+bench-train: install  ## training/distillation steps per schedule, 1 thread, CPU clock (docs/benchmarks.md)
+	$(BIN)/python -m fastast_pl benchmark --kind train --threads 1 --clock cpu --batch-sizes 1 \
+	  --iters 3 --warmup 1 --no-memory --out bench/train
+
+bench-epoch: install  ## end-to-end test epoch from the feature cache per schedule (docs/benchmarks.md)
+	$(BIN)/python -m fastast_pl benchmark --kind epoch --threads 1 --clock cpu --clips 8 \
+	  --batch-sizes 4 --iters 2 --warmup 1 --targets 1.5 2 --out bench/epoch
+
+# GPU figures from the source tree, no install: needs only torch, timm, transformers and
+# lightning in GPU_PYTHON (rich and matplotlib are optional). Inference, then training
+# steps, bf16 autocast at batch 64; JSON + Markdown land in bench/gpu/.
+GPU_PYTHON ?= python3
+GPU_BENCH := PYTHONPATH=src $(GPU_PYTHON) -m fastast_pl.tools.benchmark --device cuda \
+  --dtype bf16 --batch-sizes 64 --warmup 3 --out bench/gpu
+bench-gpu:  ## inference + training benchmarks on CUDA, bf16, batch 64 (under 5 minutes)
+	$(GPU_BENCH) --kind inference --iters 10
+	$(GPU_BENCH) --kind train --iters 5 --no-memory
 
 clean:
 	rm -rf bench .pytest_cache .ruff_cache

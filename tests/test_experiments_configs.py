@@ -62,6 +62,8 @@ def test_every_yaml_in_experiments_is_covered():
         "callbacks",
         "audioset/full",
         "audioset/original_labels",
+        "audioset/ast_baseline_full",
+        "audioset/teacher_full",  # tests/modules/test_teacher_recipes.py
         "audioset/data",
         "demo/data",
         "demo/teacher",
@@ -97,13 +99,12 @@ def test_dataset_recipes_compose_and_print(dataset):
         monitor = cfg["trainer"]["callbacks"][0]["init_args"]["monitor"]
         assert monitor == ("val/mAP" if dataset == "audioset" else "val/acc")
         # the shared callbacks are appended to the dataset's best-on-val checkpoint
-        # (the AudioSet AST recipes append AST's weight averaging: test_recipes_data_training.py)
-        averaged = ["EpochWindowAveraging"] * (
-            dataset == "audioset" and method in ("ast_baseline", "fastast")
-        )
+        # (AudioSet recipes add their epoch-window weight averaging last: AST's for
+        # ast_baseline, test_recipes_data_training.py; PSLA's for the teacher)
+        averaged = dataset == "audioset" and method in ("teacher", "ast_baseline")
+        extra = ["EpochWindowAveraging"] if averaged else []
         assert [c["class_path"].rsplit(".", 1)[-1] for c in cfg["trainer"]["callbacks"]] == [
-            "ModelCheckpoint", "ModelCheckpoint", "ResumeRNGState", "LearningRateMonitor",
-            *averaged,
+            "ModelCheckpoint", "ModelCheckpoint", "ResumeRNGState", "LearningRateMonitor", *extra
         ]  # fmt: skip
         assert cfg["trainer"]["callbacks"][1]["init_args"]["save_last"] is True
 

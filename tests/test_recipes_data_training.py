@@ -29,17 +29,31 @@ def _windows(cfg: dict) -> list[tuple[int, int]]:
     ]
 
 
-@pytest.mark.parametrize("method", ["ast_baseline", "fastast"])
-def test_audioset_recipes_average_ast_s_epoch_windows(method):
+def test_audioset_ast_recipes_average_ast_s_epoch_windows():
     """AST run.sh: wa_start=6 wa_end=25 (balanced), 1..5 (full); EpochWindowAveraging counts
     epochs from 1, inclusive, as AST does."""
-    balanced = _composed("audioset", f"audioset/{method}")
+    balanced = _composed("audioset", "audioset/ast_baseline")
     assert _windows(balanced) == [(6, 25)] and balanced["trainer"]["max_epochs"] == 25
-    full = _composed("audioset", f"audioset/{method}", "audioset/full")
+    full = _composed("audioset", "audioset/ast_baseline_full", "audioset/full")
     assert _windows(full) == [(1, 5)] and full["trainer"]["max_epochs"] == 5
-    # the full overlay restates the callback list: everything else stays as composed
+    assert full["model"]["init_args"]["optim"]["lr"] == 1e-5  # full.yaml still wins
+    # the full-set file is ast_baseline.yaml's model with another window
+    docs = [
+        yaml.safe_load((EXP / f"audioset/{n}.yaml").read_text())
+        for n in ("ast_baseline", "ast_baseline_full")
+    ]
+    assert docs[0]["model"] == docs[1]["model"]
     strip = [c for c in full["trainer"]["callbacks"] if c["class_path"] != AVERAGING]
     assert strip == [c for c in balanced["trainer"]["callbacks"] if c["class_path"] != AVERAGING]
+
+
+def test_other_audioset_recipes_keep_their_own_averaging():
+    """The distilled student has none (the callback refuses a DistillationModule); the
+    full overlay adds none, so PSLA's teacher_full.yaml window stays the only one."""
+    assert _windows(_composed("audioset", "audioset/fastast")) == []
+    assert _windows(_composed("audioset", "audioset/fastast", "audioset/full")) == []
+    teacher = _composed("audioset", "audioset/full", "audioset/teacher_full")
+    assert _windows(teacher) == [(16, 30)]
 
 
 def test_audioset_trains_on_psla_enhanced_labels_by_default():

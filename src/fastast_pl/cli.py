@@ -36,6 +36,7 @@ TOOLS: dict[str, tuple[str, str]] = {
         "print every model/data config key (docs/config.md)",
     ),
     "stats": ("fastast_pl.tools.stats:main", "fbank mean/std of a config's training split"),
+    "check-data": ("fastast_pl.tools.check_data:main", "decode every clip once, report bad audio"),
     "prepare": ("fastast_pl.tools.prepare:main", "ESC-50 / Speech Commands archive -> data dir"),
     "visualize": ("fastast_pl.tools.visualize:main", "draw which patches ToMe merged in a clip"),
 }

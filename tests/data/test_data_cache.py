@@ -101,3 +101,31 @@ def test_workers_filling_the_same_entries_at_once(tmp_path):
         torch.testing.assert_close(batch["fbank"][0], reference, rtol=1e-4, atol=1e-4)
     entries = [p for p in (tmp_path / "cache").rglob("*.npy")]
     assert len(entries) == 1 and not entries[0].name.startswith(".tmp")
+
+
+@pytest.mark.parametrize("damage", ["empty", "wrong_width", "garbage"])
+def test_damaged_entry_is_recomputed_and_reported(tmp_path, caplog, damage):
+    import logging
+
+    import numpy as np
+
+    paths = _files(tmp_path, 2)
+    config = FeatureConfig(target_length=50, num_mel_bins=32)
+    cache, _ = _run(paths, config, tmp_path / "cache")
+    entry = cache.entry_path(paths[0])
+    if damage == "empty":
+        entry.write_bytes(b"")
+    elif damage == "wrong_width":
+        np.save(entry, np.zeros((28, 64), np.float32))  # another mel-bin count
+    else:
+        entry.write_bytes(b"\x93NUMPY junk")
+    with caplog.at_level(logging.WARNING, logger="fastast_pl.data.cache"):
+        cache2, items = _run(paths, config, tmp_path / "cache")
+    assert (cache2.hits, cache2.misses, cache2.bad) == (1, 1, 1)
+    torch.testing.assert_close(
+        items[0], reference_fbank(paths[0], 50, 32), rtol=1e-4, atol=1e-4
+    )  # recomputed, with the right width
+    assert "feature cache entry" in caplog.text and str(entry) in caplog.text
+    assert "recomputing" in caplog.text
+    cache3, _ = _run(paths, config, tmp_path / "cache")  # the rewritten entry is good again
+    assert (cache3.hits, cache3.bad) == (2, 0)

@@ -267,3 +267,59 @@ def test_evaluation_under_ddp_sees_every_clip_exactly_once(tmp_path):
         dm.trainer = SimpleNamespace(world_size=world, global_rank=rank)
         seen += [int(i) for batch in dm.test_dataloader() for i in batch["index"]]
     assert sorted(seen) == list(range(n_test))  # no clip repeated, none left out
+
+
+# ------------------------------------------------------------ skip in evaluation and predict
+
+
+def _eval_with_bad_files(tmp_path):
+    """train/ clean; val/ and test/: 3 good clips per class plus two unreadable files."""
+    root = tmp_path / "data"
+    folder_dataset(root / "train", {"a": 3, "b": 3}, seconds=0.1)
+    for split in ("val", "test"):
+        folder_dataset(root / split, {"a": 3, "b": 3}, seconds=0.1)
+        (root / split / "a" / "a_corrupt.wav").write_bytes(b"RIFF1234WAVEjunkjunk" * 3)
+        write(root / split / "b" / "b_short.wav", np.zeros(100, np.float32), 16000)
+    return root
+
+
+@pytest.mark.parametrize("split", ["val", "test"])
+def test_skip_in_evaluation_drops_bad_clips_and_reports_them_once(tmp_path, caplog, split):
+    dm = _bad_dm(_eval_with_bad_files(tmp_path), on_bad_audio="skip", batch_size=4)
+    with caplog.at_level(logging.WARNING, logger="fastast_pl.data.datamodule"):
+        dm.setup({"val": "validate", "test": "test"}[split])
+        dm.setup({"val": "validate", "test": "test"}[split])  # a second setup: no new report
+    names = sorted(c.path.name for c in dm.datasets[split].clips)
+    assert names == sorted(f"{c}_{i}.wav" for c in "ab" for i in range(3))  # only readable
+    seen = [int(i) for batch in dm._eval_loader(split) for i in batch["index"]]
+    assert sorted(seen) == list(range(6))  # each readable clip once, none substituted
+    reports = [r.getMessage() for r in caplog.records if "left out" in r.getMessage()]
+    assert len(reports) == 1
+    assert f"{split} split: left out 2 unreadable clip(s)" in reports[0]
+    assert "a_corrupt.wav" in reports[0] and "b_short.wav" in reports[0]
+    assert [p.name for p, _ in dm.skipped[split]] == ["a_corrupt.wav", "b_short.wav"]
+
+
+def test_skip_with_every_evaluation_clip_bad_is_an_error(tmp_path):
+    root = tmp_path / "data"
+    folder_dataset(root / "train", {"a": 2}, seconds=0.1)
+    (root / "val" / "a").mkdir(parents=True)
+    (root / "val" / "a" / "x.wav").write_bytes(b"junk")
+    dm = _bad_dm(root, on_bad_audio="skip")
+    with pytest.raises(ValueError, match=r"val split: all 1 clip\(s\) are unreadable.*x.wav"):
+        dm.setup("validate")
+
+
+def test_skip_in_training_counts_each_bad_file_once(tmp_path):
+    root = _folder_with_bad_files(tmp_path)
+    dm = AudioDataModule(
+        FolderSource(str(root)),
+        features=FeatureConfig(target_length=20, num_mel_bins=16),
+        augment=AugmentConfig(mixup=1.0),  # every item draws a second clip: more retries
+        loader=LoaderConfig(batch_size=7),
+        on_bad_audio="skip",
+    )
+    dm.setup("fit")
+    for _ in range(3):  # three epochs without a report in between
+        list(dm.train_dataloader())
+    assert dm.datasets["train"].tally.total() == 2  # two bad files, however often met

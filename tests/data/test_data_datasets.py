@@ -165,3 +165,56 @@ def test_empty_split_is_reported():
     splits = ClipSplits({"train": [], "val": [], "test": []}, ["a"], False, source="my data")
     with pytest.raises(ValueError, match="my data: the 'train' split is empty"):
         check_nonempty(splits, ["train"])
+
+
+# --------------------------------------------------------------------- description mistakes
+
+
+def test_empty_class_folder_is_an_error_not_a_phantom_class(tmp_path):
+    folder_dataset(tmp_path, {"cat": 3, "dog": 3}, seconds=0.05)
+    (tmp_path / "bird").mkdir()
+    with pytest.raises(ValueError, match=r"bird.*no audio files"):
+        FolderSource(tmp_path).read()
+    folder_dataset(tmp_path / "split" / "train", {"a": 2, "b": 2}, seconds=0.05)
+    folder_dataset(tmp_path / "split" / "val", {"a": 1}, seconds=0.05)
+    (tmp_path / "split" / "val" / "b").mkdir()
+    with pytest.raises(ValueError, match=r"val/b.*no audio files"):
+        FolderSource(tmp_path / "split").read()
+
+
+def test_appledouble_files_are_not_audio(tmp_path):
+    folder_dataset(tmp_path, {"cat": 4, "dog": 4}, seconds=0.05)
+    (tmp_path / "cat" / "._cat_0.wav").write_bytes(b"\x00\x05\x16\x07" + bytes(60))  # metadata
+    splits = FolderSource(tmp_path, val_fraction=0.25, test_fraction=0.25).read()
+    every = [c.path.name for v in splits.splits.values() for c in v]
+    assert len(every) == 8 and not any(n.startswith("._") for n in every)
+    assert any("._cat_0.wav" in n and "AppleDouble" in n for n in splits.notes)
+
+
+def test_duplicate_label_id_or_index_in_the_label_csv(tmp_path):
+    train = _manifest(tmp_path / "t.json", [{"wav": "a.wav", "labels": "/m/a"}])
+    dup_mid = tmp_path / "dup_mid.csv"
+    dup_mid.write_text("index,mid,display_name\n0,/m/a,A\n1,/m/b,B\n2,/m/a,A again\n")
+    with pytest.raises(ValueError, match=r"dup_mid.csv line 4: mid '/m/a' .*line 2"):
+        ManifestSource(dup_mid, train=train).read()
+    dup_index = tmp_path / "dup_index.csv"
+    dup_index.write_text("index,mid,display_name\n0,/m/a,A\n1,/m/b,B\n1,/m/c,C\n")
+    with pytest.raises(ValueError, match=r"dup_index.csv line 4: index '1' .*line 3"):
+        ManifestSource(dup_index, train=train).read()
+    gap = tmp_path / "gap.csv"
+    gap.write_text("index,mid,display_name\n0,/m/a,A\n2,/m/b,B\n")
+    with pytest.raises(ValueError, match=r"gap.csv: the index column must be 0..1 without gaps"):
+        ManifestSource(gap, train=train).read()
+
+
+def test_empty_labels_in_a_single_label_manifest(tmp_path):
+    label_csv = _labels_csv(tmp_path / "labels.csv", ["/m/a", "/m/b"])
+    train = _manifest(
+        tmp_path / "t.json",
+        [{"wav": "a.wav", "labels": "/m/a"}, {"wav": "b.wav", "labels": ""}],
+    )
+    with pytest.raises(ValueError, match=r't.json entry 1 \(b.wav\): "labels" is empty'):
+        ManifestSource(label_csv, train=train).read()
+    # Declared multi-label: a clip of none of the classes is a legitimate negative.
+    clips = ManifestSource(label_csv, train=train, multi_label=True).read().splits["train"]
+    assert clips[1].labels == ()

@@ -7,10 +7,11 @@ import pytest
 import torch
 from data_testkit import MEAN, STD, one_thread, raw_reference, reference_fbank, tone, write  # noqa: F401
 
+from fastast_pl.data.audio import AudioDecodeError, load_audio
 from fastast_pl.data.augment import AugmentConfig
 from fastast_pl.data.clips import Clip
 from fastast_pl.data.dataset import AudioDataset
-from fastast_pl.data.features import FeatureConfig, compute_stats
+from fastast_pl.data.features import FeatureConfig, compute_fbank, compute_stats
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -46,13 +47,16 @@ def test_normalization_uses_configured_stats(tmp_path):
     torch.testing.assert_close(item["fbank"], (raw + 3.0) / 4.0, rtol=1e-4, atol=1e-4)
 
 
-def test_silence_and_too_short_clips_give_padding(tmp_path):
+def test_silence_gives_finite_features_and_too_short_clips_are_bad_audio(tmp_path):
     silent = write(tmp_path / "silent.wav", np.zeros(8000, dtype=np.float32), 16000)
     short = write(tmp_path / "short.wav", tone(0.01, 16000), 16000)  # 160 samples < one window
     ds = _dataset([silent, short], target_length=30)
     fb_silent = ds[0]["fbank"]
     assert torch.isfinite(fb_silent).all()
-    torch.testing.assert_close(ds[1]["fbank"], torch.full((30, 128), -MEAN / (2 * STD)))
+    # Issue 12: a clip with no fbank frame was pure padding with a label; now bad audio.
+    with pytest.raises(AudioDecodeError, match="short.wav.*shorter than one"):
+        ds[1]
+    assert compute_fbank(load_audio(short, 16000), FeatureConfig()).shape == (0, 128)
 
 
 def test_specaugment_only_in_training(tmp_path):

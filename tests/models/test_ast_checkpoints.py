@@ -250,7 +250,8 @@ def test_imagenet_deit_initialisation(tmp_path) -> None:
     assert (model.embed_dim, model.depth, model.num_heads) == (64, 2, 4)
     assert model.grid_size == (4, 4)
     w = src["patch_embed.proj.weight"]  # (64, 3, 16, 16)
-    expected = (w[:, 0] + w[:, 1] + w[:, 2]) / 3
+    # AST's ast_models.py: torch.sum(weight, dim=1).unsqueeze(1) -- the SUM over RGB.
+    expected = w[:, 0] + w[:, 1] + w[:, 2]
     torch.testing.assert_close(model.patch_embed.proj.weight.detach()[:, 0], expected)
     assert torch.equal(model.patch_embed.proj.bias, src["patch_embed.proj.bias"])
     for key, value in model.state_dict().items():
@@ -263,6 +264,27 @@ def test_imagenet_deit_initialisation(tmp_path) -> None:
     assert torch.equal(pos[0, 2:].reshape(4, 4, 64), grid[1:5, 1:5])
     assert model.head[1].weight.shape == (10, 64)
     assert torch.equal(model.head[0].weight, torch.ones(64))
+
+
+def test_deit_patch_kernel_sums_rgb_like_ast(tmp_path) -> None:
+    """AST (ast_models.py) sums the ImageNet patch kernel over RGB: a one-channel patch then
+    gives the DeiT's response to the grey RGB image (the patch copied into all three channels)."""
+    torch.manual_seed(5)
+    deit = VisionTransformerDistilled(
+        img_size=64, patch_size=16, embed_dim=32, depth=1, num_heads=2
+    ).eval()
+    torch.save(deit.state_dict(), tmp_path / "deit_small.pth")
+    model = ASTModel.from_pretrained(
+        tmp_path / "deit_small.pth", num_classes=3, input_tdim=32, input_fdim=32, num_heads=2
+    ).eval()
+    w = deit.patch_embed.proj.weight.detach()  # (32, 3, 16, 16)
+    summed = torch.sum(w, dim=1).unsqueeze(1)  # (32, 1, 16, 16)
+    assert torch.equal(model.patch_embed.proj.weight.detach(), summed)
+    x = torch.randn(2, 1, 16, 16)
+    with torch.no_grad():
+        ours = model.patch_embed.proj(x)  # stride may differ; one 16x16 patch -> (2, 32, 1, 1)
+        theirs = deit.patch_embed.proj(x.expand(-1, 3, -1, -1))  # (2, 32, 1, 1)
+    torch.testing.assert_close(ours, theirs)
 
 
 def test_timm_deit_name_maps_to_ast_size() -> None:

@@ -11,7 +11,12 @@ import torch
 from distill_testkit import FAST_OPTIM, TINY_AST, T, TinyDataModule, teacher_copy, tiny_trainer
 
 from fastast_pl.modules.distill import DistillationModule
-from fastast_pl.modules.kd_cache import TeacherLogitsCache, cache_key, teacher_input_augmentations
+from fastast_pl.modules.kd_cache import (
+    TeacherLogitsCache,
+    cache_key,
+    fbank_keys,
+    teacher_input_augmentations,
+)
 from fastast_pl.modules.teacher import TeacherModule
 
 FEATURES = {"num_mel_bins": 32, "target_length": 64, "mean": -4.27}
@@ -21,8 +26,8 @@ def test_cache_miss_store_save_hit_and_rebuild(tmp_path) -> None:
     cache = TeacherLogitsCache(tmp_path, "train", "key-a", num_classes=3)
     assert cache.status == "miss" and len(cache) == 0
     logits = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
-    cache.store(torch.tensor([5, 1]), logits)
-    stored, found = cache.lookup(torch.tensor([1, 2, 5]))
+    cache.store(["clip5", "clip1"], logits)
+    stored, found = cache.lookup(["clip1", "clip2", "clip5"])
     assert found.tolist() == [True, False, True]
     assert torch.equal(stored[[0, 2]], logits[[1, 0]])
     cache.save()
@@ -30,7 +35,7 @@ def test_cache_miss_store_save_hit_and_rebuild(tmp_path) -> None:
 
     again = TeacherLogitsCache(tmp_path, "train", "key-a", num_classes=3)
     assert again.status == "hit" and len(again) == 2
-    stored, found = again.lookup(torch.tensor([5, 1]))
+    stored, found = again.lookup(["clip5", "clip1"])
     assert found.all() and torch.equal(stored, logits)
 
     other = TeacherLogitsCache(tmp_path, "train", "key-b", num_classes=3)
@@ -43,9 +48,9 @@ def test_cache_miss_store_save_hit_and_rebuild(tmp_path) -> None:
 
 def test_failed_write_leaves_the_old_file(tmp_path, monkeypatch) -> None:
     cache = TeacherLogitsCache(tmp_path, "train", "k", num_classes=2)
-    cache.store(torch.tensor([0]), torch.tensor([[1.0, 2.0]]))
+    cache.store(["clip0"], torch.tensor([[1.0, 2.0]]))
     cache.save()
-    cache.store(torch.tensor([1]), torch.tensor([[3.0, 4.0]]))
+    cache.store(["clip1"], torch.tensor([[3.0, 4.0]]))
 
     def boom(src, dst):
         raise OSError("disk full")
@@ -105,7 +110,7 @@ def test_distillation_fills_then_reads_the_cache(tmp_path, teacher_ckpt) -> None
     assert cache.status == "hit" and len(cache) == 16
     frozen = TeacherModule.load_frozen(teacher_ckpt)
     expected = frozen(dm.train_set.fbank)
-    stored, found = cache.lookup(torch.arange(16))
+    stored, found = cache.lookup(fbank_keys(dm.train_set.fbank))
     assert found.all()
     torch.testing.assert_close(stored, expected, rtol=1e-5, atol=1e-5)
 
@@ -137,3 +142,124 @@ def _identity(dm) -> dict:
     from fastast_pl.modules.distill import _data_identity
 
     return _data_identity(dm)
+
+
+# ------------------------------------------------------- entries keyed by content, not row
+
+
+def _folder(root, per_class=2):
+    """train/ and val/ class folders of short real WAVs, 4 classes (the teacher's)."""
+    import numpy as np
+    import soundfile as sf
+
+    for split, n in (("train", per_class), ("val", 1)):
+        for c in range(4):
+            folder = root / split / f"c{c}"
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                rng = np.random.default_rng(100 * c + 10 * i + (split == "val"))
+                t = np.arange(8000) / 16000  # 0.5 s; tones far apart -> distinct logits
+                freq = 150 + 900 * c + 300 * i + 50 * (split == "val")
+                wave = (0.1 + 0.2 * i) * np.sin(2 * np.pi * freq * t) + 0.01 * rng.standard_normal(
+                    8000
+                )
+                wave = wave.astype(np.float32)
+                sf.write(str(folder / f"c{c}_{i}.wav"), wave, 16000)
+    return root
+
+
+TOL = 1e-6  # teacher logits of one clip, batched differently
+
+
+def _audio_dm(root):
+    from fastast_pl.data.datamodule import AudioDataModule, LoaderConfig
+    from fastast_pl.data.features import FeatureConfig
+    from fastast_pl.data.sources import FolderSource
+
+    features = FeatureConfig(num_mel_bins=32, target_length=T, mean=-4.27, std=4.57)
+    return AudioDataModule(
+        FolderSource(str(root)), features=features, loader=LoaderConfig(batch_size=4)
+    )
+
+
+def _distill_and_compare(root, teacher_ckpt, dm) -> tuple[DistillationModule, float]:
+    """Fit one epoch with the cache; return the module and the largest difference between
+    the teacher logits a batch was distilled against and the teacher's output on it."""
+    L.seed_everything(0, verbose=False)
+    module = DistillationModule(
+        num_classes=4, target_length=T, num_mel_bins=32, multi_label=False, ast=TINY_AST,
+        merge=2, optim=FAST_OPTIM,
+        teacher_checkpoint=str(teacher_ckpt), cache_teacher_logits=True,
+        teacher_cache_dir=str(root / "cache"),
+    )  # fmt: skip
+    worst, truths = [0.0], []
+    original = module.teacher_logits
+
+    def spy(batch):
+        used = original(batch)
+        truth = module.teacher(batch["fbank"])
+        worst[0] = max(worst[0], float((used - truth).abs().max()))
+        truths.append(truth)
+        return used
+
+    module.teacher_logits = spy
+    tiny_trainer(root, max_epochs=1, limit_val_batches=0).fit(module, datamodule=dm)
+    every = torch.cat(truths)  # (N, C): the clips differ enough for a shift to show
+    assert float(torch.cdist(every, every).max()) > 100 * TOL
+    return module, worst[0]
+
+
+def test_adding_a_clip_never_shifts_the_cached_logits(tmp_path, teacher_ckpt, caplog) -> None:
+    data = _folder(tmp_path / "data")
+    first, worst = _distill_and_compare(tmp_path, teacher_ckpt, _audio_dm(data))
+    assert first.cache_counts == {"misses": 8, "hits": 0} and worst < TOL
+    # One new clip that sorts first: every later clip's row number moves by one.
+    import shutil
+
+    shutil.copyfile(data / "val" / "c1" / "c1_0.wav", data / "train" / "c0" / "c0_00.wav")
+    with caplog.at_level(logging.INFO, logger="fastast_pl.modules.kd_cache"):
+        second, worst = _distill_and_compare(tmp_path, teacher_ckpt, _audio_dm(data))
+    assert worst < TOL  # each clip distilled against its own teacher output
+    assert second.cache_counts == {"misses": 1, "hits": 8}
+
+
+def test_bad_entries_are_recomputed_and_reported_once(tmp_path, teacher_ckpt, caplog) -> None:
+    data = _folder(tmp_path / "data")
+    _distill_and_compare(tmp_path, teacher_ckpt, _audio_dm(data))
+    path = tmp_path / "cache" / "teacher_logits_train.pt"
+    saved = torch.load(path, weights_only=True)
+    saved["logits"][[0, 3]] = float("nan")  # two damaged rows
+    torch.save(saved, path)
+    with caplog.at_level(logging.WARNING, logger="fastast_pl.modules.kd_cache"):
+        module, worst = _distill_and_compare(tmp_path, teacher_ckpt, _audio_dm(data))
+    assert worst < TOL and module.cache_counts == {"misses": 2, "hits": 6}
+    reports = [r.getMessage() for r in caplog.records if "bad entr" in r.getMessage()]
+    assert len(reports) == 1 and "2 bad entries" in reports[0] and "6 kept" in reports[0]
+
+
+def _sync_worker(rank: int, world: int, port: int, directory: str) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+                            world_size=world)  # fmt: skip
+    cache = TeacherLogitsCache(directory, "train", "k", num_classes=2)
+    cache.store([f"clip{rank}"], torch.full((1, 2), float(rank)))
+    cache.sync()
+    assert sorted(cache.entries) == ["clip0", "clip1"]
+    assert cache.entries["clip1"].tolist() == [1.0, 1.0]
+    if rank == 0:
+        cache.save()
+    dist.destroy_process_group()
+
+
+def test_ddp_ranks_merge_what_each_stored(tmp_path) -> None:
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_sync_worker, args=(2, port, str(tmp_path)), nprocs=2, join=True)
+    merged = TeacherLogitsCache(tmp_path, "train", "k", num_classes=2)
+    assert merged.status == "hit" and len(merged) == 2

@@ -14,6 +14,7 @@ from fastast_pl.tome import (
     resolve_schedule,
     schedule_for_flops_reduction,
     tome_state,
+    training_flops,
     vit_flops,
 )
 
@@ -85,3 +86,29 @@ def test_schedule_search_errors():
         schedule_for_flops_reduction(0.9, 1214, 12, 2, 768)
     with pytest.raises(ValueError, match="'late' reaches at most"):
         schedule_for_flops_reduction(3.0, 1214, 12, 2, 768, shape="late")
+
+
+@pytest.mark.parametrize("r", [0, [6, 4, 2]])
+def test_training_flops_match_torch_counter_forward_and_backward(r):
+    """Forward + backward of the blocks, counted by torch, is ``training_flops``: 3x the
+    forward's matrix products plus the forward-only matching. SDPA's math kernel spells
+    attention out as counted bmm ops, with their backward."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    torch.manual_seed(0)
+    model = VisionTransformerDistilled(
+        img_size=32, patch_size=4, embed_dim=DIM, depth=DEPTH, num_heads=HEADS, num_classes=3
+    ).train()
+    apply_tome(model, r=r)
+    counter = flop_counter.FlopCounterMode(display=False)
+    with counter, sdpa_kernel(SDPBackend.MATH):
+        model(torch.randn(1, 3, 32, 32)).sum().backward()
+    counts = counter.get_flop_counts()
+    counted = sum(
+        sum(counts[f"VisionTransformerDistilled.blocks.{i}"].values()) for i in range(DEPTH)
+    )
+    tokens = tome_state(model).tokens_seen
+    forward = vit_flops(tokens, DIM, 4.0)
+    expected = training_flops(tokens, DIM, 4.0, include_matching=True, head_dim=DIM // HEADS)
+    assert counted == expected
+    assert expected >= 3 * forward and (r == 0) == (expected == 3 * forward)

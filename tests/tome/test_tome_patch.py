@@ -202,6 +202,20 @@ def test_torch_compile_agrees_with_eager():
     assert tome_state(model).source.shape == (2, 54, 66)
 
 
+def test_compiled_model_compiles_once():
+    """The schedule is resolved at apply time, so call 2 does not recompile (call 1 filled
+    no cache that the graph depended on)."""
+    from torch._dynamo.testing import CompileCounter
+
+    model = apply_tome(make_model(distilled=True).eval(), r=[6, 4, 2])
+    counter = CompileCounter()
+    compiled = torch.compile(model, backend=counter, dynamic=False)
+    with torch.no_grad():
+        for _ in range(3):
+            compiled(images())
+    assert counter.frame_count == 1
+
+
 def test_backward_through_merges_in_train_mode():
     model = apply_tome(make_model(distilled=True, drop_path_rate=0.1).train(), r=[8, 8, 8])
     out = model(images())

@@ -115,3 +115,55 @@ def test_yaml_parsing_with_jsonargparse(tmp_path):
     # A sweep overrides one field on the command line.
     args = parser.parse_args(["--merge.ratio=0.15", "--merge.shape=late"])
     assert parser.instantiate_classes(args).merge == MergeSchedule(ratio=0.15, shape="late")
+
+
+# ToMe's (r, inflect) form (Bolya et al. 2023; tome/utils.py parse_r): per layer l of L,
+# r_l = trunc(a + (b - a) * l / (L - 1)) with a = trunc(r * (1 - inflect)), b = 2r - a.
+# inflect 0 is the constant schedule, -1 the paper's "decreasing" one, +1 increasing.
+@pytest.mark.parametrize(
+    "spec,depth,expected",
+    [
+        ((8, 0.0), 12, [8] * 12),  # ToMe: "(r, 0) is as providing a constant r"
+        # ToMe: "(r, -1) is ... the decreasing schedule": a = 16, b = 0, step -16/11
+        ((8, -1.0), 12, [16, 14, 13, 11, 10, 8, 7, 5, 4, 2, 1, 0]),
+        ((8, 1.0), 12, [0, 1, 2, 4, 5, 7, 8, 10, 11, 13, 14, 16]),  # a = 0, b = 16
+        ((6, 0.5), 4, [3, 5, 7, 9]),  # a = trunc(3.0) = 3, b = 9, step 2
+        ((5, -0.5), 3, [7, 5, 3]),  # a = trunc(7.5) = 7, b = 3, step -2
+        ((4, -1.0), 1, [4]),  # one layer: r itself (ToMe divides by L - 1 = 0)
+    ],
+)
+def test_r_inflect_form_follows_tome(spec, depth, expected):
+    from fastast_pl.tome.schedule import InflectSchedule
+
+    resolved = resolve_schedule(spec, num_tokens=200, depth=depth, num_prefix_tokens=1)
+    assert resolved.r == expected
+    assert resolve_schedule(InflectSchedule(*spec), 200, depth, 1).r == expected
+    assert resolve_schedule({"r": spec[0], "inflect": spec[1]}, 200, depth, 1).r == expected
+
+
+def test_r_inflect_form_is_validated():
+    with pytest.raises(ValueError, match=r"inflect=1\.5.*\[-1, 1\]"):
+        validate_merge_spec((8, 1.5), depth=4)
+    with pytest.raises(ValueError, match="r=-2"):
+        validate_merge_spec((-2, 0.0), depth=4)
+    with pytest.raises(ValueError, match=r"\(r, inflect\)"):
+        validate_merge_spec((8, 0.0, 1.0), depth=4)
+    # (10, -1) asks 20 tokens of layer 0; 30 patch tokens allow at most 15.
+    with pytest.raises(ValueError, match="r=20 at layer 0 is impossible"):
+        resolve_schedule((10, -1.0), num_tokens=31, depth=4, num_prefix_tokens=1)
+
+
+def test_r_inflect_yaml_parsing_with_jsonargparse(tmp_path):
+    from jsonargparse import ArgumentParser
+
+    from fastast_pl.tome import MergeSpec
+    from fastast_pl.tome.schedule import InflectSchedule
+
+    parser = ArgumentParser()
+    parser.add_argument("--config", action="config")
+    parser.add_argument("--merge", type=MergeSpec, default=0)
+    path = tmp_path / "c.yaml"
+    path.write_text("merge: {r: 8, inflect: -1.0}\n")
+    merge = parser.instantiate_classes(parser.parse_args(["--config", str(path)])).merge
+    assert merge == InflectSchedule(r=8, inflect=-1.0)
+    assert resolve_schedule(merge, 200, 12, 1).r[:3] == [16, 14, 13]

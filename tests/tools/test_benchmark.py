@@ -129,3 +129,143 @@ def test_data_benchmark_clips_are_what_it_claims(tmp_path):
     for p in paths:
         info = sf.info(str(p))
         assert (info.samplerate, info.frames, info.channels) == (44100, 22050, 1)
+
+
+def test_training_benchmark_rows_and_flops(tmp_path):
+    """Student and distillation steps per schedule; FLOPs = 3x forward matmuls (+ teacher)."""
+    from fastast_pl.tome.flops import training_flops
+
+    argv = ["--kind", "train", "--tiny", "--batch-sizes", "2", "--iters", "1", "--warmup", "0"]
+    argv += ["--targets", "2", "--no-memory", "--out", str(tmp_path)]
+    assert benchmark.main(argv) == 0
+    doc = json.loads((tmp_path / "train_benchmark.json").read_text())
+    assert "| student | 2x | eager |" in (tmp_path / "train_benchmark.md").read_text()
+    rows = {(r["model"], r["schedule"]): r for r in doc["rows"]}
+    assert set(rows) == {
+        ("student", "r=0"),
+        ("student", "2x"),
+        ("distill", "r=0"),
+        ("distill", "2x"),
+    }
+    for (model, _), r in rows.items():
+        student = training_flops(r["tokens"], 64) / 1e9
+        if model == "student":
+            assert r["gflops_per_clip"] == pytest.approx(student)
+        else:  # plus the teacher's forward, the same for every schedule
+            assert r["gflops_per_clip"] > student
+    teacher = [rows[("distill", s)]["gflops_per_clip"] - training_flops(rows[("distill", s)]["tokens"], 64) / 1e9
+               for s in ("r=0", "2x")]  # fmt: skip
+    assert teacher[0] == pytest.approx(teacher[1])
+    # Distillation's FLOP ratio is diluted by the teacher's constant share.
+    assert 1.0 < rows[("distill", "2x")]["flop_ratio"] < rows[("student", "2x")]["flop_ratio"]
+    assert doc["meta"]["kind"] == "train" and doc["meta"]["teacher"] == "mobilenetv3_small_050"
+
+
+def test_training_step_updates_the_student_and_frees_its_gradients():
+    import torch
+
+    from fastast_pl.tools.benchmark.measure import RunSettings
+    from fastast_pl.tools.benchmark.models import TINY
+    from fastast_pl.tools.benchmark.training import make_variants
+
+    settings = RunSettings(iters=1, warmup=0, device=torch.device("cpu"), targets=(2.0,))
+    variants = make_variants(TINY, settings, distill=True, tiny=True)
+    distill_2x = next(v for v in variants if (v.model, v.schedule) == ("distill", "2x"))
+    params = _student_params(distill_2x)
+    before = [p.detach().clone() for p in params]
+    distill_2x.prepare()
+    distill_2x.run(torch.randn(2, TINY.input_tdim, TINY.input_fdim))
+    assert any(not torch.equal(a, b) for a, b in zip(before, params))
+    assert all(p.grad is not None for p in params)
+
+
+def _student_params(variant):
+    """The student the variant's prepare() switches (found through its closure)."""
+    (cell,) = [c for c in variant.prepare.__closure__ if hasattr(c.cell_contents, "blocks")]
+    return list(cell.cell_contents.parameters())
+
+
+def test_epoch_benchmark_reads_the_cache(tmp_path):
+    argv = ["--kind", "epoch", "--tiny", "--clips", "4", "--batch-sizes", "2", "--iters", "1"]
+    argv += ["--warmup", "0", "--targets", "2", "--out", str(tmp_path)]
+    assert benchmark.main(argv) == 0
+    doc = json.loads((tmp_path / "epoch_benchmark.json").read_text())
+    assert [r["schedule"] for r in doc["rows"]] == ["r=0", "2x"]
+    for r in doc["rows"]:
+        assert r["batch_size"] == 4  # a row's "batch" is the whole 4-clip epoch
+        assert math.isclose(r["throughput"], 4 / (r["latency_ms_median"] / 1e3))
+        assert 0.0 < r["data_share"] < 1.0
+    assert doc["meta"]["clips"] == 4 and doc["meta"]["loader_batch_size"] == 2
+
+
+def test_bf16_and_compile_columns(tmp_path, monkeypatch):
+    """Mode columns: bf16 autocast, and torch.compile of one merged copy per schedule.
+
+    The suite compiles with the aot_eager backend (dynamo traces the ToMe blocks, autograd
+    is functionalised, no C++ codegen: seconds, not minutes); benchmarks use inductor."""
+    import torch
+
+    from fastast_pl.tools.benchmark import inference
+
+    monkeypatch.setattr(
+        inference, "compiled", lambda m: torch.compile(m, backend="aot_eager", dynamic=False)
+    )
+    argv = ["--tiny", "--batch-sizes", "1", "--iters", "1", "--warmup", "1", "--no-hf"]
+    argv += ["--no-memory", "--targets", "2", "--modes", "eager", "bf16", "compile"]
+    assert benchmark.main([*argv, "--out", str(tmp_path)]) == 0
+    doc = json.loads((tmp_path / "benchmark.json").read_text())
+    rows = {(r["mode"], r["schedule"]): r for r in doc["rows"]}
+    assert set(rows) == {(m, s) for m in ("eager", "bf16", "compile") for s in ("r=0", "2x")}
+    for (mode, _), r in rows.items():
+        assert (r["compile_s"] is not None) == (mode == "compile")
+        assert (r["speedup_vs_eager"] is None) == (mode == "eager")
+        assert r["dtype"] == ("bf16" if mode == "bf16" else "fp32")
+        assert r["tokens"] == rows[("eager", r["schedule"])]["tokens"]
+
+
+def test_compiled_merged_model_matches_eager():
+    """The compiled merged copy computes what the eager model computes."""
+    import torch
+
+    from fastast_pl.tools.benchmark.models import TINY, build_student
+
+    model = build_student(TINY).eval()
+    model.set_merge(20)
+    x = torch.randn(2, TINY.input_tdim, TINY.input_fdim)
+    with torch.inference_mode():
+        eager = model(x)
+        got = torch.compile(model, backend="aot_eager", dynamic=False)(x)
+    torch.testing.assert_close(got, eager, rtol=1e-5, atol=1e-5)
+
+
+def test_gpu_command_needs_only_torch_timm_transformers_lightning(tmp_path):
+    """``make bench-gpu`` runs ``python -m fastast_pl.tools.benchmark``: it must work without
+    rich, matplotlib, soundfile, jsonargparse or wandb (absent on the GPU machine)."""
+    import subprocess
+    import sys
+
+    blocked = ["rich", "matplotlib", "soundfile", "jsonargparse", "wandb", "optuna"]
+    code = (
+        "import sys\n"
+        "class Hide:\n"  # every finder says "not installed", as on the GPU machine
+        "    def __init__(self, finder): self.finder = finder\n"
+        "    def __getattr__(self, name): return getattr(self.finder, name)\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        f"        if name.split('.')[0] in {blocked!r}: return None\n"
+        "        return self.finder.find_spec(name, path, target)\n"
+        "    def find_distributions(self, context=None, **kw):\n"
+        "        found = getattr(self.finder, 'find_distributions', lambda *a, **k: [])\n"
+        f"        return [d for d in found(context, **kw) if d.name.lower() not in {blocked!r}]\n"
+        "sys.meta_path = [Hide(f) if hasattr(f, 'find_spec') else f for f in sys.meta_path]\n"
+        "from fastast_pl.tools.benchmark.cli import main\n"
+        "common = ['--tiny', '--batch-sizes', '2', '--iters', '1', '--warmup', '0',"
+        " '--targets', '2', '--dtype', 'bf16', '--no-memory', '--out', sys.argv[1]]\n"
+        "assert main(common) == 0\n"
+        "assert main(['--kind', 'train', *common]) == 0\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert {p.name for p in tmp_path.iterdir()} == {
+        "benchmark.json", "benchmark.md", "train_benchmark.json", "train_benchmark.md"
+    }  # fmt: skip

@@ -8,13 +8,15 @@ torchaudio's sinc resampler (``torchaudio.transforms.Resample``, same as
 
 from __future__ import annotations
 
-import math
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 import soundfile as sf
 import torch
 import torchaudio.transforms as T
+
+from fastast_pl.data.checks import bad_audio_reason
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
 
@@ -28,19 +30,34 @@ class AudioDecodeError(RuntimeError):
         super().__init__(f"cannot decode audio file {self.path}: {reason}")
 
 
-def load_audio(path: str | Path, sample_rate: int) -> torch.Tensor:
-    """Read ``path`` as a mono float32 waveform of shape ``(1, N)`` at ``sample_rate`` Hz.
+def decode(path: str | Path, window_ms: float | None = None) -> tuple[np.ndarray, int]:
+    """Read ``path`` as ``((N, channels) float32 samples, sample rate)``, checked.
 
     Raises:
-        AudioDecodeError: the file is missing, unreadable, corrupt or holds no samples.
+        AudioDecodeError: the file is missing, unreadable, corrupt, truncated (its WAV
+            header promises more samples than it holds), holds no samples, NaN/inf, or
+            fewer samples than one ``window_ms`` window (``checks.bad_audio_reason``).
     """
-    path = Path(path)
     try:
         data, file_rate = sf.read(str(path), dtype="float32", always_2d=True)  # (N, channels)
     except (sf.LibsndfileError, RuntimeError, OSError, TypeError, ValueError) as err:
         raise AudioDecodeError(path, f"{type(err).__name__}: {err}") from err
-    if data.shape[0] == 0:
-        raise AudioDecodeError(path, "the file holds no audio samples")
+    reason = bad_audio_reason(path, data, int(file_rate), window_ms)
+    if reason is not None:
+        raise AudioDecodeError(path, reason)
+    return data, int(file_rate)
+
+
+def load_audio(path: str | Path, sample_rate: int, window_ms: float | None = None) -> torch.Tensor:
+    """Read ``path`` as a mono float32 waveform of shape ``(1, N)`` at ``sample_rate`` Hz.
+
+    Args:
+        window_ms: The fbank window; a clip shorter than it is bad audio (None: no check).
+
+    Raises:
+        AudioDecodeError: see ``decode``.
+    """
+    data, file_rate = decode(Path(path), window_ms)  # (N, channels)
     # Channel mean by adding columns: a strided mean over axis 1, or a BLAS product (whose
     # thread pool wakes slowly on a busy machine), is 10-100x slower for long clips.
     mono = data[:, 0].copy()  # (N,)
@@ -49,8 +66,6 @@ def load_audio(path: str | Path, sample_rate: int) -> torch.Tensor:
     if data.shape[1] > 1:
         mono /= data.shape[1]
     waveform = torch.from_numpy(mono).unsqueeze(0)  # (1, N)
-    if not math.isfinite(float(waveform.sum())):  # one cheap pass; NaN/inf poison the fbank
-        raise AudioDecodeError(path, "the decoded samples contain NaN or infinity")
     if file_rate != sample_rate:
         waveform = _resampler(int(file_rate), int(sample_rate))(waveform)
     return waveform.contiguous()

@@ -7,6 +7,10 @@ change without invalidating the cache, while any setting that changes the raw fb
 cache directory. Each entry is keyed by the file's absolute path, size and mtime, so an
 edited or replaced audio file is a miss, never a stale hit.
 
+An entry that cannot be read (0 bytes, not a .npy) or does not hold what these settings
+give (a ``(frames, num_mel_bins)`` float array with 1..target_length finite frames) is a
+miss: the fbank is recomputed and the entry rewritten, and a warning names the entry.
+
 Layout: ``<root>/<settings hash>/settings.json`` and ``<root>/<settings hash>/<ab>/<key>.npy``.
 Writes go to a temporary file in the same directory and are published with ``os.replace``
 (atomic on POSIX), so no reader ever sees a half-written entry.
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +28,19 @@ import torch
 
 from fastast_pl.data.features import FeatureConfig
 from fastast_pl.utils.io import atomic_write, atomic_write_text
+
+log = logging.getLogger(__name__)
+
+#: Bad entries named one by one in the log per process; later ones are only counted.
+_LOGGED_BAD = 5
+
+
+def file_fingerprint(path: str | Path) -> str:
+    """SHA-256 of a file's absolute path, size and mtime: what identifies a clip's content
+    cheaply (an edited or replaced file gets another fingerprint)."""
+    path = Path(path).resolve()
+    stat = path.stat()
+    return hashlib.sha256(f"{path}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()
 
 
 class FeatureCache:
@@ -40,27 +58,56 @@ class FeatureCache:
         self._settings = {
             k: v for k, v in config.to_dict().items() if k not in ("mean", "std", "dither")
         }
+        self.num_mel_bins = config.num_mel_bins
+        self.target_length = config.target_length
         self.hits = 0
         self.misses = 0
+        self.bad = 0  # entries found but unusable (counted in misses too)
 
     def entry_path(self, audio_path: str | Path) -> Path:
         """Where the entry for ``audio_path`` (as it is on disk now) lives."""
-        path = Path(audio_path).resolve()
-        stat = path.stat()
-        blob = f"{path}|{stat.st_size}|{stat.st_mtime_ns}".encode()
-        key = hashlib.sha256(blob).hexdigest()
+        key = file_fingerprint(audio_path)
         return self.dir / key[:2] / f"{key}.npy"
 
     def load(self, audio_path: str | Path) -> torch.Tensor | None:
-        """The cached fbank ``(frames, F)``, or None on a miss."""
+        """The cached fbank ``(frames, F)``, or None on a miss (or a bad entry, reported)."""
         try:
             entry = self.entry_path(audio_path)
-            array = np.load(entry, allow_pickle=False)
-        except (OSError, ValueError):  # missing entry (or audio file): a miss
+        except OSError:  # the audio file itself is missing: decoding will say so
             self.misses += 1
+            return None
+        if not entry.is_file():
+            self.misses += 1
+            return None
+        try:
+            array = np.load(entry, allow_pickle=False)
+            problem = self._problem(array)
+        except (OSError, ValueError, EOFError) as err:  # 0 bytes, truncated, not a .npy
+            problem = f"unreadable ({type(err).__name__}: {err})"
+        if problem is not None:
+            self.misses += 1
+            self.bad += 1
+            if self.bad <= _LOGGED_BAD:
+                log.warning(
+                    "feature cache entry %s (for %s) is bad: %s; recomputing it%s",
+                    entry, audio_path, problem,
+                    "" if self.bad < _LOGGED_BAD else " (further bad entries only counted)",
+                )  # fmt: skip
             return None
         self.hits += 1
         return torch.from_numpy(array)
+
+    def _problem(self, array: np.ndarray) -> str | None:
+        """What is wrong with a loaded entry for these settings, or None."""
+        expected = f"(1..{self.target_length}, {self.num_mel_bins}) float32"
+        if array.ndim != 2 or array.dtype != np.float32:
+            return f"expected {expected}, found {array.shape} {array.dtype}"
+        frames, width = array.shape
+        if width != self.num_mel_bins or not 1 <= frames <= self.target_length:
+            return f"expected {expected}, found {array.shape}"
+        if not np.isfinite(array).all():
+            return "it holds NaN or infinity"
+        return None
 
     def save(self, audio_path: str | Path, fbank: torch.Tensor) -> None:
         """Store ``fbank`` for ``audio_path`` atomically (write temp file, then os.replace)."""

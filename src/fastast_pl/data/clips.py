@@ -34,7 +34,11 @@ class ClipSplits:
     def subset(self, names: Sequence[str]) -> ClipSplits:
         """The same label space with only the splits ``names``."""
         return ClipSplits(
-            {s: self.splits[s] for s in names}, self.class_names, self.multi_label, self.source
+            {s: self.splits[s] for s in names},
+            self.class_names,
+            self.multi_label,
+            self.source,
+            list(self.notes),
         )
 
 

@@ -11,16 +11,18 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
+from fastast_pl.data.audio import AudioDecodeError, decode
 from fastast_pl.data.augment import AugmentConfig
 from fastast_pl.data.cache import FeatureCache
-from fastast_pl.data.clips import SPLITS, ClipSplits, check_files, check_nonempty
+from fastast_pl.data.clips import SPLITS, Clip, ClipSplits, check_files, check_nonempty, show
 from fastast_pl.data.dataset import AudioDataset, BadAudioTally
 from fastast_pl.data.features import FeatureConfig
 from fastast_pl.data.sampling import DistributedWeightedSampler, balanced_weights
@@ -84,8 +86,12 @@ class AudioDataModule(pl.LightningDataModule):
         cache_dir: Directory for the on-disk fbank cache (None: no cache). It holds the raw
             (dither-free, unnormalized, unaugmented) fbank of each clip, keyed by the feature
             settings and the file's path, size and mtime; safe to share between workers/ranks.
-        on_bad_audio: "raise" stops at an unreadable clip naming it; "skip" replaces it by
-            another clip and reports the count and first paths at the end of the epoch.
+        on_bad_audio: "raise" stops at a bad clip (unreadable, truncated, NaN/inf, shorter
+            than one window) naming it; "skip": in training, a bad clip is replaced by another
+            random clip and the files are counted and reported (count and first paths) once
+            per epoch; validation, test and predict splits are scanned at setup (one decode
+            per file, the same checks) and their bad clips left out of the split and
+            reported once, so metrics and predictions cover exactly the readable clips.
         check_files_exist: At setup, check that every listed audio file exists.
         seed: Seed of the balanced sampler.
     """
@@ -124,6 +130,10 @@ class AudioDataModule(pl.LightningDataModule):
         self.seed = seed
         self.datasets: dict[str, AudioDataset] = {}
         self._tallies: dict[str, BadAudioTally] = {}
+        #: Clips left out of each evaluation split with on_bad_audio=skip: (path, reason).
+        self.skipped: dict[str, list[tuple[Path, str]]] = {}
+        self._scanned: dict[Path, str | None] = {}
+        self._noted: set[str] = set()
         self._seen_epoch: dict[str, int] = {}
         if not source.generated:
             # Read the metadata now: a missing directory or a bad manifest stops the run
@@ -191,23 +201,55 @@ class AudioDataModule(pl.LightningDataModule):
             "multi-label" if splits.multi_label else "single-label",
             ", ".join(f"{s}={len(splits.splits[s])}" for s in needed),
         )
+        for note in splits.notes:
+            if note not in self._noted:
+                log.info("%s", note)
+                self._noted.add(note)
         cache = self._cache()
         for split in needed:
             if split in self.datasets:
                 continue
             train = split == "train"
-            slots = max(self.loader.num_workers, 1)
-            tally = self._tallies.setdefault(split, BadAudioTally(slots=slots))
+            clips = splits.splits[split]
+            if not train and self.on_bad_audio == "skip":
+                clips = self._readable(split, clips)
+            tally = self._tallies.setdefault(split, BadAudioTally(len(clips)))
             self.datasets[split] = AudioDataset(
-                splits.splits[split],
+                clips,
                 num_classes=splits.num_classes,
                 features=self.features,
                 train=train,
                 augment=self.augment,
                 cache=cache,
-                on_bad_audio=self.on_bad_audio,
+                on_bad_audio=self.on_bad_audio if train else "raise",
                 tally=tally,
             )
+
+    def _readable(self, split: str, clips: list[Clip]) -> list[Clip]:
+        """``clips`` without the bad ones (decoded once each, in the loader's workers);
+        the left-out files are logged once and kept in ``self.skipped[split]``."""
+        todo = list(dict.fromkeys(c.path for c in clips if c.path not in self._scanned))
+        if todo:
+            scan = DataLoader(
+                _DecodeCheck(todo, self.features.frame_length),
+                batch_size=None,
+                num_workers=min(self.loader.num_workers, len(todo)),
+            )
+            self._scanned.update(zip(todo, scan))
+        kept = [c for c in clips if self._scanned[c.path] is None]
+        bad = list(dict.fromkeys((c.path, self._scanned[c.path]) for c in clips if c not in kept))
+        self.skipped[split] = bad  # type: ignore[assignment]
+        if bad and not kept:
+            raise ValueError(
+                f"{split} split: all {len(bad)} clip(s) are unreadable (on_bad_audio=skip "
+                f"leaves nothing to evaluate): {show([f'{p} ({r})' for p, r in bad])}"
+            )
+        if bad:
+            log.warning(
+                "%s split: left out %d unreadable clip(s) of %d (on_bad_audio=skip): %s",
+                split, len(bad), len(clips), show([f"{p} ({r})" for p, r in bad], limit=20),
+            )  # fmt: skip
+        return kept
 
     def _cache(self) -> FeatureCache | None:
         return FeatureCache(self.cache_dir, self.features) if self.cache_dir else None
@@ -320,3 +362,20 @@ class AudioDataModule(pl.LightningDataModule):
     def teardown(self, stage: str | None = None) -> None:
         for split in list(self.datasets):
             self.report_bad_audio(split)
+
+
+class _DecodeCheck(Dataset):
+    """Item i: None if file i decodes and passes the checks, else why not (for the scan)."""
+
+    def __init__(self, paths: list[Path], window_ms: float) -> None:
+        self.paths, self.window_ms = paths, window_ms
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> str | None:
+        try:
+            decode(self.paths[index], self.window_ms)
+        except AudioDecodeError as err:
+            return err.reason
+        return None

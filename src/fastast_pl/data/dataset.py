@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 import torch
-from torch.utils.data import Dataset, get_worker_info
+from torch.utils.data import Dataset
 
 from fastast_pl.data.audio import AudioDecodeError, load_audio
 from fastast_pl.data.augment import (
@@ -23,7 +23,7 @@ from fastast_pl.data.augment import (
     mix_waveforms,
     sample_mixup_lambda,
 )
-from fastast_pl.data.cache import FeatureCache
+from fastast_pl.data.cache import FeatureCache, file_fingerprint
 from fastast_pl.data.clips import Clip
 from fastast_pl.data.features import FeatureConfig, compute_fbank, crop, normalize, pad_or_crop
 
@@ -34,32 +34,27 @@ log = logging.getLogger(__name__)
 
 
 class BadAudioTally:
-    """Counts skipped clips per DataLoader worker in shared memory, without locks.
+    """Which clips of a split were skipped as bad audio, in shared memory, without locks.
 
-    Each worker writes only its own row (row 0: the main process), so counts are exact.
+    One flag per clip: DataLoader workers (forked before the first record) set flags
+    idempotently, so a file met twice (a retry, a mixup partner, another worker) is
+    counted once: the count is of files, not of attempts.
     """
 
-    def __init__(self, slots: int = 64, keep: int = 8) -> None:
-        self.counts = torch.zeros(slots + 1, dtype=torch.int64).share_memory_()
-        self.first = torch.full((slots + 1, keep), -1, dtype=torch.int64).share_memory_()
+    def __init__(self, size: int) -> None:
+        self.flags = torch.zeros(max(size, 1), dtype=torch.bool).share_memory_()
 
     def record(self, index: int) -> None:
-        info = get_worker_info()
-        row = 0 if info is None else 1 + info.id % (len(self.counts) - 1)
-        n = int(self.counts[row])
-        if n < self.first.shape[1]:
-            self.first[row, n] = index
-        self.counts[row] = n + 1
+        self.flags[index] = True
 
     def total(self) -> int:
-        return int(self.counts.sum())
+        return int(self.flags.sum())
 
-    def first_indices(self) -> list[int]:
-        return [int(i) for i in self.first.flatten() if i >= 0]
+    def first_indices(self, keep: int = 8) -> list[int]:
+        return self.flags.nonzero().flatten()[:keep].tolist()
 
     def reset(self) -> None:
-        self.counts.zero_()
-        self.first.fill_(-1)
+        self.flags.zero_()
 
 
 # ---------------------------------------------------------------------------------------
@@ -76,8 +71,10 @@ class AudioDataset(Dataset):
         train: Apply dither and ``augment`` (training split only).
         augment: SpecAugment and mixup settings (used only with ``train``; None: none).
         cache: Optional feature cache (used unless training with dither > 0).
-        on_bad_audio: "raise": an unreadable clip stops loading with its path; "skip":
-            it is replaced by another random clip and recorded in ``tally``.
+        on_bad_audio: "raise": a bad clip (``checks.bad_audio_reason``) stops loading with
+            its path; "skip": it is replaced by another random clip and recorded in
+            ``tally`` (for training; evaluation splits are scanned and left without their
+            bad clips by the datamodule instead, see ``AudioDataModule``).
         tally: Where skipped clips are counted (created if not given).
     """
 
@@ -113,7 +110,8 @@ class AudioDataset(Dataset):
                 self.mixup,
             )
         self.on_bad_audio = on_bad_audio
-        self.tally = tally if tally is not None else BadAudioTally()
+        self.tally = tally if tally is not None else BadAudioTally(len(self.clips))
+        self._clip_keys: dict[int, str] = {}
 
     def __len__(self) -> int:
         return len(self.clips)
@@ -135,17 +133,25 @@ class AudioDataset(Dataset):
             cached = self.cache.load(path)
             if cached is not None:
                 return cached
-        waveform = load_audio(path, self.features.sample_rate)  # (1, N)
+        waveform = load_audio(path, self.features.sample_rate, self.features.frame_length)  # (1, N)
         fbank = crop(
             compute_fbank(waveform, self.features, dither=self.dither), self.features.target_length
         )
+        if fbank.shape[0] == 0:  # rounding at the resampled rate: still less than a window
+            raise AudioDecodeError(
+                path, f"no fbank frame: {waveform.shape[1]} samples after resampling to "
+                f"{self.features.sample_rate} Hz, one window needs {self.features.window_samples}",
+            )  # fmt: skip
         if self.cache is not None:
             self.cache.save(path, fbank)
         return fbank
 
     def waveform(self, index: int) -> torch.Tensor:
-        """Decoded, resampled ``(1, N)`` waveform of clip ``index`` (never cached)."""
-        return load_audio(self.clips[index].path, self.features.sample_rate)
+        """Decoded, resampled ``(1, N)`` waveform of clip ``index`` (never cached), with the
+        same bad-audio checks as ``raw_fbank``."""
+        return load_audio(
+            self.clips[index].path, self.features.sample_rate, self.features.frame_length
+        )
 
     def _load(self, index: int, waveform: bool = False) -> tuple[int, torch.Tensor]:
         """(index actually used, padded raw fbank ``(T, F)`` or with ``waveform`` the
@@ -202,6 +208,14 @@ class AudioDataset(Dataset):
             "index": torch.tensor(index, dtype=torch.int64),
         }
 
+    def clip_key(self, index: int) -> str:
+        """What clip ``index`` is, independent of its row number: its file's fingerprint
+        (path, size, mtime), for the teacher-logits cache; computed once per clip."""
+        key = self._clip_keys.get(index)
+        if key is None:
+            key = self._clip_keys[index] = file_fingerprint(self.clips[index].path)
+        return key
+
     def bad_paths(self) -> list[str]:
-        """Paths of the first few clips skipped so far."""
+        """Paths of the first few clips skipped so far (each file once)."""
         return [str(self.clips[i].path) for i in self.tally.first_indices()]

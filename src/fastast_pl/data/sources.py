@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import csv
 import inspect
-import json
 import random
 from abc import ABC, abstractmethod
 from functools import cached_property
@@ -30,6 +29,7 @@ from pathlib import Path
 
 from fastast_pl.data.audio import AUDIO_EXTENSIONS
 from fastast_pl.data.clips import SPLITS, Clip, ClipSplits, show
+from fastast_pl.data.manifests import read_label_csv, read_manifest
 from fastast_pl.data.synthetic import SyntheticConfig, check_synthetic, ensure_synthetic
 
 ESC50_CSV_COLUMNS = ("filename", "fold", "target", "category", "esc10")
@@ -241,7 +241,9 @@ class ManifestSource(DataSource):
         test = self.test if self.test is not None else self.val
         paths = {"train": self.train, "val": self.val, "test": test}
         splits = {
-            name: read_manifest(p, mid_to_index) if p is not None else []
+            name: read_manifest(p, mid_to_index, allow_unlabelled=self._multi_label is True)
+            if p is not None
+            else []
             for name, p in paths.items()
         }
         multi_label = self._multi_label
@@ -251,71 +253,28 @@ class ManifestSource(DataSource):
         return ClipSplits(splits, names, multi_label=multi_label, source=source)
 
 
-def read_label_csv(path: str | Path) -> tuple[list[str], list[str]]:
-    """``class_labels_indices.csv`` -> (mids, display names), ordered by index."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"label csv {path} does not exist (expected columns index,mid,display_name)"
+def _audio_files(folder: Path, notes: list[str] | None = None) -> list[Path]:
+    """Audio files of ``folder``, sorted; macOS AppleDouble files (``._name.wav``, metadata
+    that copying from a Mac leaves behind, not audio) are left out and listed in ``notes``.
+
+    Raises ValueError for a folder without audio: it would be a class with no clips.
+    """
+    files, appledouble = [], []
+    for p in sorted(folder.iterdir()):
+        if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS:
+            (appledouble if p.name.startswith("._") else files).append(p)
+    if appledouble and notes is not None:
+        notes.append(
+            f"{folder}: ignored {len(appledouble)} macOS AppleDouble metadata file(s) "
+            f"(not audio): {show([p.name for p in appledouble])}"
         )
-    with path.open(newline="") as fh:
-        reader = csv.DictReader(fh)
-        if not {"index", "mid", "display_name"} <= set(reader.fieldnames or []):
-            raise ValueError(
-                f"{path}: expected columns index,mid,display_name, found {reader.fieldnames}"
-            )
-        rows = sorted(reader, key=lambda r: int(r["index"]))
-    indices = [int(r["index"]) for r in rows]
-    if indices != list(range(len(rows))):
+    if not files:
         raise ValueError(
-            f"{path}: the index column must be 0..{len(rows) - 1} without gaps, found {show(indices)}"
+            f"class folder {folder} holds no audio files (expected *{', *'.join(AUDIO_EXTENSIONS)}"
+            f", found {show([p.name for p in folder.iterdir()]) if any(folder.iterdir()) else 'nothing'}); "
+            "remove it or add its clips, or it becomes a class the model is taught without examples"
         )
-    if not rows:
-        raise ValueError(f"{path}: no classes")
-    return [r["mid"] for r in rows], [r["display_name"] for r in rows]
-
-
-def read_manifest(path: str | Path, mid_to_index: dict[str, int]) -> list[Clip]:
-    """Clips of one AST JSON manifest; errors name the manifest and the entry number."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"manifest {path} does not exist")
-    try:
-        payload = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"manifest {path} is not valid JSON: {err}") from err
-    entries = payload.get("data") if isinstance(payload, dict) else None
-    if not isinstance(entries, list):
-        raise ValueError(
-            f'manifest {path}: expected {{"data": [{{"wav": ..., "labels": ...}}, ...]}}'
-        )
-    clips = []
-    for number, entry in enumerate(entries):
-        where = f"manifest {path} entry {number}"
-        if not isinstance(entry, dict) or "wav" not in entry:
-            raise ValueError(f'{where}: no "wav" key (entry: {str(entry)[:120]})')
-        if "labels" not in entry:
-            raise ValueError(f'{where} ({entry["wav"]}): no "labels" key')
-        names = [x.strip() for x in str(entry["labels"]).split(",") if x.strip()]
-        unknown = [x for x in names if x not in mid_to_index]
-        if unknown:
-            raise ValueError(
-                f"{where} ({entry['wav']}): unknown labels {unknown}, not in the label csv"
-            )
-        wav = Path(entry["wav"])
-        clips.append(
-            Clip(
-                wav if wav.is_absolute() else path.parent / wav,
-                tuple(mid_to_index[x] for x in names),
-            )
-        )
-    return clips
-
-
-def _audio_files(folder: Path) -> list[Path]:
-    return sorted(
-        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS
-    )
+    return files
 
 
 def _class_dirs(root: Path) -> list[Path]:
@@ -351,18 +310,19 @@ class FolderSource(DataSource):
         _require_dir(root, "audio folder", "Expected root/<class_name>/*.wav.")
         split_dirs = {s: root / s for s in SPLITS if (root / s).is_dir()}
         splits: dict[str, list[Clip]] = {s: [] for s in SPLITS}
+        notes: list[str] = []
         if "train" in split_dirs and "val" in split_dirs:
             class_names = sorted({d.name for s in split_dirs.values() for d in _class_dirs(s)})
             index = {n: i for i, n in enumerate(class_names)}
             for split, folder in split_dirs.items():
                 for d in _class_dirs(folder):
-                    splits[split] += [Clip(f, (index[d.name],)) for f in _audio_files(d)]
+                    splits[split] += [Clip(f, (index[d.name],)) for f in _audio_files(d, notes)]
             if "test" not in split_dirs:
                 splits["test"] = list(splits["val"])
         else:
             class_names = [d.name for d in _class_dirs(root)]
             for i, d in enumerate(_class_dirs(root)):
-                files = _audio_files(d)
+                files = _audio_files(d, notes)
                 random.Random(f"{self.seed}/{d.name}").shuffle(files)
                 n_val = int(round(len(files) * self.val_fraction))
                 n_test = int(round(len(files) * self.test_fraction))
@@ -373,4 +333,6 @@ class FolderSource(DataSource):
             raise ValueError(
                 f"audio folder {root} has no class sub-directories (expected root/<class_name>/*.wav)"
             )
-        return ClipSplits(splits, class_names, multi_label=False, source=f"audio folder {root}")
+        return ClipSplits(
+            splits, class_names, multi_label=False, source=f"audio folder {root}", notes=notes
+        )

@@ -240,27 +240,32 @@ class CNNTeacher(nn.Module):
 
 @dataclass(frozen=True)
 class TeacherInfo:
-    """What a teacher checkpoint says about the data it was trained on."""
+    """What a teacher checkpoint says about the data it was trained on.
+
+    ``multi_label`` is None where the checkpoint does not say (official AST releases, HF
+    directories, plain state dicts); ``kind`` is "cnn" (CNNTeacher) or "ast" (ASTModel).
+    """
 
     num_classes: int
-    multi_label: bool
+    multi_label: bool | None
     target_length: int
     num_mel_bins: int
     feature_config: dict[str, Any] | None
     arch: dict[str, Any]
     path: str = ""
+    kind: str = "cnn"
 
 
 class FrozenTeacher(nn.Module):
-    """A trained ``CNNTeacher`` that stays in eval mode and never takes gradients.
+    """A trained teacher (``CNNTeacher`` or ``ASTModel``) pinned to eval mode, without gradients.
 
     ``train(mode)`` always keeps it in eval mode (as DINOv2 pins its teacher), so
-    ``LightningModule.train()`` cannot switch BatchNorm or dropout back on; the
+    ``LightningModule.train()`` cannot switch BatchNorm, dropout or drop-path back on; the
     parameters have ``requires_grad=False``. ``forward`` returns logits whatever the
     teacher's head outputs.
     """
 
-    def __init__(self, teacher: CNNTeacher, info: TeacherInfo) -> None:
+    def __init__(self, teacher: nn.Module, info: TeacherInfo) -> None:
         super().__init__()
         self.teacher = teacher
         self.info = info
@@ -273,9 +278,12 @@ class FrozenTeacher(nn.Module):
 
     @property
     def output_kind(self) -> str:
-        return self.teacher.output_kind
+        """What the wrapped model's ``forward`` gives; ``FrozenTeacher.forward`` gives logits."""
+        return getattr(self.teacher, "output_kind", "logits")
 
     @torch.no_grad()
     def forward(self, fbank: Tensor) -> Tensor:
         """(B, T, F) fbank -> (B, K) teacher logits (no graph is built)."""
-        return self.teacher.logits(fbank)
+        if isinstance(self.teacher, CNNTeacher):
+            return self.teacher.logits(fbank)
+        return self.teacher(fbank)  # ASTModel: logits

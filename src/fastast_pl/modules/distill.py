@@ -1,5 +1,5 @@
 """DistillationModule: the AST student trained with CMKD (``fastast_pl.losses``) from a frozen
-CNN teacher, and the check that the teacher fits the data."""
+teacher (the CNN teacher or a trained AST), and the check that the teacher fits the data."""
 
 from __future__ import annotations
 
@@ -10,13 +10,26 @@ from typing import Any
 from torch import Tensor, nn
 
 from fastast_pl.data.datamodule import AudioDataModule
-from fastast_pl.losses import DEFAULT_KD_LAMBDA, DEFAULT_KD_TEMPERATURE, cmkd_loss
+from fastast_pl.losses import (
+    DEFAULT_KD_FORM,
+    DEFAULT_KD_LAMBDA,
+    DEFAULT_KD_TEMPERATURE,
+    KD_FORMS,
+    KDForm,
+    cmkd_loss,
+)
 from fastast_pl.metrics import ClassificationMetrics
+from fastast_pl.models.frozen import load_frozen_teacher
 from fastast_pl.models.teacher import FrozenTeacher, TeacherInfo
 from fastast_pl.modules.base import Batch
-from fastast_pl.modules.kd_cache import TeacherLogitsCache, cache_key, teacher_input_augmentations
+from fastast_pl.modules.kd_cache import (
+    TeacherLogitsCache,
+    batch_clip_keys,
+    cache_key,
+    teacher_input_augmentations,
+)
 from fastast_pl.modules.student import StudentModule
-from fastast_pl.modules.teacher import TeacherModule, datamodule_feature_config
+from fastast_pl.modules.teacher import datamodule_feature_config
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +53,11 @@ def check_teacher_compatibility(
     problems = []
     if info.num_classes != num_classes:
         problems.append(f"num_classes: teacher {info.num_classes}, data {num_classes}")
-    if info.multi_label != multi_label:
+    if info.multi_label is None:
+        log.warning(
+            "teacher checkpoint %r does not say whether it is multi-label; not checked", info.path
+        )
+    elif info.multi_label != multi_label:
         problems.append(f"multi_label: teacher {info.multi_label}, data {multi_label}")
     teacher_features = info.feature_config
     if teacher_features is None:
@@ -58,10 +75,12 @@ def check_teacher_compatibility(
 
 
 class DistillationModule(StudentModule):
-    """AST student (with Token Merging) trained with CMKD from a frozen CNN teacher.
+    """AST student (with Token Merging) trained with CMKD from a frozen teacher.
 
-    The teacher is loaded in ``setup()`` from ``teacher_checkpoint`` (a TeacherModule
-    checkpoint), checked against the data (classes, label kind, feature settings), kept
+    The teacher is loaded in ``setup()`` from ``teacher_checkpoint``: a TeacherModule
+    checkpoint (the CNN teacher) or any AST checkpoint ``ASTModel.from_pretrained`` reads
+    (a trained StudentModule/DistillationModule ``.ckpt``, an official AST release, an HF
+    directory; run without Token Merging, see ``fastast_pl.models.frozen``). It is checked against the data (classes, label kind, feature settings), kept
     in eval mode without gradients, left out of the optimiser and dropped from this
     module's checkpoints: a distilled checkpoint tests and predicts without it. Outside
     ``fit`` a missing ``teacher_checkpoint`` only skips the teacher's metrics.
@@ -74,9 +93,11 @@ class DistillationModule(StudentModule):
     LightningCLI lists them under the same ``init_args``).
 
     Args:
-        teacher_checkpoint: path of the trained TeacherModule checkpoint.
+        teacher_checkpoint: the trained teacher: a TeacherModule checkpoint or an AST checkpoint.
         kd_lambda: weight of the distillation term (CMKD: 0.5); 0 = labels only.
-        kd_temperature: softening temperature of the teacher (CMKD: 1, see DEFAULT_KD_TEMPERATURE).
+        kd_temperature: softening temperature of the teacher (see DEFAULT_KD_TEMPERATURE).
+        kd_form: "cmkd" (CMKD: temperature on the teacher only, no T^2) or "hinton"
+            (Hinton et al. 2015: student and teacher at T, times T^2); equal at T = 1.
         cache_teacher_logits: cache the teacher's logits of the training clips on disk
             (used only when training augmentation leaves the teacher's input unchanged).
         teacher_cache_dir: where the cache lives; default ``<teacher checkpoint dir>/teacher_logits``.
@@ -88,6 +109,7 @@ class DistillationModule(StudentModule):
         teacher_checkpoint: str | None = None,
         kd_lambda: float = DEFAULT_KD_LAMBDA,
         kd_temperature: float = DEFAULT_KD_TEMPERATURE,
+        kd_form: KDForm = DEFAULT_KD_FORM,
         cache_teacher_logits: bool = False,
         teacher_cache_dir: str | None = None,
         **student_args: Any,
@@ -98,9 +120,12 @@ class DistillationModule(StudentModule):
             raise ValueError(f"kd_lambda must be in [0, 1], got {kd_lambda}")
         if kd_temperature <= 0:
             raise ValueError(f"kd_temperature must be > 0, got {kd_temperature}")
+        if kd_form not in KD_FORMS:
+            raise ValueError(f"kd_form must be one of {list(KD_FORMS)}, got {kd_form!r}")
         self.teacher_checkpoint = teacher_checkpoint
         self.kd_lambda = kd_lambda
         self.kd_temperature = kd_temperature
+        self.kd_form = kd_form
         self.cache_teacher_logits = cache_teacher_logits
         self.teacher_cache_dir = teacher_cache_dir
         self.teacher: FrozenTeacher | None = None
@@ -127,15 +152,15 @@ class DistillationModule(StudentModule):
         path = self.teacher_checkpoint
         if stage == "fit" and not path:
             raise ValueError(
-                "DistillationModule needs model.teacher_checkpoint (a TeacherModule checkpoint) "
-                "to fit; got None"
+                "DistillationModule needs model.teacher_checkpoint (a TeacherModule checkpoint "
+                "or a trained AST checkpoint) to fit; got None"
             )
         if stage != "fit" and (not path or not Path(path).is_file()):
             log.warning(
                 "no teacher checkpoint (%r) for %s: evaluating the student only", path, stage
             )
             return
-        teacher = TeacherModule.load_frozen(path)
+        teacher = load_frozen_teacher(path, target_length=self.target_length)
         check_teacher_compatibility(
             teacher.info, self.num_classes, self.multi_label, self._data_feature_config()
         )
@@ -185,7 +210,8 @@ class DistillationModule(StudentModule):
         fbank = batch["fbank"]
         if self._cache is None:
             return self.teacher(fbank)
-        stored, found = self._cache.lookup(batch["index"])
+        keys = batch_clip_keys(getattr(self._trainer, "datamodule", None), batch)
+        stored, found = self._cache.lookup(keys)
         out = stored.to(fbank.device)  # (B, C)
         missing = (~found).nonzero().squeeze(1)  # (M,)
         self.cache_counts["hits"] += int(found.sum())
@@ -193,7 +219,7 @@ class DistillationModule(StudentModule):
         if missing.numel():
             computed = self.teacher(fbank[missing.to(fbank.device)]).float()  # (M, C)
             out[missing.to(fbank.device)] = computed
-            self._cache.store(batch["index"][missing.to(batch["index"].device)], computed)
+            self._cache.store([keys[i] for i in missing.tolist()], computed)
         return out
 
     # --------------------------------------------------------------------- loss
@@ -202,7 +228,7 @@ class DistillationModule(StudentModule):
         teacher_logits = self.teacher_logits(batch)
         return cmkd_loss(
             logits, teacher_logits, batch["target"], self.multi_label,
-            self.kd_lambda, self.kd_temperature,
+            self.kd_lambda, self.kd_temperature, self.kd_form,
         )  # fmt: skip
 
     def on_train_epoch_end(self) -> None:

@@ -4,12 +4,15 @@ Valid only while the teacher sees the same input for a clip in every epoch, i.e.
 training data has no random augmentation of the fbank (SpecAugment, mixup, dither);
 `teacher_input_augmentations` says what would break that.
 
-One file per split, ``<dir>/teacher_logits_<split>.pt``, holding a key and the table of
-logits filled so far. The key hashes the teacher checkpoint (absolute path, size, mtime),
-the feature settings, the split and any extra identity of the data (e.g. its size). A
-file with another key is rebuilt from scratch. Rows are looked up by ``batch["index"]``
-and filled lazily: rows not yet in the table are computed by the teacher and stored, and
-the table is written (temp file + ``os.replace``, atomic) at the end of each epoch.
+One file per split, ``<dir>/teacher_logits_<split>.pt``, holding a key and the logits
+computed so far. The file's key hashes the teacher checkpoint (absolute path, size,
+mtime), the feature settings, the split and any extra identity of the data; a file with
+another key is rebuilt from scratch. Each entry is keyed by what its clip is, never by its
+row number in the split: the audio file's fingerprint (path, size, mtime), or, for data
+without files, a hash of the teacher's input. Adding, removing or reordering clips thus
+leaves every other clip's entry valid, and an edited file is a miss. Entries are filled
+lazily (clips not yet stored are computed by the teacher) and the file is written (temp
+file + ``os.replace``, atomic) at the end of each epoch.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -72,19 +76,39 @@ def cache_key(
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+def fbank_keys(fbank: Tensor) -> list[str]:
+    """Content keys of a ``(B, T, F)`` batch of teacher inputs: a BLAKE2b hash of each row's
+    bytes (for data without files to fingerprint)."""
+    rows = fbank.detach().float().cpu().contiguous().numpy()
+    return [hashlib.blake2b(row.tobytes(), digest_size=16).hexdigest() for row in rows]
+
+
+def batch_clip_keys(datamodule: Any, batch: dict[str, Tensor], split: str = "train") -> list[str]:
+    """What each clip of ``batch`` is, independent of its row number: the audio file's
+    fingerprint (path, size, mtime) when the split's dataset has files
+    (``AudioDataset.clip_key``), else a hash of the teacher's input itself."""
+    dataset = getattr(datamodule, "datasets", {}).get(split) if datamodule is not None else None
+    if dataset is not None and hasattr(dataset, "clip_key"):
+        return [dataset.clip_key(int(i)) for i in batch["index"].tolist()]
+    return fbank_keys(batch["fbank"])
+
+
 class TeacherLogitsCache:
-    """A (num_clips, num_classes) table of teacher logits for one split, kept on disk.
+    """Teacher logits of one split's clips, kept on disk, keyed by what each clip is.
 
     ``status`` after construction: ``"hit"`` (file found with this key), ``"miss"`` (no
-    file yet) or ``"rebuild"`` (file found with another key or unreadable: started afresh).
+    file yet) or ``"rebuild"`` (file found with another key, format or width, or
+    unreadable: started afresh). Entries of a found file that are not finite rows of
+    ``num_classes`` are dropped (recomputed on use) and reported in one warning.
     """
 
     def __init__(self, directory: str | Path, split: str, key: str, num_classes: int) -> None:
         self.path = Path(directory) / f"teacher_logits_{split}.pt"
         self.key = key
         self.num_classes = num_classes
-        self.logits = torch.zeros(0, num_classes)
-        self.filled = torch.zeros(0, dtype=torch.bool)
+        self.entries: dict[str, Tensor] = {}  # clip key -> (C,) logits
+        self._new: dict[str, Tensor] = {}  # stored since the last sync
+        self.bad = 0
         self.dirty = False
         self.status: CacheStatus = self._load()
 
@@ -98,68 +122,75 @@ class TeacherLogitsCache:
         except Exception as err:  # a truncated or foreign file is rebuilt, not fatal
             log.warning("teacher-logits cache %s unreadable (%s); rebuilding it", self.path, err)
             return "rebuild"
-        if saved.get("key") != self.key or saved["logits"].shape[1:] != (self.num_classes,):
+        clips, logits = saved.get("clips"), saved.get("logits")
+        if (
+            saved.get("key") != self.key
+            or not isinstance(clips, list)
+            or not isinstance(logits, Tensor)
+            or logits.dim() != 2
+            or logits.shape[1] != self.num_classes
+            or logits.shape[0] != len(clips)
+        ):
             log.info(
-                "teacher-logits cache %s is for another teacher/data; rebuilding it", self.path
+                "teacher-logits cache %s is for another teacher/data or format; rebuilding it",
+                self.path,
             )
             return "rebuild"
-        self.logits, self.filled = saved["logits"].float(), saved["filled"].bool()
+        finite = torch.isfinite(logits.float()).all(dim=1)  # (N,)
+        for clip, row, ok in zip(clips, logits.float(), finite.tolist()):
+            if ok and isinstance(clip, str):
+                self.entries[clip] = row
+            else:
+                self.bad += 1
+        if self.bad:
+            log.warning(
+                "teacher-logits cache %s: %d bad entries (NaN/inf or malformed) dropped and "
+                "recomputed by the teacher, %d kept",
+                self.path, self.bad, len(self.entries),
+            )  # fmt: skip
+            self.dirty = True
         return "hit"
 
     def __len__(self) -> int:
         """Number of clips whose logits are stored."""
-        return int(self.filled.sum())
+        return len(self.entries)
 
-    def _grow(self, size: int) -> None:
-        if size <= self.filled.numel():
-            return
-        size = max(size, 2 * self.filled.numel())
-        logits = torch.zeros(size, self.num_classes)
-        filled = torch.zeros(size, dtype=torch.bool)
-        logits[: self.logits.shape[0]] = self.logits
-        filled[: self.filled.numel()] = self.filled
-        self.logits, self.filled = logits, filled
+    def lookup(self, keys: Sequence[str]) -> tuple[Tensor, Tensor]:
+        """B clip keys -> ((B, C) stored logits, zeros where absent; (B,) bool: stored?)."""
+        out = torch.zeros(len(keys), self.num_classes)
+        found = torch.zeros(len(keys), dtype=torch.bool)
+        for i, key in enumerate(keys):
+            row = self.entries.get(key)
+            if row is not None:
+                out[i], found[i] = row, True
+        return out, found
 
-    def lookup(self, index: Tensor) -> tuple[Tensor, Tensor]:
-        """(B,) clip indices -> ((B, C) stored logits, (B,) bool: stored?)."""
-        index = index.long().cpu()
-        self._grow(int(index.max()) + 1 if index.numel() else 0)
-        return self.logits[index], self.filled[index]
-
-    def store(self, index: Tensor, logits: Tensor) -> None:
-        """Store (B, C) logits for (B,) clip indices."""
-        index = index.long().cpu()
-        self._grow(int(index.max()) + 1 if index.numel() else 0)
-        self.logits[index] = logits.detach().float().cpu()
-        self.filled[index] = True
-        self.dirty = True
+    def store(self, keys: Sequence[str], logits: Tensor) -> None:
+        """Store (B, C) logits for B clip keys."""
+        for key, row in zip(keys, logits.detach().float().cpu()):
+            self.entries[key] = self._new[key] = row.clone()
+        self.dirty = bool(keys) or self.dirty
 
     def sync(self) -> None:
-        """Merge the tables of all DDP ranks (each rank filled its own shard of clips)."""
+        """Merge what every DDP rank stored since the last sync (each filled its own clips)."""
         if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+            self._new = {}
             return
-        backend_device = "cuda" if dist.get_backend() == "nccl" else "cpu"
-        size = torch.tensor([self.filled.numel()], device=backend_device)
-        dist.all_reduce(size, op=dist.ReduceOp.MAX)
-        self._resize(int(size.item()))
-        filled = self.filled.to(backend_device, torch.uint8)
-        logits = (self.logits * self.filled[:, None]).to(backend_device)
-        count = filled.clone().float()
-        dist.all_reduce(filled, op=dist.ReduceOp.MAX)
-        dist.all_reduce(logits, op=dist.ReduceOp.SUM)
-        dist.all_reduce(count, op=dist.ReduceOp.SUM)
-        # Clips seen by several ranks (padded samplers) hold the same logits: average.
-        self.logits = (logits / count.clamp(min=1)[:, None]).cpu()
-        self.filled = filled.bool().cpu()
-        self.dirty = True
-
-    def _resize(self, size: int) -> None:
-        """Grow or trim the table to exactly `size` rows (same size on every rank)."""
-        self._grow(size)
-        self.logits, self.filled = self.logits[:size], self.filled[:size]
+        gathered: list[Any] = [None] * dist.get_world_size()
+        dist.all_gather_object(gathered, self._new)
+        for new in gathered:
+            self.entries.update(new)
+            self.dirty = self.dirty or bool(new)
+        self._new = {}
 
     def save(self) -> None:
         """Write the table atomically (temp file in the same directory + os.replace)."""
+        clips = list(self.entries)
+        logits = (
+            torch.stack([self.entries[c] for c in clips])
+            if clips
+            else torch.zeros(0, self.num_classes)
+        )  # (N, C)
         with atomic_write(self.path) as fh:
-            torch.save({"key": self.key, "logits": self.logits, "filled": self.filled}, fh)
+            torch.save({"key": self.key, "clips": clips, "logits": logits}, fh)
         self.dirty = False

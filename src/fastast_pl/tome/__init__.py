@@ -6,11 +6,13 @@ from fastast_pl.tome.flops import (
     matching_flops,
     mlp_flops,
     schedule_for_flops_reduction,
+    training_flops,
     vit_flops,
 )
 from fastast_pl.tome.merge import bipartite_soft_matching, merge_source, merge_wavg
 from fastast_pl.tome.patch import apply_tome, remove_tome, tome_state
 from fastast_pl.tome.schedule import (
+    InflectSchedule,
     MergeSchedule,
     MergeSpec,
     ResolvedSchedule,
@@ -19,6 +21,7 @@ from fastast_pl.tome.schedule import (
 )
 
 __all__ = [
+    "InflectSchedule",
     "MergeSchedule",
     "MergeSpec",
     "ResolvedSchedule",
@@ -28,6 +31,7 @@ __all__ = [
     "matching_flops",
     "mlp_flops",
     "schedule_for_flops_reduction",
+    "training_flops",
     "vit_flops",
     "bipartite_soft_matching",
     "merge_source",

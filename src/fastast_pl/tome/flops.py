@@ -6,6 +6,12 @@ scores (N x N x C), attention x V (N x N x C), output projection (N x C x C) and
 ViT sizes). In block l, attention sees ``tokens[l]`` tokens and the MLP, which runs after
 the merge, ``tokens[l + 1]``. The matching cost (cosine similarity of A against B,
 (N/2) x (N/2) x head_dim multiply-adds) is optional and small.
+
+Training (``training_flops``): a matrix product Y = X W costs the same again twice in
+backward (dX = dY W^T and dW = X^T dY; likewise for both operands of QK^T and of AV), so
+forward + backward is 3x the forward count. The matching runs under ``no_grad`` and has no
+backward; the optimiser step (elementwise over the weights, the same for every schedule)
+is not counted.
 """
 
 from __future__ import annotations
@@ -49,6 +55,23 @@ def vit_flops(
         total += attention_flops(n_in, dim) + mlp_flops(n_out, dim, mlp_ratio)
         if include_matching and n_out < n_in:
             total += matching_flops(n_in, head_dim)
+    return total
+
+
+def training_flops(
+    tokens: Sequence[int],
+    dim: int,
+    mlp_ratio: float = 4.0,
+    include_matching: bool = False,
+    head_dim: int = 64,
+) -> int:
+    """FLOPs of forward + backward of the blocks: 3x the forward's matrix products."""
+    total = 3 * vit_flops(tokens, dim, mlp_ratio)
+    if include_matching:
+        matching = vit_flops(tokens, dim, mlp_ratio, True, head_dim) - vit_flops(
+            tokens, dim, mlp_ratio
+        )
+        total += matching  # forward only: the matching has no gradient
     return total
 
 

@@ -7,7 +7,8 @@ swapped to a ToMe subclass of its own class, and one forward pre-hook on the mod
 the per-forward state. Nothing global is touched.
 
 In a patched block: attention (with proportional attention, ``log(size)`` added to the key
-logits through ``scaled_dot_product_attention``'s float mask) -> merge r tokens by
+logits by ``tome.attention``: SDPA's float mask, or a compiled FlexAttention kernel on
+CUDA) -> merge r tokens by
 bipartite soft matching on the keys -> MLP. A block whose r is 0 while no token has been
 merged yet runs the original timm forward, so ``r=0`` is bit-identical to the unpatched model.
 Gradient checkpointing of the blocks is refused while merging (recomputation would see the
@@ -20,11 +21,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from timm.layers import Attention
 from timm.models.vision_transformer import Block
 from torch import nn
 
+from fastast_pl.tome.attention import BACKENDS, AttentionBackend, proportional_attention
 from fastast_pl.tome.merge import bipartite_soft_matching, merge_source, merge_wavg
 from fastast_pl.tome.schedule import (
     MergeSpec,
@@ -42,6 +43,7 @@ class ToMeState:
     the last forward (cached per token count). After a forward, ``tokens_seen`` holds the
     tokens entering each block plus the final count, ``size`` (B, N, 1) the patches per
     token and ``source`` (B, N, N0) the input tokens each token contains (with trace_source).
+    ``attn_backend`` is the kernel of proportional attention (``tome.attention``).
     """
 
     spec: MergeSpec
@@ -49,6 +51,7 @@ class ToMeState:
     trace_source: bool
     num_prefix_tokens: int
     depth: int
+    attn_backend: AttentionBackend = "auto"
     schedule: ResolvedSchedule | None = None
     size: torch.Tensor | None = None
     source: torch.Tensor | None = None
@@ -92,7 +95,7 @@ class _ResetHook:
 
 
 def _attention_with_keys(
-    attn: Attention, x: torch.Tensor, size: torch.Tensor | None
+    attn: Attention, x: torch.Tensor, size: torch.Tensor | None, backend: AttentionBackend = "auto"
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """timm ``Attention.forward`` plus ``log(size)`` on the key logits; also returns the keys
     averaged over heads (B, N, head_dim) as the merge metric.
@@ -107,12 +110,8 @@ def _attention_with_keys(
     qkv = attn.qkv(x).reshape(bsz, n_tok, 3, attn.num_heads, attn.head_dim)  # (B, N, 3, H, Dh)
     q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (B, H, N, Dh)
     q, k = attn.q_norm(q), attn.k_norm(k)
-    bias = None
-    if size is not None:
-        bias = size.log().to(q.dtype).reshape(bsz, 1, 1, n_tok)  # (B, 1, 1, N)
-    out = F.scaled_dot_product_attention(
-        q, k, v, attn_mask=bias, dropout_p=attn.attn_drop.p if attn.training else 0.0
-    )  # (B, H, N, Dh)
+    dropout_p = attn.attn_drop.p if attn.training else 0.0
+    out = proportional_attention(q, k, v, size, dropout_p, backend)  # (B, H, N, Dh)
     out = out.transpose(1, 2).reshape(bsz, n_tok, attn_dim)  # (B, N, H * Dh)
     out = getattr(attn, "norm", nn.Identity())(out)
     if gate is not None:
@@ -155,7 +154,7 @@ class _ToMeBlockMixin:
                     "token count, so a fixed mask no longer fits"
                 )
             size = state.size if state.prop_attn else None
-            out, metric = _attention_with_keys(self.attn, self.norm1(x), size)
+            out, metric = _attention_with_keys(self.attn, self.norm1(x), size, state.attn_backend)
             x = x + self.drop_path1(self.ls1(out))
             if r > 0:
                 merge, _ = bipartite_soft_matching(metric, r, state.num_prefix_tokens)
@@ -222,9 +221,16 @@ def _static_num_tokens(model: nn.Module, num_prefix_tokens: int) -> int | None:
 
 
 def apply_tome(
-    model: nn.Module, r: MergeSpec = 0, prop_attn: bool = True, trace_source: bool = False
+    model: nn.Module,
+    r: MergeSpec = 0,
+    prop_attn: bool = True,
+    trace_source: bool = False,
+    attn_backend: AttentionBackend = "auto",
 ) -> nn.Module:
     """Patch ``model`` in place to merge tokens per the spec ``r``; returns the model.
+
+    ``attn_backend`` chooses the proportional-attention kernel: "auto" (compiled
+    FlexAttention on CUDA, SDPA elsewhere), "sdpa" or "flex" (see ``tome.attention``).
 
     Calling it again on a patched model only updates the settings. The spec is validated now
     (and fully resolved when the model has a fixed ``patch_embed.num_patches``); otherwise it
@@ -233,21 +239,29 @@ def apply_tome(
     blocks = _blocks_of(model)
     prefix = _num_prefix_tokens(model)
     validate_merge_spec(r, len(blocks))
+    if attn_backend not in BACKENDS:
+        raise ValueError(f"apply_tome: attn_backend={attn_backend!r}; expected one of {BACKENDS}")
     num_tokens = _static_num_tokens(model, prefix)
+    resolved = None
     if num_tokens is not None:
-        resolve_schedule(r, num_tokens, len(blocks), prefix)  # fail at config time
+        resolved = resolve_schedule(r, num_tokens, len(blocks), prefix)  # fail at config time
 
     state = getattr(model, "_tome_state", None)
     if state is None:
-        state = ToMeState(r, bool(prop_attn), bool(trace_source), prefix, len(blocks))
+        state = ToMeState(r, bool(prop_attn), bool(trace_source), prefix, len(blocks), attn_backend)
         model._tome_state = state
         model._tome_hook = model.register_forward_pre_hook(_ResetHook(state))
     else:
         state.spec, state.prop_attn, state.trace_source = r, bool(prop_attn), bool(trace_source)
         state.num_prefix_tokens, state.depth = prefix, len(blocks)
+        state.attn_backend = attn_backend
         state._cache.clear()
         state.schedule = None
         state.reset()
+    if resolved is not None:
+        # Cached now, so every forward takes the same path through ``resolve`` (a compiled
+        # model would otherwise recompile on its second call, when the cache fills).
+        state._cache[num_tokens] = resolved
     for i, blk in enumerate(blocks):
         if not isinstance(blk, _ToMeBlockMixin):
             blk._tome_orig_class = type(blk)

@@ -5,7 +5,11 @@ Accepted forms (``MergeSpec``):
 - ``int`` r: merge r tokens in every layer (ToMe's constant schedule);
 - ``list[int]``: r per layer; a list shorter than the depth is zero-padded;
 - ``MergeSchedule``: merge *ratios* (fractions of the mergeable tokens present at a layer),
-  a named shape and per-layer overrides; a plain dict with its fields is accepted too.
+  a named shape and per-layer overrides; a plain dict with its fields is accepted too;
+- ``InflectSchedule`` (or a tuple ``(r, inflect)``, or a dict ``{r, inflect}``): ToMe's
+  ``(r, inflect)`` form, a straight line of r per layer with mean about r, tilted by
+  ``inflect`` in [-1, 1] (0 constant, -1 ToMe's "decreasing schedule", +1 increasing).
+  A tuple is this form, a list is per-layer r, as in ToMe's ``parse_r``.
 
 Validation rules (all raise ``ValueError`` naming the value and the layer):
 
@@ -24,6 +28,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
+from fractions import Fraction
 from typing import Literal, Union
 
 SHAPES = ("constant", "decreasing", "late")
@@ -53,7 +58,26 @@ class MergeSchedule:
     overrides: dict[int, int | float] | None = None
 
 
-MergeSpec = Union[int, list[int], MergeSchedule]  # noqa: UP007 (runtime alias for jsonargparse)
+@dataclass
+class InflectSchedule:
+    """ToMe's ``(r, inflect)`` schedule (Bolya et al. 2023, ``tome/utils.py`` ``parse_r``).
+
+    Layer l of L merges ``trunc(a + (b - a) * l / (L - 1))`` tokens, with
+    ``a = trunc(r * (1 - inflect))`` and ``b = 2r - a``: a line from a (first layer) to b
+    (last layer) whose mean is about r. ``inflect`` 0 gives r everywhere, -1 ToMe's
+    "decreasing schedule" (2r down to 0), +1 the increasing one. Computed exactly (on the
+    decimal value of ``inflect``) rather than in floating point; with one layer it is [r].
+
+    Args:
+        r: Mean tokens merged per layer (>= 0).
+        inflect: Tilt in [-1, 1].
+    """
+
+    r: int = 0
+    inflect: float = 0.0
+
+
+MergeSpec = Union[int, list[int], MergeSchedule, InflectSchedule]  # noqa: UP007 (runtime alias for jsonargparse)
 
 
 @dataclass(frozen=True)
@@ -97,14 +121,32 @@ def _check_r(value: object, layer: int | str, what: str) -> int:
     return int(value)
 
 
-def _as_schedule(spec: Mapping) -> MergeSchedule:
-    known = {f.name for f in fields(MergeSchedule)}
+def _as_schedule(spec: Mapping) -> MergeSchedule | InflectSchedule:
+    kind = InflectSchedule if {"r", "inflect"} & set(spec) else MergeSchedule
+    known = {f.name for f in fields(kind)}
     unknown = sorted(set(spec) - known)
     if unknown:
         raise ValueError(
-            f"merge schedule has unknown keys {unknown}; expected some of {sorted(known)}"
+            f"merge schedule has unknown keys {unknown}; expected some of "
+            f"{sorted(f.name for f in fields(MergeSchedule))} (ratios) or "
+            f"{sorted(f.name for f in fields(InflectSchedule))} (ToMe's (r, inflect))"
         )
-    return MergeSchedule(**spec)
+    return kind(**spec)
+
+
+def _inflect_entries(spec: InflectSchedule, depth: int) -> list[_Entry]:
+    """ToMe's (r, inflect) line, see ``InflectSchedule``."""
+    r = _check_r(spec.r, "all", "(r, inflect) r")
+    inflect = spec.inflect
+    if not _is_number(inflect) or math.isnan(float(inflect)) or not -1.0 <= inflect <= 1.0:
+        raise ValueError(f"merge (r, inflect) inflect={inflect!r}: expected a number in [-1, 1]")
+    if depth == 1:
+        return [("r", r)]
+    first = int(r * (1 - Fraction(str(float(inflect)))))  # trunc toward 0 (values are >= 0)
+    last = 2 * r - first
+    return [
+        ("r", int(first + Fraction(last - first) * layer / (depth - 1))) for layer in range(depth)
+    ]
 
 
 def _entries(spec: object, depth: int) -> list[_Entry]:
@@ -115,6 +157,14 @@ def _entries(spec: object, depth: int) -> list[_Entry]:
         spec = _as_schedule(spec)
     if _is_int(spec):
         return [("r", _check_r(spec, layer, "r")) for layer in range(depth)]
+    if isinstance(spec, tuple):
+        if len(spec) != 2:
+            raise ValueError(
+                f"merge={spec!r}: a tuple is ToMe's (r, inflect) pair; give a list for r per layer"
+            )
+        spec = InflectSchedule(*spec)
+    if isinstance(spec, InflectSchedule):
+        return _inflect_entries(spec, depth)
     if isinstance(spec, Sequence) and not isinstance(spec, str):
         if len(spec) > depth:
             raise ValueError(
@@ -128,7 +178,7 @@ def _entries(spec: object, depth: int) -> list[_Entry]:
     hint = f"; for a ratio use MergeSchedule(ratio={spec})" if isinstance(spec, float) else ""
     raise ValueError(
         f"merge={spec!r} ({type(spec).__name__}) is not a merge spec: expected an int r, "
-        f"a list of r per layer or a MergeSchedule{hint}"
+        f"a list of r per layer, a MergeSchedule or an (r, inflect) pair{hint}"
     )
 
 

@@ -1,7 +1,9 @@
 """Write what `python -m fastast_pl predict` computes to a CSV file a person can open.
 
-One row per clip: its index in the predicted split, its audio file, the top class and the
-probability of every class. Under DDP every rank writes its own share
+One row per readable clip, each exactly once: its index in the predicted split, its audio
+file, the top class and the probability of every class. With `on_bad_audio: skip` the bad
+files are not in the split at all (the datamodule leaves them out and names them), and the
+summary line says how many. Under DDP every rank writes its own share
 (`predictions-rank{N}.csv`).
 """
 
@@ -37,6 +39,12 @@ class PredictionCSVWriter(BasePredictionWriter):
         if not predictions:
             return
         index = torch.cat([p["index"] for p in predictions]).tolist()
+        repeated = len(index) - len(set(index))
+        if repeated:  # a sampler that pads or repeats: the file would score some clips twice
+            raise RuntimeError(
+                f"predictions hold {repeated} repeated clip index(es) of {len(index)}; "
+                "expected each clip of the predicted split exactly once"
+            )
         probs = torch.cat([p["probs"] for p in predictions]).float()  # (N, C)
         datamodule = trainer.datamodule
         class_names = list(getattr(datamodule, "class_names", [])) or [
@@ -55,4 +63,6 @@ class PredictionCSVWriter(BasePredictionWriter):
                 top = max(range(len(row)), key=row.__getitem__)
                 writer.writerow([i, clip_path, class_names[top], *(f"{p:.6f}" for p in row)])
         self.written = path
-        print(f"wrote {len(index)} predictions to {path}")
+        skipped = getattr(datamodule, "skipped", {}).get("test", [])
+        note = f" ({len(skipped)} unreadable clip(s) left out, named in the log)" if skipped else ""
+        print(f"wrote {len(index)} predictions to {path}{note}")

@@ -4,7 +4,7 @@
   ``nn.DataParallel``: ``module.v.*`` (a timm DeiT) and ``module.mlp_head.{0,1}.*``.
 - HF transformers ``ASTForAudioClassification``: both key namings (on disk / transformers
   4.x, and the in-memory names of 5.x); q/k/v are concatenated into timm's ``qkv``.
-- timm DeiT (ImageNet): the 3-channel patch kernel becomes one channel, the heads go.
+- timm DeiT (ImageNet): the 3-channel patch kernel is summed to one channel (as AST), the heads go.
 - Lightning: the AST submodule of one of our LightningModules (``model.``/``student.``).
 
 Pure functions from a state dict to a state dict; no file reading, no model.
@@ -146,9 +146,10 @@ def convert_hf(sd: Mapping[str, torch.Tensor], path: Path) -> dict[str, torch.Te
 def convert_deit(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """ImageNet DeiT -> AST initialisation (Gong et al. 2021, Sec. 2.2)."""
     out = {k: v for k, v in sd.items() if not k.startswith(("head.", "head_dist."))}
-    # The paper "averages" the RGB kernel to one input channel; we take the mean (not the
-    # sum), so a patch of constant value gives the same response as a grey image did.
-    out["patch_embed.proj.weight"] = sd["patch_embed.proj.weight"].mean(dim=1, keepdim=True)
+    # AST's ast_models.py SUMS the RGB kernel to one input channel
+    # (torch.sum(weight, dim=1).unsqueeze(1)): a one-channel patch then gives the DeiT's
+    # response to the grey image with that patch in all three channels.
+    out["patch_embed.proj.weight"] = sd["patch_embed.proj.weight"].sum(dim=1, keepdim=True)
     return out
 
 

@@ -1,0 +1,148 @@
+"""Checks of what an audio file claims against what it holds, shared by loading and check-data.
+
+``bad_audio_reason`` decides what counts as bad audio: the dataset's ``on_bad_audio``
+(through ``load_audio``) and ``python -m fastast_pl check-data`` call the same function, so
+a file the scan passes is a file training reads, and the other way round. Bad: the header
+promises more samples than the file holds (libsndfile quietly reads what is there), no
+samples, NaN/inf, or fewer samples than one analysis window (0 fbank frames: pure padding
+with a label). Only reported by check-data, not bad: silence and sample-rate surprises.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+#: Peak amplitude at or below which a clip counts as silent (about -100 dBFS).
+SILENCE_PEAK = 1e-5
+
+
+def wav_header_frames(path: str | Path) -> int | None:
+    """Sample frames a RIFF/WAVE file's ``data`` chunk header promises; None if not a WAV
+    or the header does not say (streamed WAVs write 0 or 0xFFFFFFFF).
+
+    Our own reader because libsndfile (soundfile), Python's ``wave`` and torchaudio all
+    clamp the count to what the file holds (or refuse float WAVs), which hides truncation.
+    """
+    try:
+        with open(path, "rb") as fh:
+            if fh.read(4) != b"RIFF" or (fh.read(4), fh.read(4))[1] != b"WAVE":
+                return None
+            block_align = None
+            while True:
+                head = fh.read(8)
+                if len(head) < 8:
+                    return None
+                chunk, size = head[:4], struct.unpack("<I", head[4:])[0]
+                if chunk == b"fmt ":
+                    fmt = fh.read(size + (size & 1))
+                    if len(fmt) < 14:
+                        return None
+                    block_align = struct.unpack("<H", fmt[12:14])[0]
+                elif chunk == b"data":
+                    if not block_align or size in (0, 0xFFFFFFFF):
+                        return None
+                    return size // block_align
+                else:
+                    fh.seek(size + (size & 1), 1)  # chunks are padded to even sizes
+    except OSError:
+        return None
+
+
+def bad_audio_reason(
+    path: str | Path, data: np.ndarray, file_rate: int, window_ms: float | None = None
+) -> str | None:
+    """Why decoded ``data`` ``(N, channels)`` of ``path`` is bad audio, or None if it is not.
+
+    Args:
+        file_rate: The file's sample rate.
+        window_ms: The analysis window; a clip with fewer samples gives no fbank frame
+            (None: no length check).
+    """
+    n = data.shape[0]
+    if n == 0:
+        return "the file holds no audio samples"
+    promised = wav_header_frames(path)
+    if promised is not None and promised > n:
+        return (
+            f"truncated: the WAV header promises {promised} samples but the file holds {n} "
+            f"(expected {promised}, found {n})"
+        )
+    if not math.isfinite(float(data.sum(dtype=np.float64))):
+        return "the decoded samples contain NaN or infinity"
+    window = int(file_rate * window_ms * 0.001) if window_ms else 0
+    if n < window:
+        return (
+            f"{n} samples at {file_rate} Hz is shorter than one {window_ms} ms window "
+            f"(expected at least {window} samples, found {n}): no fbank frame, only padding"
+        )
+    return None
+
+
+@dataclass
+class AudioReport:
+    """What one file claims and holds; ``bad`` is None for usable audio."""
+
+    path: Path
+    file_rate: int | None = None
+    channels: int | None = None
+    header_frames: int | None = None
+    decoded_frames: int | None = None
+    peak: float | None = None
+    bad: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        return "bad" if self.bad else "warn" if self.warnings else "ok"
+
+    @property
+    def problems(self) -> list[str]:
+        return ([self.bad] if self.bad else []) + self.warnings
+
+
+def inspect_audio(path: str | Path, features) -> AudioReport:
+    """Decode ``path`` once and report every check (``features``: a FeatureConfig).
+
+    Bad audio as ``load_audio`` sees it (same ``bad_audio_reason``), plus the warnings only
+    check-data gives: silence and a rate below the feature ``sample_rate``.
+    """
+    report = AudioReport(Path(path))
+    report.header_frames = wav_header_frames(path)
+    try:
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)  # (N, channels)
+    except (sf.LibsndfileError, RuntimeError, OSError, TypeError, ValueError) as err:
+        report.bad = f"cannot decode: {type(err).__name__}: {err}"
+        return report
+    report.file_rate = int(rate)
+    report.channels, report.decoded_frames = data.shape[1], data.shape[0]
+    report.bad = bad_audio_reason(path, data, int(rate), features.frame_length)
+    if data.size and report.bad is None:
+        report.peak = float(np.abs(data).max())
+        if report.peak <= SILENCE_PEAK:
+            report.warnings.append(f"silent (peak amplitude {report.peak:.2e})")
+    if rate < features.sample_rate:
+        report.warnings.append(
+            f"sample rate {int(rate)} Hz is below the feature sample_rate "
+            f"{features.sample_rate} Hz (upsampled: no content above {int(rate) // 2} Hz)"
+        )
+    return report
+
+
+def flag_rate_outliers(reports: list[AudioReport]) -> None:
+    """Warn on files whose rate differs from the majority rate of their group (a split)."""
+    rates = Counter(r.file_rate for r in reports if r.file_rate is not None)
+    if len(rates) < 2:
+        return
+    majority = rates.most_common(1)[0][0]
+    for r in reports:
+        if r.file_rate is not None and r.file_rate != majority:
+            note = f"sample rate {r.file_rate} Hz differs from the split's usual {majority} Hz"
+            if note not in r.warnings:
+                r.warnings.append(note)

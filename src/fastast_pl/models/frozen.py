@@ -1,0 +1,75 @@
+"""Any trained model the project can build, loaded as a frozen distillation teacher.
+
+CMKD distils from a CNN teacher; FastAST (Behera et al. 2024) also distils from a
+transformer. A teacher checkpoint is either a TeacherModule checkpoint (a ``.ckpt``
+carrying the ``fastast_teacher`` entry: the CNN teacher) or any AST checkpoint that
+``ASTModel.from_pretrained`` reads (our Lightning/plain checkpoints, official AST
+releases, HF transformers directories). Both come back as a ``FrozenTeacher``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from fastast_pl.models.ast import ASTModel
+from fastast_pl.models.checkpoints import load_fitted, pretrained_arguments, read_lightning
+from fastast_pl.models.checkpoints.teacher import TEACHER_CKPT_KEY, load_teacher
+from fastast_pl.models.teacher import FrozenTeacher, TeacherInfo
+
+log = logging.getLogger(__name__)
+
+
+def _lightning_hparams(path: Path) -> tuple[bool, Mapping]:
+    """(is a TeacherModule checkpoint, hyper-parameters) of a ``.ckpt``; (False, {}) otherwise."""
+    if path.suffix != ".ckpt" or not path.is_file():
+        return False, {}
+    raw = read_lightning(path, mmap=True)
+    hparams = raw.get("hyper_parameters") or {}
+    return TEACHER_CKPT_KEY in raw, hparams if isinstance(hparams, Mapping) else {}
+
+
+def load_frozen_teacher(
+    path: str | os.PathLike, *, target_length: int | None = None
+) -> FrozenTeacher:
+    """The teacher stored at ``path``, frozen, on the CPU.
+
+    A TeacherModule checkpoint gives its CNN teacher. Anything else is read as an AST
+    teacher by ``ASTModel.from_pretrained``: its own head and classes (a checkpoint
+    without an audio head, e.g. ImageNet DeiT, is refused), run without Token Merging,
+    and fitted to ``target_length`` frames when given (positional embedding cut or
+    interpolated, as AST does). Its label kind is known only from our Lightning
+    checkpoints (``multi_label`` None otherwise, and then not checked).
+    """
+    path = Path(path)
+    is_cnn, hparams = _lightning_hparams(path)
+    if is_cnn:
+        return FrozenTeacher(*load_teacher(path))
+    overrides: dict[str, object] = {"merge": 0}
+    if target_length is not None:
+        overrides["input_tdim"] = target_length
+    ckpt, arguments = pretrained_arguments(path, overrides)
+    if ckpt.num_classes is None:
+        raise ValueError(
+            f"teacher checkpoint {str(path)!r} ({ckpt.format}) has no audio classification "
+            "head; expected a TeacherModule checkpoint or a trained AST (one with a head)"
+        )
+    model = ASTModel(**arguments)
+    load_fitted(model, ckpt)
+    multi_label = hparams.get("multi_label")
+    info = TeacherInfo(
+        num_classes=model.num_classes,
+        multi_label=bool(multi_label) if multi_label is not None else None,
+        target_length=model.input_tdim,
+        num_mel_bins=model.input_fdim,
+        feature_config=None,
+        arch=dataclasses.asdict(model.arch),
+        path=str(path),
+        kind="ast",
+    )
+    log.info("%s: %s AST checkpoint as a frozen teacher (%d classes)", path, ckpt.format,
+             info.num_classes)  # fmt: skip
+    return FrozenTeacher(model, info)

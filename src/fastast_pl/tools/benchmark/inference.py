@@ -1,0 +1,120 @@
+"""Inference benchmark: forwards per merge schedule, our AST next to HF transformers' AST.
+
+Variants: HF ``ASTForAudioClassification`` (the outside baseline, r=0), our ``ASTModel``
+at r=0 and at one schedule per FLOP target, each in the requested ``modes``: "eager"
+(the run's dtype), "bf16" (eager under bf16 autocast) and "compile" (``torch.compile`` of
+a merged copy per schedule; the wall time of its first call, compile + one forward, is
+reported apart as ``compile_s``). All forwards run under ``torch.inference_mode()``.
+FLOPs: ``tome.flops.vit_flops`` of the tokens each block sees.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+
+import torch
+
+from fastast_pl.tome import MergeSpec
+from fastast_pl.tome.flops import vit_flops
+from fastast_pl.tools.benchmark.measure import (
+    RunSettings,
+    Variant,
+    finish_meta,
+    flop_ratio_checks,
+    measure_batches,
+    start_meta,
+)
+from fastast_pl.tools.benchmark.models import (
+    ModelSize,
+    build_hf,
+    build_student,
+    plan_schedules,
+    set_schedule,
+)
+
+MODES = ("eager", "bf16", "compile")
+
+
+def compiled(module: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``torch.compile`` with static shapes (one graph per batch size and schedule)."""
+    return torch.compile(module, dynamic=False)
+
+
+def make_variants(
+    size: ModelSize, settings: RunSettings, with_hf: bool, modes: Sequence[str] = ("eager",)
+) -> list[Variant]:
+    """Build the models (random weights) and one variant per model/schedule/mode."""
+    device, dtype, attn_backend = settings.device, settings.dtype, settings.attn_backend
+    ours = build_student(size).to(device).eval()
+
+    def gflops(tokens: Sequence[int]) -> float:
+        return vit_flops(tokens, size.embed_dim, size.mlp_ratio) / 1e9
+
+    def set_merge(spec: MergeSpec) -> Callable[[], None]:
+        return lambda: set_schedule(ours, spec, attn_backend)
+
+    variants = []
+    for mode in modes:
+        for plan in plan_schedules(ours, settings.targets, settings.shape):
+            sched = ours.merge_schedule(plan.spec)
+            v = Variant("ours", plan.name, plan.target, sched.r, sched.tokens,
+                        gflops(sched.tokens), ours, set_merge(plan.spec), mode,
+                        "bf16" if mode == "bf16" else dtype)  # fmt: skip
+            if mode == "compile":
+                # Its own copy per schedule: the schedule is fixed in the compiled graph.
+                own = copy.deepcopy(ours)
+                set_schedule(own, plan.spec, attn_backend)
+                v.run, v.prepare = compiled(own), lambda: None
+            variants.append(v)
+    if with_hf:
+        hf = build_hf(size).to(device).eval()
+
+        def hf_forward(x: torch.Tensor) -> torch.Tensor:
+            return hf(input_values=x).logits
+
+        plain = ours.merge_schedule(0)
+        variants.insert(0, Variant("hf", "r=0", 1.0, plain.r, plain.tokens,
+                                   gflops(plain.tokens), hf_forward, dtype=dtype))  # fmt: skip
+    return variants
+
+
+def _recompile_limit(n: int):
+    """Allow n graphs per compiled code object (every schedule x batch size is one)."""
+    config = torch._dynamo.config
+    name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
+    return config.patch(**{name: max(getattr(config, name), n)})
+
+
+def run_benchmark(
+    size: ModelSize,
+    batch_sizes: Sequence[int],
+    settings: RunSettings,
+    with_hf: bool = True,
+    with_memory: bool = True,
+    modes: Sequence[str] = ("eager",),
+) -> dict:
+    """Measure every variant at every batch size; returns ``{"meta", "rows", "checks"}``."""
+    meta = start_meta(settings)
+    variants = make_variants(size, settings, with_hf, modes)
+    with torch.inference_mode(), _recompile_limit(8 * len(variants) * len(batch_sizes)):
+        rows = measure_batches(variants, (size.input_tdim, size.input_fdim), batch_sizes,
+                               settings, "forward passes", with_memory)  # fmt: skip
+    finish_meta(meta, "inference", size, modes=list(modes),
+                flops_method="tome.flops.vit_flops: matmuls of the transformer blocks (2 FLOPs "
+                "per multiply-add), patch embedding, head and the merge matching left out")  # fmt: skip
+    return {"meta": meta, "rows": rows, "checks": _checks(rows)}
+
+
+def _checks(rows: Sequence[dict]) -> list[dict]:
+    """The issue's targets, evaluated honestly on the measured rows."""
+    out = [
+        {
+            "check": f"ours r=0 at least as fast as HF (bs={r['batch_size']})",
+            "value": round(r["speedup_vs_hf"], 3),
+            "passed": r["speedup_vs_hf"] >= 1.0,
+        }
+        for r in rows
+        if r["model"] == "ours" and r["target"] == 1.0 and r["speedup_vs_hf"] is not None
+    ]
+    return out + flop_ratio_checks([r for r in rows if r["model"] == "ours"], "forward")

@@ -1,0 +1,116 @@
+"""What the benchmarks measure: model sizes, one builder per model, the merge schedules.
+
+Each model is built in exactly one function here, so a change of a constructor
+(``ASTModel``, ``CNNTeacher``, the HF baseline) is adapted in one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from torch import nn
+
+from fastast_pl.models.arch import ASTArch
+from fastast_pl.models.ast import ASTModel
+from fastast_pl.tome import MergeSpec, apply_tome
+from fastast_pl.tome.attention import AttentionBackend
+from fastast_pl.tome.flops import schedule_for_flops_reduction
+
+
+@dataclass(frozen=True)
+class ModelSize:
+    """Transformer and input sizes shared by our model and the HF baseline."""
+
+    embed_dim: int
+    depth: int
+    num_heads: int
+    mlp_ratio: float
+    input_tdim: int
+    input_fdim: int
+    num_classes: int
+
+
+# AST-Base on a 1024x128 fbank: 12 x 101 patches + cls + dist = 1214 tokens.
+BASE = ModelSize(768, 12, 12, 4.0, 1024, 128, 527)
+# A small model for smoke tests: 12 x 12 patches + 2 = 146 tokens.
+TINY = ModelSize(64, 4, 4, 4.0, 128, 128, 10)
+
+
+@dataclass(frozen=True)
+class PlannedSchedule:
+    """One merge schedule to measure: its display name, the FLOP target and the spec."""
+
+    name: str  # "r=0", "1.5x", ...
+    target: float  # requested FLOP reduction factor (1.0 for none)
+    spec: MergeSpec
+
+
+def build_student(size: ModelSize) -> ASTModel:
+    """Our AST at ``size`` with random weights, no merging, proportional attention on."""
+    return ASTModel(
+        num_classes=size.num_classes,
+        input_tdim=size.input_tdim,
+        input_fdim=size.input_fdim,
+        arch=ASTArch(
+            embed_dim=size.embed_dim,
+            depth=size.depth,
+            num_heads=size.num_heads,
+            mlp_ratio=size.mlp_ratio,
+        ),
+        merge=0,
+        prop_attn=True,
+    )
+
+
+def build_hf(size: ModelSize) -> nn.Module:
+    """HF transformers' ``ASTForAudioClassification`` of the same size (random init, SDPA)."""
+    from transformers import ASTConfig, ASTForAudioClassification
+
+    config = ASTConfig(
+        hidden_size=size.embed_dim,
+        num_hidden_layers=size.depth,
+        num_attention_heads=size.num_heads,
+        intermediate_size=int(size.embed_dim * size.mlp_ratio),
+        max_length=size.input_tdim,
+        num_mel_bins=size.input_fdim,
+        num_labels=size.num_classes,
+        attn_implementation="sdpa",
+    )
+    return ASTForAudioClassification(config)
+
+
+def build_teacher(size: ModelSize, backbone: str) -> nn.Module:
+    """The CNN teacher of distillation (timm ``backbone``, attention pooling), random weights,
+    frozen in eval mode."""
+    from fastast_pl.models.teacher import CNNTeacher
+
+    teacher = CNNTeacher(size.num_classes, backbone=backbone, input_fdim=size.input_fdim)
+    return teacher.eval().requires_grad_(False)
+
+
+def set_schedule(model: ASTModel, spec: MergeSpec, attn_backend: AttentionBackend = "auto") -> None:
+    """Switch the model to ``spec``, proportional attention on the given kernel."""
+    model.set_merge(spec)
+    if any(model.merge_schedule().r):
+        apply_tome(model, r=spec, prop_attn=model.prop_attn, attn_backend=attn_backend)
+
+
+def plan_schedules(
+    model: ASTModel, targets: Sequence[float], shape: str = "constant"
+) -> list[PlannedSchedule]:
+    """r=0 plus, per FLOP target, the ``shape`` schedule ``schedule_for_flops_reduction``
+    finds closest to it (forward FLOPs; the training ratio is the same, see tome.flops)."""
+    planned = [PlannedSchedule("r=0", 1.0, 0)]
+    for target in targets:
+        spec = schedule_for_flops_reduction(
+            target,
+            model.num_tokens,
+            model.depth,
+            model.num_prefix_tokens,
+            model.embed_dim,
+            shape,
+            model.arch.mlp_ratio,
+        )
+        planned.append(PlannedSchedule(f"{target:g}x", target, spec))
+    return planned

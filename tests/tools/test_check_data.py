@@ -1,0 +1,87 @@
+"""`python -m fastast_pl check-data`: a decode of every file, a report, an exit code."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import yaml
+
+from fastast_pl.cli import main
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
+from data_testkit import folder_dataset, tone, write  # noqa: E402
+
+
+def _config(tmp_path, root) -> Path:
+    config = {
+        "data": {
+            "source": {"class_path": "fastast_pl.data.sources.FolderSource",
+                       "init_args": {"root": str(root)}},
+            "features": {"target_length": 40, "num_mel_bins": 32},
+        }
+    }  # fmt: skip
+    path = tmp_path / "data.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_clean_data_passes(tmp_path, capsys):
+    root = tmp_path / "data"
+    folder_dataset(root / "train", {"a": 3, "b": 3}, seconds=0.1)
+    folder_dataset(root / "val", {"a": 1, "b": 1}, seconds=0.1)
+    code = main(["check-data", "--config", str(_config(tmp_path, root)), "--out",
+                 str(tmp_path / "report.csv")])  # fmt: skip
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "8 files checked" in out and "no problems" in out
+    with open(tmp_path / "report.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 8 and {r["status"] for r in rows} == {"ok"}  # val = test: read once
+
+
+def test_every_problem_is_in_the_report_and_the_exit_code(tmp_path, capsys):
+    root = tmp_path / "data"
+    folder_dataset(root / "train", {"a": 3, "b": 3}, seconds=0.1)
+    folder_dataset(root / "val", {"a": 1, "b": 1}, seconds=0.1)
+    train = root / "train"
+    cut = write(train / "a" / "cut.wav", tone(1.0, 16000), 16000)
+    cut.write_bytes(cut.read_bytes()[:20000])  # header: 16000 samples, file: ~9978
+    write(train / "a" / "short.wav", tone(0.01, 16000), 16000)
+    write(train / "b" / "silent.wav", np.zeros(1600, np.float32), 16000)
+    write(train / "b" / "rate.wav", tone(0.1, 8000), 8000)
+    nan = np.zeros(1600, np.float32)
+    nan[5] = np.nan
+    write(train / "b" / "nan.wav", nan, 16000, subtype="FLOAT")
+    (train / "a" / "junk.wav").write_bytes(b"junk")
+    out_csv = tmp_path / "report.csv"
+    code = main(["check-data", "--config", str(_config(tmp_path, root)), "--split", "train",
+                 "--out", str(out_csv)])  # fmt: skip
+    assert code == 1
+    with open(out_csv, newline="") as fh:
+        rows = {Path(r["path"]).name: r for r in csv.DictReader(fh)}
+    assert len(rows) == 12 and {r["split"] for r in rows.values()} == {"train"}
+    assert (
+        rows["cut.wav"]["status"] == "bad"
+        and "header promises 16000" in rows["cut.wav"]["problems"]
+    )
+    assert rows["cut.wav"]["header_frames"] == "16000"
+    assert int(rows["cut.wav"]["decoded_frames"]) == sf.info(str(cut)).frames
+    assert rows["short.wav"]["status"] == "bad" and "window" in rows["short.wav"]["problems"]
+    assert rows["nan.wav"]["status"] == "bad" and "NaN" in rows["nan.wav"]["problems"]
+    assert rows["junk.wav"]["status"] == "bad"
+    assert rows["silent.wav"]["status"] == "warn" and "silent" in rows["silent.wav"]["problems"]
+    assert rows["rate.wav"]["status"] == "warn"
+    assert "8000 Hz" in rows["rate.wav"]["problems"] and "16000 Hz" in rows["rate.wav"]["problems"]
+    assert rows["a_0.wav"]["status"] == "ok"
+    out = capsys.readouterr().out
+    assert "12 files checked" in out and "4 bad" in out and "2 with warnings" in out
+    assert "cut.wav" in out
+
+
+def test_bad_arguments_are_one_line_errors(tmp_path, capsys):
+    assert main(["check-data", "--config", str(tmp_path / "absent.yaml")]) == 2
+    assert "absent.yaml" in capsys.readouterr().err
