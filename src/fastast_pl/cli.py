@@ -7,6 +7,8 @@
 from __future__ import annotations
 
 import importlib
+import logging
+import os
 import sys
 from pathlib import Path
 
@@ -39,6 +41,8 @@ TOOLS: dict[str, tuple[str, str]] = {
     "check-data": ("fastast_pl.tools.check_data:main", "decode every clip once, report bad audio"),
     "prepare": ("fastast_pl.tools.prepare:main", "ESC-50 / Speech Commands archive -> data dir"),
     "visualize": ("fastast_pl.tools.visualize:main", "draw which patches ToMe merged in a clip"),
+    "classify": ("fastast_pl.tools.classify:main", "label your own audio files -> CSV"),
+    "export": ("fastast_pl.tools.export:main", "checkpoint -> ONNX / torch.export (+ JSON)"),
 }
 
 
@@ -143,18 +147,48 @@ def _run_tool(name: str, argv: list[str]) -> int:
     return int(func(argv) or 0)
 
 
+LOG_LEVEL_ENV = "FASTAST_LOG_LEVEL"
+
+
+def configure_logging(argv: list[str]) -> list[str]:
+    """Show fastast_pl's log messages (INFO: adaptations, merge schedules) on stderr.
+
+    ``--quiet`` (anywhere on the command line; removed from it) keeps only warnings;
+    ``FASTAST_LOG_LEVEL`` (DEBUG, INFO, WARNING, ERROR) sets the level outright. Called once
+    per ``main``, never at import: a library user's own logging setup is left alone.
+    """
+    quiet = "--quiet" in argv
+    level_name = os.environ.get(LOG_LEVEL_ENV) or ("WARNING" if quiet else "INFO")
+    level = logging.getLevelName(level_name.strip().upper())
+    if not isinstance(level, int):
+        raise SystemExit(f"{LOG_LEVEL_ENV}={level_name!r}: expected DEBUG, INFO, WARNING or ERROR")
+    logger = logging.getLogger("fastast_pl")
+    logger.setLevel(level)
+    for handler in [h for h in logger.handlers if getattr(h, "fastast_cli", False)]:
+        logger.removeHandler(handler)  # a previous main() in this process (tests)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.fastast_cli = True  # type: ignore[attr-defined]
+    handler.setFormatter(logging.Formatter("[fastast_pl] %(levelname)s: %(message)s"))
+    logger.addHandler(handler)
+    return [a for a in argv if a != "--quiet"]
+
+
 def main(args: list[str] | None = None) -> int | None:
     """Entry point of `python -m fastast_pl` and the `fastast-pl` script."""
-    argv = list(sys.argv[1:] if args is None else args)
+    from_sys_argv = args is None
+    argv = configure_logging(list(sys.argv[1:] if args is None else args))
     if argv and argv[0] in TOOLS:
         code = _run_tool(argv[0], argv[1:])
-        if args is None:
+        if from_sys_argv:
             sys.exit(code)
         return code
     if not argv or argv[0] in ("-h", "--help"):
         tools = "\n".join(f"  {name:<10} {help_}" for name, (_, help_) in TOOLS.items())
         print(f"Tool subcommands (each has --help):\n{tools}\n")
-    build_cli(args)
+        print(f"--quiet (anywhere) or {LOG_LEVEL_ENV}=WARNING hides fastast_pl's INFO log.\n")
+    if from_sys_argv:
+        sys.argv[1:] = argv  # without --quiet; LightningCLI reads sys.argv itself
+    build_cli(None if from_sys_argv else argv)
     return None
 
 

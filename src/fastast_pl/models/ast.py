@@ -211,6 +211,11 @@ class ASTModel(nn.Module):
     ) -> ASTModel:
         """Build a model from a checkpoint (official AST, HF transformers, timm DeiT or ours).
 
+        ``path``: a local file or directory, or a Hugging Face hub model id such as
+        ``"MIT/ast-finetuned-audioset-10-10-0.4593"`` (read through huggingface_hub's cache;
+        ``HF_HUB_OFFLINE=1`` uses only what is cached). Class names and feature settings are
+        not part of the model: ``fastast_pl.AudioClassifier.from_pretrained`` reads them.
+
         The architecture is read from the checkpoint; ``overrides`` replace it: any
         ``ASTModel`` argument (``num_classes``, ``input_tdim``, ``input_fdim``, ``merge``,
         ``prop_attn``, a whole ``arch=ASTArch(...)``) or single ``ASTArch`` fields

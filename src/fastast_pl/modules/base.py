@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from fastast_pl.metrics import ClassificationMetrics, accuracy_metric
+from fastast_pl.models.checkpoints.metadata import INFERENCE_CKPT_KEY, inference_metadata
 
 Batch = dict[str, Tensor]
 
@@ -228,6 +229,30 @@ class ClassificationModule(L.LightningModule):
         timing["seconds"] += elapsed
         timing["clips"] += fbank.shape[0]
         return logits
+
+    # ------------------------------------------------------------ checkpoints
+    def merge_metadata(self) -> tuple[list[int] | None, list[int] | None]:
+        """(evaluation, training) merge schedules as r per layer; None for unmerged models."""
+        return None, None
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Store what inference needs (``fastast_pl.models.checkpoints.metadata``): class
+        names and feature settings from the trainer's datamodule, label kind, merge."""
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer else None
+        features = getattr(datamodule, "features", None)
+        saved = checkpoint.get(INFERENCE_CKPT_KEY) or getattr(self, "_loaded_inference", {})
+        merge, train_merge = self.merge_metadata()
+        checkpoint[INFERENCE_CKPT_KEY] = inference_metadata(
+            getattr(datamodule, "class_names", None) or saved.get("class_names"),
+            self.multi_label,
+            features.to_dict() if hasattr(features, "to_dict") else saved.get("features"),
+            merge,
+            train_merge,
+        )
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # kept for a later save without a datamodule (e.g. a Trainer given bare loaders)
+        self._loaded_inference = dict(checkpoint.get(INFERENCE_CKPT_KEY) or {})
 
     # -------------------------------------------------------------- optimiser
     def trainable_parameters(self) -> list[torch.nn.Parameter]:

@@ -272,6 +272,7 @@ class DistillationModule(StudentModule):
     # -------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Drop the teacher's weights: they live in the teacher's own checkpoint."""
+        super().on_save_checkpoint(checkpoint)  # inference metadata
         state = checkpoint["state_dict"]
         for key in [k for k in state if k.startswith("teacher.")]:
             del state[key]

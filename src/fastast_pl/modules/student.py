@@ -86,6 +86,12 @@ class StudentModule(ClassificationModule):
     def on_predict_epoch_start(self) -> None:
         self.model.set_merge(self.eval_merge)
 
+    def merge_metadata(self) -> tuple[list[int] | None, list[int] | None]:
+        """(eval, train) schedules as r per layer, stored for inference with the checkpoint."""
+        return self.model.merge_schedule(self.eval_merge).r, self.model.merge_schedule(
+            self.train_merge
+        ).r
+
     def on_fit_start(self) -> None:
         schedule = self.model.merge_schedule()
         log.info(

@@ -67,6 +67,7 @@ class TeacherModule(ClassificationModule):
         self._feature_config = datamodule_feature_config(self.trainer)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)  # inference metadata
         checkpoint[TEACHER_CKPT_KEY] = {
             "num_classes": self.num_classes,
             "multi_label": self.multi_label,

@@ -136,7 +136,7 @@ class _ToMeBlockMixin:
         state = self._tome_state
         index = self._tome_index
         if index == 0:
-            state.schedule = state.resolve(x.shape[1])
+            state.schedule = state.resolve(int(x.shape[1]))  # int: a traced size is a tensor
             if state.trace_source:
                 bsz, n_tok = x.shape[:2]
                 eye = torch.eye(n_tok, device=x.device, dtype=x.dtype)

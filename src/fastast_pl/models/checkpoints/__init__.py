@@ -5,6 +5,8 @@
 - ``reading``: ``read_checkpoint`` detects the format and infers the architecture.
 - ``fitting``: fitting a checkpoint to a model (pos-embed, head), ``from_pretrained``'s arguments.
 - ``teacher``: the TeacherModule checkpoint and what it says about its data.
+- ``hub``: Hugging Face hub model ids, through huggingface_hub's cache and offline mode.
+- ``metadata``: what inference needs (class names, features, label kind, merge schedule).
 """
 
 from fastast_pl.models.checkpoints.files import (
@@ -18,6 +20,13 @@ from fastast_pl.models.checkpoints.fitting import (
     pretrained_arguments,
     resize_pos_embed,
 )
+from fastast_pl.models.checkpoints.hub import looks_like_hub_id, resolve_source
+from fastast_pl.models.checkpoints.metadata import (
+    INFERENCE_CKPT_KEY,
+    InferenceInfo,
+    inference_metadata,
+    read_inference_info,
+)
 from fastast_pl.models.checkpoints.reading import Checkpoint, read_checkpoint
 from fastast_pl.models.checkpoints.teacher import (
     TEACHER_CKPT_KEY,
@@ -26,6 +35,12 @@ from fastast_pl.models.checkpoints.teacher import (
 )
 
 __all__ = [
+    "INFERENCE_CKPT_KEY",
+    "InferenceInfo",
+    "inference_metadata",
+    "looks_like_hub_id",
+    "read_inference_info",
+    "resolve_source",
     "SUPPORTED_FORMATS",
     "TEACHER_CKPT_KEY",
     "Checkpoint",

@@ -24,7 +24,6 @@ from fastast_pl.models.checkpoints.files import (
     load_safetensors,
     load_torch,
     read_json,
-    resolve_path,
 )
 from fastast_pl.models.checkpoints.formats import (
     HF_PREFIX,
@@ -38,6 +37,7 @@ from fastast_pl.models.checkpoints.formats import (
     require,
     unknown_format,
 )
+from fastast_pl.models.checkpoints.hub import resolve_source
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ def read_checkpoint(
     model_fdim: int | None = None,
     model_fstride: int | None = None,
 ) -> Checkpoint:
-    """Load any supported checkpoint and convert it to ``ASTModel`` key names.
+    """Load any supported checkpoint (a path or an HF hub model id) in ``ASTModel`` key names.
 
     Where the file does not store the mel bins and frequency stride it was trained with
     (official releases, plain state dicts), ``fdim``/``fstride`` give them; otherwise an
@@ -134,7 +134,7 @@ def read_checkpoint(
     dict to match the model it is loaded into (``model_fdim``/``model_fstride``, else
     128/10). ``num_heads`` likewise (default ``embed_dim // 64``, the DeiT/AST rule).
     """
-    p = resolve_path(path)
+    p = resolve_source(path)  # a local path, else a Hugging Face hub model id
     hints = {
         "fdim": fdim,
         "fstride": fstride,

@@ -1,0 +1,359 @@
+"""AudioClassifier: the user's own audio in, labels out, with the checkpoint's own settings.
+
+Decoding and resampling (``data.audio``), the fbank and its normalisation
+(``data.features``) are the training pipeline's own functions, driven by the feature
+settings the checkpoint carries (``models.checkpoints.metadata``). A clip longer than the
+model's input is covered by sliding windows whose scores are aggregated; a shorter one is
+zero-padded before normalisation, exactly as in training.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, NamedTuple
+
+import numpy as np
+import torch
+
+from fastast_pl.data.audio import AUDIO_EXTENSIONS, AudioDecodeError, load_audio
+from fastast_pl.data.features import (
+    FEATURE_VERSION,
+    FeatureConfig,
+    compute_fbank,
+    normalize,
+    pad_or_crop,
+)
+from fastast_pl.models.ast import ASTModel
+from fastast_pl.models.checkpoints import read_inference_info, resolve_source
+from fastast_pl.tome import MergeSpec
+
+log = logging.getLogger(__name__)
+
+AudioInput = str | os.PathLike | torch.Tensor | np.ndarray
+_FEATURE_FIELDS = tuple(f.name for f in dataclasses.fields(FeatureConfig))
+
+
+class ClassScore(NamedTuple):
+    """One class of a prediction: its index, its name and its (aggregated) score."""
+
+    index: int
+    label: str
+    score: float
+
+
+@dataclass
+class Prediction:
+    """Scores of one input: ``top_k`` best classes, all ``scores`` (C,), windows used.
+
+    ``above_threshold``: for multi-label models, every class scoring at least the threshold
+    (best first); None for single-label models.
+    """
+
+    source: str
+    top_k: list[ClassScore]
+    scores: torch.Tensor
+    windows: int
+    above_threshold: list[ClassScore] | None = None
+
+
+def audio_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """Files as given, folders searched (recursively, sorted) for audio files."""
+    out: list[Path] = []
+    for item in paths:
+        p = Path(item).expanduser()
+        if p.is_dir():
+            found = sorted(
+                f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in AUDIO_EXTENSIONS
+            )
+            if not found:
+                raise FileNotFoundError(
+                    f"folder {p} holds no audio files (looked for {', '.join(AUDIO_EXTENSIONS)})"
+                )
+            out.extend(found)
+        else:
+            out.append(p)  # a missing file is reported when it is decoded
+    return out
+
+
+class AudioClassifier:
+    """An ``ASTModel`` with the feature settings, class names and label kind it was trained with.
+
+    Args:
+        model: The AST (its merge schedule is used as set).
+        features: Feature settings; ``num_mel_bins``/``target_length`` must fit the model.
+        class_names: Name of every class by index (None: the indices, as text).
+        multi_label: Sigmoid scores, max over windows (True) or softmax, mean (False).
+        batch_size: Windows per forward pass.
+        device: Where the model runs (default: CUDA when available, else CPU).
+    """
+
+    def __init__(
+        self,
+        model: ASTModel,
+        features: FeatureConfig,
+        class_names: Sequence[str] | None = None,
+        multi_label: bool = False,
+        batch_size: int = 8,
+        device: str | torch.device | None = None,
+    ) -> None:
+        if features.num_mel_bins != model.input_fdim or features.target_length != model.input_tdim:
+            raise ValueError(
+                f"features give {features.target_length} frames x {features.num_mel_bins} mel "
+                f"bins, the model takes input_tdim={model.input_tdim}, "
+                f"input_fdim={model.input_fdim}"
+            )
+        if class_names is not None and len(class_names) != model.num_classes:
+            raise ValueError(
+                f"{len(class_names)} class names for a model with {model.num_classes} outputs"
+            )
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model = model.eval().to(self.device)
+        self.features = features
+        self.class_names = (
+            [str(i) for i in range(model.num_classes)] if class_names is None else list(class_names)
+        )
+        self.multi_label = multi_label
+        self.batch_size = batch_size
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_pretrained(
+        cls,
+        path_or_name: str | os.PathLike,
+        *,
+        merge: MergeSpec | None = None,
+        features: FeatureConfig | Mapping[str, Any] | None = None,
+        class_names: Sequence[str] | None = None,
+        multi_label: bool | None = None,
+        batch_size: int = 8,
+        device: str | torch.device | None = None,
+        **model_overrides: Any,
+    ) -> AudioClassifier:
+        """Load a checkpoint (path or HF hub id) with the settings it carries.
+
+        ``merge`` (default: the schedule the checkpoint was evaluated with), ``features``
+        (a FeatureConfig or some of its fields), ``class_names`` and ``multi_label`` replace
+        what the checkpoint says, and must be given where it says nothing (older
+        checkpoints, official releases); ``model_overrides`` go to ``ASTModel.from_pretrained``.
+        """
+        local = resolve_source(path_or_name)
+        info = read_inference_info(local)
+        given = _feature_fields(features)
+        stored = _stored_features(local, info.features)
+        settings = {**stored, **given}
+        missing = [k for k in ("sample_rate", "mean", "std") if k not in settings]
+        if missing:
+            raise ValueError(
+                f"{path_or_name}: this {info.kind} checkpoint does not carry its feature settings "
+                f"({', '.join(info.missing) or ', '.join(missing)}); pass "
+                f"features={{'sample_rate': ..., 'mean': ..., 'std': ...}} with the values it was "
+                'trained with (CLI: --features \'{"sample_rate": 16000, "mean": ..., "std": ...}\' '
+                "or a JSON file; `python -m fastast_pl stats --config ...` computes mean/std)"
+            )
+        for key in ("target_length", "num_mel_bins"):
+            if key in settings:
+                arg = "input_tdim" if key == "target_length" else "input_fdim"
+                model_overrides.setdefault(arg, int(settings[key]))
+        spec = merge if merge is not None else (info.merge if info.merge is not None else 0)
+        model = ASTModel.from_pretrained(local, merge=spec, **model_overrides)
+        settings.setdefault("target_length", model.input_tdim)
+        settings.setdefault("num_mel_bins", model.input_fdim)
+        names = class_names if class_names is not None else info.class_names
+        if names is None:
+            log.warning(
+                "%s: no class names in the checkpoint; classes are named by index (pass "
+                "class_names=[...], CLI --class-names FILE)",
+                path_or_name,
+            )
+        kind = multi_label if multi_label is not None else info.multi_label
+        if kind is None:
+            log.warning(
+                "%s: the checkpoint does not say whether it is single- or multi-label; scoring "
+                "as single-label (softmax). Pass multi_label=True (CLI --label-kind multi) for "
+                "a multi-label model",
+                path_or_name,
+            )
+        log.info(
+            "%s: %s checkpoint, %d classes, %s, merge r per layer %s",
+            path_or_name,
+            info.kind,
+            model.num_classes,
+            "multi-label" if kind else "single-label",
+            model.merge_schedule().r,
+        )
+        return cls(model, FeatureConfig(**settings), names, bool(kind), batch_size, device)
+
+    @property
+    def sample_rate(self) -> int:
+        """Rate (Hz) waveforms given to ``predict`` must have (files are resampled)."""
+        return self.features.sample_rate
+
+    # ------------------------------------------------------------------ features
+    def windows(self, waveform: torch.Tensor, hop: float | None = None) -> torch.Tensor:
+        """Normalised fbank windows ``(W, T, F)`` covering a ``(1, N)`` waveform.
+
+        Windows of ``target_length`` frames start every ``hop`` seconds (default: half a
+        window); the last one ends at the clip's end. A clip of at most one window gives
+        one, zero-padded before normalisation as in training.
+        """
+        cfg = self.features
+        length = cfg.target_length
+        hop_frames = length // 2 if hop is None else round(hop * 1000.0 / cfg.frame_shift)
+        if hop_frames < 1:
+            raise ValueError(f"hop={hop} s is shorter than one frame ({cfg.frame_shift} ms)")
+        raw = compute_fbank(waveform, cfg)  # (frames, F), unpadded, no dither
+        frames = raw.shape[0]
+        starts = [0] if frames <= length else list(range(0, frames - length + 1, hop_frames))
+        if starts[-1] + length < frames:
+            starts.append(frames - length)  # cover the tail
+        padded = torch.stack(
+            [pad_or_crop(raw[s : s + length], length) for s in starts]
+        )  # (W, T, F)
+        return normalize(padded, cfg.mean, cfg.std).float()
+
+    def _waveform(self, item: AudioInput) -> torch.Tensor:
+        if isinstance(item, (str, os.PathLike)):
+            return load_audio(item, self.sample_rate)  # (1, N)
+        x = torch.as_tensor(item, dtype=torch.float32)
+        if x.ndim == 1:
+            x = x.unsqueeze(0)  # (1, N)
+        elif x.ndim == 2 and x.shape[0] > 1:
+            x = x.mean(dim=0, keepdim=True)  # (channels, N) -> (1, N)
+        if x.ndim != 2 or x.shape[1] == 0:
+            raise ValueError(f"expected a waveform (N,) or (channels, N), got {tuple(x.shape)}")
+        if not torch.isfinite(x).all():
+            raise ValueError("the waveform contains NaN or infinity")
+        return x
+
+    # ------------------------------------------------------------------ predicting
+    @torch.inference_mode()
+    def predict(
+        self,
+        inputs: AudioInput | Sequence[AudioInput],
+        *,
+        top_k: int = 5,
+        hop: float | None = None,
+        aggregate: Literal["mean", "max"] | None = None,
+        threshold: float = 0.5,
+        batch_size: int | None = None,
+        on_bad_audio: Literal["raise", "skip"] = "raise",
+        progress: bool = False,
+    ) -> list[Prediction]:
+        """Top-k classes of each input: audio files, folders of them, or waveforms.
+
+        Waveforms (tensors/arrays) must be at ``self.sample_rate``. ``aggregate`` combines
+        the window scores (default: max for multi-label, mean for single-label). A file
+        that cannot be decoded stops the run (``on_bad_audio="raise"``) or is logged by
+        name and left out (``"skip"``).
+        """
+        if on_bad_audio not in ("raise", "skip"):
+            raise ValueError(f"on_bad_audio must be 'raise' or 'skip', got {on_bad_audio!r}")
+        aggregate = aggregate or ("max" if self.multi_label else "mean")
+        if aggregate not in ("mean", "max"):
+            raise ValueError(f"aggregate must be 'mean' or 'max', got {aggregate!r}")
+        items = _as_items(inputs)
+        batch = batch_size or self.batch_size
+        results: list[Prediction | None] = []
+        pending: list[tuple[int, str, torch.Tensor]] = []  # (result slot, source, windows)
+        for item in _track(items, progress):
+            source = (
+                str(item) if isinstance(item, (str, os.PathLike)) else f"waveform {len(results)}"
+            )
+            try:
+                windows = self.windows(self._waveform(item), hop)
+            except AudioDecodeError as err:
+                if on_bad_audio == "raise":
+                    raise
+                log.warning("%s; left out", err)
+                continue
+            pending.append((len(results), source, windows))
+            results.append(None)
+            if sum(w.shape[0] for *_, w in pending) >= batch:
+                self._score(pending, results, batch, aggregate, top_k, threshold)
+                pending = []
+        self._score(pending, results, batch, aggregate, top_k, threshold)
+        return [r for r in results if r is not None]
+
+    def _score(self, pending, results, batch, aggregate, top_k, threshold) -> None:
+        """Run the pending windows in batches and fill their files' predictions."""
+        if not pending:
+            return
+        stacked = torch.cat([w for *_, w in pending])  # (sum W, T, F)
+        logits = torch.cat(
+            [
+                self.model(stacked[i : i + batch].to(self.device)).float().cpu()
+                for i in range(0, len(stacked), batch)
+            ]
+        )  # (sum W, C)
+        probs = torch.sigmoid(logits) if self.multi_label else logits.softmax(dim=-1)
+        start = 0
+        for slot, source, windows in pending:
+            part = probs[start : start + windows.shape[0]]  # (W, C)
+            start += windows.shape[0]
+            scores = part.mean(dim=0) if aggregate == "mean" else part.amax(dim=0)  # (C,)
+            results[slot] = self._prediction(source, scores, windows.shape[0], top_k, threshold)
+
+    def _prediction(self, source, scores, windows, top_k, threshold) -> Prediction:
+        values, indices = scores.topk(min(top_k, scores.numel()))
+        best = [self._class(i, v) for v, i in zip(values.tolist(), indices.tolist())]
+        above = None
+        if self.multi_label:
+            order = scores.argsort(descending=True, stable=True).tolist()
+            above = [self._class(i, float(scores[i])) for i in order if scores[i] >= threshold]
+        return Prediction(source, best, scores, windows, above)
+
+    def _class(self, index: int, score: float) -> ClassScore:
+        return ClassScore(int(index), self.class_names[index], float(score))
+
+
+def _as_items(inputs: AudioInput | Sequence[AudioInput]) -> list[AudioInput]:
+    if isinstance(inputs, (str, os.PathLike, torch.Tensor, np.ndarray)):
+        inputs = [inputs]
+    items: list[AudioInput] = []
+    for item in inputs:
+        if isinstance(item, (str, os.PathLike)) and Path(item).is_dir():
+            items.extend(audio_files([item]))
+        else:
+            items.append(item)
+    return items
+
+
+def _track(items: list[AudioInput], progress: bool) -> Iterable[AudioInput]:
+    if not progress:
+        return items
+    from rich.progress import track
+
+    return track(items, description="classifying", transient=True)
+
+
+def _feature_fields(features: FeatureConfig | Mapping[str, Any] | None) -> dict[str, Any]:
+    if features is None:
+        return {}
+    if isinstance(features, FeatureConfig):
+        return dataclasses.asdict(features)
+    unknown = sorted(set(features) - set(_FEATURE_FIELDS))
+    if unknown:
+        raise ValueError(f"unknown feature setting(s) {unknown}; expected {list(_FEATURE_FIELDS)}")
+    return dict(features)
+
+
+def _stored_features(path: Path, stored: Mapping[str, Any] | None) -> dict[str, Any]:
+    """FeatureConfig fields of a checkpoint's stored settings; refuses another recipe version."""
+    if not stored:
+        return {}
+    version = stored.get("version", FEATURE_VERSION)
+    if version != FEATURE_VERSION:
+        raise ValueError(
+            f"{path}: features were computed with feature recipe version {version}; this "
+            f"fastast_pl computes version {FEATURE_VERSION}, so its fbank would differ"
+        )
+    out = {k: v for k, v in stored.items() if k in _FEATURE_FIELDS}
+    out["dither"] = 0.0  # inference never dithers
+    return out

@@ -1,0 +1,189 @@
+"""`python -m fastast_pl classify`: label your own audio files with a checkpoint, to a CSV.
+
+A thin front end over ``fastast_pl.inference.AudioClassifier``: every setting it uses
+(feature settings, class names, label kind, merge schedule) comes from the checkpoint
+unless given here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from fastast_pl.tools.common import USER_ERRORS, ToolError, fail
+from fastast_pl.utils.io import atomic_write
+
+PROG = "python -m fastast_pl classify"
+
+
+def parse_merge(text: str | None) -> Any:
+    """``8`` (every layer), ``8,8,4,0`` or ``[8,8,4,0]`` (per layer), or a MergeSchedule as JSON
+    (``{"ratio": 0.1, "shape": "decreasing"}``); None keeps the checkpoint's own."""
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        try:
+            value = [int(part) for part in text.split(",") if part.strip()]
+        except ValueError:
+            raise ToolError(
+                f"--merge {text!r}: expected an int, a comma list of ints or a JSON schedule"
+            ) from None
+    if isinstance(value, bool) or not isinstance(value, (int, list, dict)):
+        raise ToolError(f"--merge {text!r}: expected an int, a list or a JSON object")
+    return value
+
+
+def read_json_option(text: str | None, option: str) -> dict[str, Any] | None:
+    """Inline JSON or a JSON file (e.g. an export sidecar's ``features``) for ``option``."""
+    if text is None:
+        return None
+    path = Path(text)
+    try:
+        value = json.loads(path.read_text() if path.is_file() else text)
+    except (OSError, json.JSONDecodeError) as err:
+        raise ToolError(f"{option} {text!r}: neither a JSON file nor inline JSON ({err})") from err
+    if isinstance(value, dict) and isinstance(value.get("features"), dict):
+        value = value["features"]  # an export sidecar
+    if not isinstance(value, dict):
+        raise ToolError(f"{option} {text!r}: expected a JSON object of feature settings")
+    return value
+
+
+def read_class_names(path: Path | None) -> list[str] | None:
+    """One class name per line, by class index."""
+    if path is None:
+        return None
+    try:
+        names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    except OSError as err:
+        raise ToolError(f"--class-names {path}: {err.strerror or err}") from err
+    return names
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description="Classify audio files (or every audio file in folders) with a checkpoint: "
+        "a fastast-pl .ckpt, an HF AST directory or hub model id. Decoding, resampling, fbank "
+        "and normalisation follow the checkpoint's own feature settings; clips longer than "
+        "the model input are covered by sliding windows whose scores are aggregated.",
+        epilog=f"example: {PROG} runs/esc50/best.ckpt my_recordings/ --top-k 3 --out preds.csv",
+    )
+    p.add_argument("checkpoint", help="checkpoint file or directory, or a HF hub model id")
+    p.add_argument("inputs", nargs="+", help="audio files and/or folders of them")
+    p.add_argument("--top-k", type=int, default=5, metavar="K", help="classes per file (5)")
+    p.add_argument(
+        "--merge",
+        metavar="SCHEDULE",
+        help="Token Merging schedule: 8, 8,8,4,0 or JSON (default: the checkpoint's own)",
+    )
+    p.add_argument(
+        "--hop",
+        type=float,
+        metavar="SECONDS",
+        help="hop between windows of long clips (default: half the model input)",
+    )
+    p.add_argument(
+        "--aggregate",
+        choices=("mean", "max"),
+        help="window scores -> clip score (default: mean single-label, max multi-label)",
+    )
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=0.5,
+        metavar="T",
+        help="multi-label: list every class scoring at least T (0.5)",
+    )
+    p.add_argument("--batch-size", type=int, default=8, metavar="N", help="windows per forward")
+    p.add_argument(
+        "--on-bad-audio",
+        choices=("skip", "raise"),
+        default="skip",
+        help="a file that cannot be decoded: report it and leave it out (skip), or stop",
+    )
+    p.add_argument("--out", type=Path, help="CSV to write (default: print it to stdout)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    p.add_argument(
+        "--features",
+        metavar="JSON",
+        help="feature settings for checkpoints without them: inline JSON or a JSON file",
+    )
+    p.add_argument("--class-names", type=Path, metavar="FILE", help="one class name per line")
+    p.add_argument("--label-kind", choices=("single", "multi"), help="override the label kind")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    return p
+
+
+def csv_rows(predictions: list, top_k: int, multi_label: bool) -> tuple[list[str], list[list]]:
+    """Header and one row per file: path, top-k names and scores, classes above threshold."""
+    header = ["path"]
+    for k in range(1, top_k + 1):
+        header += [f"label_{k}", f"score_{k}"]
+    if multi_label:
+        header.append("above_threshold")
+    rows = []
+    for pred in predictions:
+        row: list = [pred.source]
+        for k in range(top_k):
+            hit = pred.top_k[k] if k < len(pred.top_k) else None
+            row += ["", ""] if hit is None else [hit.label, f"{hit.score:.6f}"]
+        if multi_label:
+            row.append(";".join(c.label for c in pred.above_threshold or []))
+        rows.append(row)
+    return header, rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m fastast_pl classify CHECKPOINT FILE_OR_FOLDER...`."""
+    args = _parser().parse_args(argv)
+    try:
+        from fastast_pl.inference import AudioClassifier, audio_files
+
+        if args.top_k < 1 or args.batch_size < 1:
+            raise ToolError("--top-k and --batch-size must be >= 1")
+        if args.out is not None and args.out.exists() and not args.overwrite:
+            raise ToolError(f"--out {args.out} exists; pass --overwrite to replace it")
+        files = audio_files(args.inputs)
+        classifier = AudioClassifier.from_pretrained(
+            args.checkpoint,
+            merge=parse_merge(args.merge),
+            features=read_json_option(args.features, "--features"),
+            class_names=read_class_names(args.class_names),
+            multi_label=None if args.label_kind is None else args.label_kind == "multi",
+            batch_size=args.batch_size,
+            device=args.device,
+        )
+        predictions = classifier.predict(
+            [str(f) for f in files],
+            top_k=args.top_k,
+            hop=args.hop,
+            aggregate=args.aggregate,
+            threshold=args.threshold,
+            on_bad_audio=args.on_bad_audio,
+            progress=sys.stderr.isatty(),
+        )
+    except USER_ERRORS as err:
+        return fail(PROG, err)
+    left_out = sorted({str(f) for f in files} - {p.source for p in predictions})
+    if left_out:
+        print(
+            f"{PROG}: {len(left_out)} of {len(files)} file(s) could not be decoded and were "
+            f"left out: {', '.join(left_out[:10])}",
+            file=sys.stderr,
+        )
+    header, rows = csv_rows(predictions, args.top_k, classifier.multi_label)
+    if args.out is None:
+        writer = csv.writer(sys.stdout)
+        writer.writerows([header, *rows])
+    else:
+        with atomic_write(args.out, "w", newline="") as fh:
+            csv.writer(fh).writerows([header, *rows])
+        print(f"{len(rows)} file(s) classified -> {args.out}", file=sys.stderr)
+    return 0
