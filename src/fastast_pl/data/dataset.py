@@ -1,11 +1,13 @@
 """AudioDataset: the clips of one split -> model-ready features.
 
 It decodes, computes the fbank (or reads it from the cache), and for training applies
-mixup and SpecAugment; it yields ``{"fbank": (T, F), "target": (C,), "index": ()}``.
+mixup, SpecAugment, noise and time roll (``augment.py``); it yields
+``{"fbank": (T, F), "target": (C,), "index": ()}``.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Literal
 
@@ -13,10 +15,19 @@ import torch
 from torch.utils.data import Dataset
 
 from fastast_pl.data.audio import AudioDecodeError, load_audio
-from fastast_pl.data.augment import AugmentConfig, SpecAugment, mix, sample_mixup_lambda
+from fastast_pl.data.augment import (
+    AugmentConfig,
+    SpecAugment,
+    add_noise_and_roll,
+    mix,
+    mix_waveforms,
+    sample_mixup_lambda,
+)
 from fastast_pl.data.cache import FeatureCache, file_fingerprint
 from fastast_pl.data.clips import Clip
 from fastast_pl.data.features import FeatureConfig, compute_fbank, crop, normalize, pad_or_crop
+
+log = logging.getLogger(__name__)
 
 # ---------------------------------------------------------------------------------------
 # Bad-audio bookkeeping shared between DataLoader workers
@@ -85,12 +96,19 @@ class AudioDataset(Dataset):
         self.features = features
         self.train = train
         augment = augment if augment is not None and train else AugmentConfig()
+        self.augment = augment
         self.mixup, self.mixup_alpha = augment.mixup, augment.mixup_alpha
         self.specaug = (
             SpecAugment(augment.freqm, augment.timem) if augment.freqm or augment.timem else None
         )
         self.dither = features.dither if train else 0.0
         self.cache = cache if self.dither == 0 else None
+        if self.cache is not None and self.mixup > 0 and augment.mixup_domain == "waveform":
+            log.info(
+                "augment.mixup_domain=waveform: mixed training clips (mixup=%s) are decoded and "
+                "featurized from their audio, bypassing the feature cache",
+                self.mixup,
+            )
         self.on_bad_audio = on_bad_audio
         self.tally = tally if tally is not None else BadAudioTally(len(self.clips))
         self._clip_keys: dict[int, str] = {}
@@ -128,10 +146,20 @@ class AudioDataset(Dataset):
             self.cache.save(path, fbank)
         return fbank
 
-    def _load(self, index: int) -> tuple[int, torch.Tensor]:
-        """(index actually used, padded raw fbank ``(T, F)``), skipping bad clips if asked."""
+    def waveform(self, index: int) -> torch.Tensor:
+        """Decoded, resampled ``(1, N)`` waveform of clip ``index`` (never cached), with the
+        same bad-audio checks as ``raw_fbank``."""
+        return load_audio(
+            self.clips[index].path, self.features.sample_rate, self.features.frame_length
+        )
+
+    def _load(self, index: int, waveform: bool = False) -> tuple[int, torch.Tensor]:
+        """(index actually used, padded raw fbank ``(T, F)`` or with ``waveform`` the
+        ``(1, N)`` waveform), skipping bad clips if asked."""
         for _ in range(20):
             try:
+                if waveform:
+                    return index, self.waveform(index)
                 return index, pad_or_crop(self.raw_fbank(index), self.features.target_length)
             except AudioDecodeError:
                 if self.on_bad_audio == "raise":
@@ -142,16 +170,38 @@ class AudioDataset(Dataset):
             "20 clips in a row could not be decoded; is the dataset readable at all?"
         )
 
+    def _mixed_from_waveforms(self, index: int) -> tuple[int, torch.Tensor, torch.Tensor]:
+        """AST's waveform mixup: (index used, raw padded fbank ``(T, F)``, mixed target)."""
+        index, wave = self._load(index, waveform=True)  # (1, N)
+        other, wave_other = self._load(int(torch.randint(len(self.clips), ())), waveform=True)
+        lam = sample_mixup_lambda(self.mixup_alpha)
+        mixed = mix_waveforms(wave, wave_other, lam)  # (1, N)
+        fbank = crop(
+            compute_fbank(mixed, self.features, dither=self.dither), self.features.target_length
+        )
+        target = lam * self.target(index) + (1 - lam) * self.target(other)
+        return index, pad_or_crop(fbank, self.features.target_length), target
+
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        index, fbank = self._load(index)  # (T, F)
-        target = self.target(index)
+        aug = self.augment
         if self.mixup > 0 and float(torch.rand(())) < self.mixup:
-            other, fbank_other = self._load(int(torch.randint(len(self.clips), ())))
-            lam = sample_mixup_lambda(self.mixup_alpha)
-            fbank, target = mix(fbank, target, fbank_other, self.target(other), lam)
+            if aug.mixup_domain == "waveform":
+                index, fbank, target = self._mixed_from_waveforms(index)  # (T, F), (C,)
+            else:
+                index, fbank = self._load(index)  # (T, F)
+                other, fbank_other = self._load(int(torch.randint(len(self.clips), ())))
+                lam = sample_mixup_lambda(self.mixup_alpha)
+                fbank, target = mix(fbank, self.target(index), fbank_other, self.target(other), lam)
+        else:
+            index, fbank = self._load(index)  # (T, F)
+            target = self.target(index)
+        if self.specaug is not None and aug.mask_before_norm:
+            fbank = self.specaug(fbank)  # AST: masks of 0 on the raw fbank
         fbank = normalize(fbank, self.features.mean, self.features.std)
-        if self.specaug is not None:
+        if self.specaug is not None and not aug.mask_before_norm:
             fbank = self.specaug(fbank)
+        if aug.noise > 0 or aug.time_roll > 0:
+            fbank = add_noise_and_roll(fbank, aug.noise, aug.time_roll)
         return {
             "fbank": fbank.float(),
             "target": target,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Literal
 
 import lightning as L
 import torch
@@ -82,7 +83,13 @@ class ClassificationModule(L.LightningModule):
         num_mel_bins: Mel bins F of the fbank (linked from the data).
         multi_label: True for multi-label data (BCE, sigmoid), False for single-label (CE, softmax).
         optim: Optimiser and LR schedule.
+        loss: Task loss: "auto" (BCE for multi-label, CE for single-label), "ce", or "bce"
+            (BCE on the one-hot targets of single-label data, as AST trains Speech Commands:
+            run_sc.sh loss=BCE; accuracy stays the metric). Subclasses that replace
+            ``training_loss`` (distillation: CMKD's loss in losses.py) accept only "auto".
     """
+
+    LOSSES = ("auto", "ce", "bce")
 
     def __init__(
         self,
@@ -91,8 +98,19 @@ class ClassificationModule(L.LightningModule):
         num_mel_bins: int = 128,
         multi_label: bool = False,
         optim: OptimConfig | None = None,
+        loss: Literal["auto", "ce", "bce"] = "auto",
     ) -> None:
         super().__init__()
+        if loss not in self.LOSSES:
+            raise ValueError(f"model loss must be one of {self.LOSSES}, got {loss!r}")
+        if multi_label and loss == "ce":
+            raise ValueError("model loss='ce' needs single-label data; multi-label data uses BCE")
+        if loss != "auto" and type(self).training_loss is not ClassificationModule.training_loss:
+            raise ValueError(
+                f"{type(self).__name__} trains with its own loss (training_loss); "
+                f"model loss={loss!r} would be ignored there: leave it at 'auto'"
+            )
+        self.loss = loss
         self.num_classes = num_classes
         self.target_length = target_length
         self.num_mel_bins = num_mel_bins
@@ -109,8 +127,9 @@ class ClassificationModule(L.LightningModule):
 
     # ----------------------------------------------------------------- losses
     def task_loss(self, logits: Tensor, target: Tensor) -> Tensor:
-        """CE for single-label (soft targets allowed, for mixup), BCE for multi-label."""
-        if self.multi_label:
+        """CE for single-label (soft targets allowed, for mixup), BCE for multi-label or
+        with ``loss="bce"`` (mean over clips and classes, as torch's BCEWithLogitsLoss)."""
+        if self.multi_label or self.loss == "bce":
             return F.binary_cross_entropy_with_logits(logits, target)
         return F.cross_entropy(logits, target)
 

@@ -5,6 +5,8 @@ RUNS are local directories (a sweep's output, a `runs/` tree, single run directo
 or a W&B transaction log is one run) or ``wandb:ENTITY/PROJECT[/SWEEP_ID]`` (the W&B API;
 needs a login and a network). ``read`` gathers runs, ``analyze`` finds the unmerged
 baseline, speed-ups and the Pareto front, ``render`` writes the table and the plot.
+With ``--esc50-folds`` RUNS are the five ESC-50 fold runs and ``esc50`` prints AST's
+five-fold summary instead.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import sys
 from pathlib import Path
 
 from fastast_pl.tools.report.analyze import ACC_KEYS, AXES, SPEED_KEYS, build_report
+from fastast_pl.tools.report.esc50 import esc50_result, format_result
 from fastast_pl.tools.report.read import gather
 from fastast_pl.tools.report.render import fmt, log_to_wandb, markdown_table, write_outputs
 
@@ -44,7 +47,18 @@ def main(argv: list[str] | None = None) -> int:
                    "default when every run logged it) or throughput (measured vs baseline)")  # fmt: skip
     p.add_argument("--out", default="report", help="output directory (default: report/)")
     p.add_argument("--wandb-project", help="also log the table and plot to this W&B project")
+    p.add_argument("--esc50-folds", action="store_true",
+                   help="RUNS are the 5 ESC-50 fold runs: print the best epoch of the mean "
+                   "val/acc curve (AST get_esc_result.py) and the last-epoch mean")  # fmt: skip
     args = p.parse_args(list(sys.argv[1:] if argv is None else argv))
+    if args.esc50_folds:
+        try:
+            result = esc50_result([Path(r) for r in args.runs], args.metric or "val/acc")
+        except (ValueError, FileNotFoundError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        print(format_result(result))
+        return 0
     try:
         runs = gather(args.runs)
         report = build_report(

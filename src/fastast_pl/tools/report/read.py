@@ -51,6 +51,19 @@ def last_metrics_csv(path: Path) -> dict[str, float]:
     return out
 
 
+def epoch_metric_csv(path: Path, key: str) -> dict[int, float]:
+    """``{epoch: value}`` of one metric in a CSVLogger ``metrics.csv`` (the last value
+    logged in each epoch, e.g. the epoch-end validation)."""
+    out: dict[int, float] = {}
+    with path.open(newline="") as f:
+        for row in csv.DictReader(f):
+            value = row.get(key)
+            if value in ("", None) or row.get("epoch") in ("", None):
+                continue
+            out[int(float(row["epoch"]))] = float(value)
+    return out
+
+
 def _short(name: str) -> str:
     for prefix in _STRIP:
         if name.startswith(prefix):
