@@ -24,6 +24,7 @@ from rich.table import Table
 
 from fastast_pl.cli import build_cli
 from fastast_pl.metrics import chance_accuracy
+from fastast_pl.tools.demo_clip import merge_map_of_test_clip
 from fastast_pl.tools.demo_measure import (
     TimedSchedule,
     load_ast,
@@ -31,7 +32,6 @@ from fastast_pl.tools.demo_measure import (
     time_schedules,
     timing_note,
 )
-from fastast_pl.tools.demo_clip import merge_map_of_test_clip
 from fastast_pl.tools.demo_plots import ParetoPoint, plot_pareto
 
 CONFIGS = Path("experiments/demo")
@@ -86,8 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="CNN teacher, AST, the AST merged off the shelf, the merged AST "
         "recovered with CMKD; table + Pareto plot + merge map (CPU, about 5 minutes).",
     )
-    p.add_argument("--configs", type=Path, default=CONFIGS, help="folder with " + ", ".join(CONFIG_FILES))
-    p.add_argument("--root", type=Path, default=Path("runs/demo"), help="where the runs are written")
+    p.add_argument(
+        "--configs", type=Path, default=CONFIGS, help="folder with " + ", ".join(CONFIG_FILES)
+    )
+    p.add_argument(
+        "--root", type=Path, default=Path("runs/demo"), help="where the runs are written"
+    )
     p.add_argument("--flop-targets", type=float, nargs="+", default=[1.5, 2.0],
                    help="analytic FLOP reductions to evaluate off the shelf; the last one is "
                    "the schedule the CMKD student is trained with")  # fmt: skip
@@ -101,7 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     for name in CONFIG_FILES:
         if not (args.configs / name).is_file():
-            raise SystemExit(f"demo: config {args.configs / name} not found (run from the repository root)")
+            raise SystemExit(
+                f"demo: config {args.configs / name} not found (run from the repository root)"
+            )
     start = time.perf_counter()
     console = Console()
     if not console.is_terminal:  # logs and captured output: wide enough for the table
@@ -162,7 +168,9 @@ def main(argv: list[str] | None = None) -> int:
 
     console.rule("[bold]timing the trained models (batched, interleaved)")
     wall, cpu = time.perf_counter(), time.process_time()
-    time_args = dict(batch_size=args.timing_batch, rounds=args.timing_rounds, threads=args.timing_threads)
+    time_args = dict(
+        batch_size=args.timing_batch, rounds=args.timing_rounds, threads=args.timing_threads
+    )
     time_schedules(load_ast(ast.best_checkpoint), schedules, **time_args)
     time_schedules(load_ast(student.best_checkpoint), [student_schedule], **time_args)
     timings["6/5 timing"] = (time.perf_counter() - wall, time.process_time() - cpu)
@@ -190,7 +198,9 @@ def _hparam(checkpoint: str, key: str) -> object:
     return torch.load(checkpoint, map_location="cpu", weights_only=False)["hyper_parameters"][key]
 
 
-def _draw(rows: list[Row], teacher_acc: float, root: Path, configs: Path, checkpoint: str, r: int) -> dict[str, Path]:
+def _draw(
+    rows: list[Row], teacher_acc: float, root: Path, configs: Path, checkpoint: str, r: int
+) -> dict[str, Path]:
     """The Pareto plot and the merge map of one test clip under the CMKD student's schedule."""
     points = [
         ParetoPoint(row.name.removeprefix("AST, "), row.accuracy, row.schedule.flops_ratio,
@@ -202,7 +212,9 @@ def _draw(rows: list[Row], teacher_acc: float, root: Path, configs: Path, checkp
     return {"Pareto plot": pareto, "merge map": merge_map}
 
 
-def _print_table(console: Console, teacher_acc: float, rows: list[Row], note: str, num_classes: int, root: Path) -> None:
+def _print_table(
+    console: Console, teacher_acc: float, rows: list[Row], note: str, num_classes: int, root: Path
+) -> None:
     base = rows[0].schedule.clips_per_s if rows and rows[0].schedule else float("nan")
     table = Table(title="FastAST demo (synthetic audio, test split)", show_lines=True)
     for column in ("model", "what it means", "test acc"):
@@ -247,6 +259,8 @@ def _print_checks(console: Console, teacher_acc: float, rows: list[Row]) -> dict
 
 
 def _print_costs(console: Console, timings: dict[str, tuple[float, float]], total: float) -> None:
-    parts = ", ".join(f"{name.split(' ', 1)[1]}: {wall:.0f} s" for name, (wall, _) in timings.items())
+    parts = ", ".join(
+        f"{name.split(' ', 1)[1]}: {wall:.0f} s" for name, (wall, _) in timings.items()
+    )
     cpu = sum(c for _, c in timings.values())
     console.print(f"demo wall time {total:.0f} s (stages: {parts}); process CPU time {cpu:.0f} s")

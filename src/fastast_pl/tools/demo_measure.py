@@ -42,8 +42,12 @@ def schedules_for(model: ASTModel, targets: Sequence[float]) -> list[TimedSchedu
         if target > 1.0:
             r = int(
                 schedule_for_flops_reduction(
-                    target, model.num_tokens, model.depth, model.num_prefix_tokens,
-                    model.embed_dim, mlp_ratio=model.mlp_ratio,
+                    target,
+                    model.num_tokens,
+                    model.depth,
+                    model.num_prefix_tokens,
+                    model.embed_dim,
+                    mlp_ratio=model.mlp_ratio,
                 )  # fmt: skip
             )
         resolved = model.merge_schedule(r)
