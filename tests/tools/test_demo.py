@@ -40,7 +40,7 @@ def test_demo_runs_all_stages_prints_the_table_and_draws(tmp_path, repo_root, mo
         _shrink(Path("experiments/demo") / name, configs / name, tmp_path)
     root = tmp_path / "runs"
 
-    argv = ["--configs", str(configs), "--root", str(root), "--timing-batch", "4"]
+    argv = ["--configs", str(configs), "--root", str(root), "--timing-batch", "4", "--seed", "1"]
     # depth 2 and 23 tokens cannot reach 2x fewer FLOPs with a constant r
     assert main([*argv, "--timing-rounds", "1", "--flop-targets", "1.2", "1.4"]) == 0
 
@@ -61,3 +61,6 @@ def test_demo_runs_all_stages_prints_the_table_and_draws(tmp_path, repo_root, mo
         assert path.is_file() and path.stat().st_size > 10_000, picture
         assert str(path) in out.replace("\n", ""), picture
     assert (root / "summary.json").is_file()
+    # --seed reaches every stage's run (it comes after the configs' seed_everything: 0)
+    for config in root.rglob("config.yaml"):
+        assert yaml.safe_load(config.read_text())["seed_everything"] == 1, config

@@ -98,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timing-batch", type=int, default=64, help="clips per timed batch")
     p.add_argument("--timing-rounds", type=int, default=7, help="interleaved timing rounds")
     p.add_argument("--timing-threads", type=int, default=1, help="torch threads while timing")
+    p.add_argument("--seed", type=int, default=None,
+                   help="training seed of every stage (default: the configs' seed_everything); "
+                   "the synthetic data keep their own seed (data.synthetic.seed)")  # fmt: skip
     return p
 
 
@@ -115,14 +118,16 @@ def main(argv: list[str] | None = None) -> int:
     timings: dict[str, tuple[float, float]] = {}
     cfg = {name: ["--config", str(args.configs / name)] for name in CONFIG_FILES}
     data = cfg["data.yaml"]
+    # After the config files (which set seed_everything), so that it wins in every run.
+    seed = [] if args.seed is None else ["--seed_everything", str(args.seed)]
     root = args.root
 
     teacher = run_stage(console, "1/5 train the CNN teacher on labels",
                         ["fit", *data, *cfg["teacher.yaml"],
-                         "--trainer.default_root_dir", str(root / "teacher")], timings)  # fmt: skip
+                         "--trainer.default_root_dir", str(root / "teacher"), *seed], timings)  # fmt: skip
     ast = run_stage(console, "2/5 train the AST on labels (no merging)",
                     ["fit", *data, *cfg["ast.yaml"],
-                     "--trainer.default_root_dir", str(root / "ast")], timings)  # fmt: skip
+                     "--trainer.default_root_dir", str(root / "ast"), *seed], timings)  # fmt: skip
     for stage in (teacher, ast):
         if stage.best_checkpoint is None:
             raise SystemExit(f"demo: the run in {stage.log_dir} wrote no checkpoint")
@@ -134,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         test = run_stage(console, f"3/5 test the AST, {label} (no retraining)",
                          ["test", *data, *cfg["ast.yaml"], "--model.init_args.eval_merge",
                           str(schedule.r), "--ckpt_path", ast.best_checkpoint,
-                          "--trainer.default_root_dir", str(root / "test_ast")], timings)  # fmt: skip
+                          "--trainer.default_root_dir", str(root / "test_ast"), *seed], timings)  # fmt: skip
         meaning = (
             "the AST as trained: every patch is a token in every layer"
             if schedule.r == 0
@@ -150,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
                          "--model.init_args.merge", str(merged.r),
                          "--model.init_args.init_from", ast.best_checkpoint,
                          "--model.init_args.teacher_checkpoint", teacher.best_checkpoint,
-                         "--trainer.default_root_dir", str(root / "student")], timings)  # fmt: skip
+                         "--trainer.default_root_dir", str(root / "student"), *seed], timings)  # fmt: skip
     if student.best_checkpoint is None:
         raise SystemExit(f"demo: the run in {student.log_dir} wrote no checkpoint")
     student_test = run_stage(console, "5/5 test the CMKD student and the teacher",
@@ -158,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
                               "--model.init_args.merge", str(merged.r),
                               "--model.init_args.teacher_checkpoint", teacher.best_checkpoint,
                               "--ckpt_path", student.best_checkpoint,
-                              "--trainer.default_root_dir", str(root / "test_student")], timings)  # fmt: skip
+                              "--trainer.default_root_dir", str(root / "test_student"), *seed], timings)  # fmt: skip
     student_schedule = TimedSchedule(merged.r, merged.flops_ratio, merged.tokens)
     rows.append(Row(f"AST, ToMe r={merged.r}, CMKD", "the merged AST fine-tuned for a few epochs "
                     "on labels + the teacher's predictions (CMKD), same cost as the row above it",
@@ -176,7 +181,10 @@ def main(argv: list[str] | None = None) -> int:
     timings["6/5 timing"] = (time.perf_counter() - wall, time.process_time() - cpu)
     note = timing_note(args.timing_batch, args.timing_rounds, 2, args.timing_threads)
 
-    pictures = _draw(rows, teacher_acc, root, args.configs, student.best_checkpoint, merged.r)
+    short_note = f", batch {args.timing_batch}, {args.timing_threads} thread(s)"
+    pictures = _draw(
+        rows, teacher_acc, root, args.configs, student.best_checkpoint, merged.r, short_note
+    )
     num_classes = int(_hparam(ast.best_checkpoint, "num_classes"))
     _print_table(console, teacher_acc, rows, note, num_classes, root)
     checks = _print_checks(console, teacher_acc, rows)
@@ -184,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     _print_costs(console, timings, total)
     for kind, path in pictures.items():
         console.print(f"{kind}: {path}")
-    summary = {"rows": [asdict(r) for r in rows], "teacher_acc": teacher_acc, "checks": checks,
+    summary = {"seed": args.seed, "rows": [asdict(r) for r in rows], "teacher_acc": teacher_acc, "checks": checks,
                "timing": note, "stage_seconds": timings, "total_wall_s": total,
                "pictures": {k: str(v) for k, v in pictures.items()}}  # fmt: skip
     (root / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
@@ -199,7 +207,13 @@ def _hparam(checkpoint: str, key: str) -> object:
 
 
 def _draw(
-    rows: list[Row], teacher_acc: float, root: Path, configs: Path, checkpoint: str, r: int
+    rows: list[Row],
+    teacher_acc: float,
+    root: Path,
+    configs: Path,
+    checkpoint: str,
+    r: int,
+    timing: str,
 ) -> dict[str, Path]:
     """The Pareto plot and the merge map of one test clip under the CMKD student's schedule."""
     points = [
@@ -207,7 +221,7 @@ def _draw(
                     row.schedule.clips_per_s, "CMKD" if "CMKD" in row.name else "off the shelf")
         for row in rows if row.schedule is not None
     ]  # fmt: skip
-    pareto = plot_pareto(points, root / "pareto.png", teacher_acc)
+    pareto = plot_pareto(points, root / "pareto.png", teacher_acc, timing)
     merge_map = merge_map_of_test_clip(configs / "data.yaml", checkpoint, r, root / "merge_map.png")
     return {"Pareto plot": pareto, "merge map": merge_map}
 

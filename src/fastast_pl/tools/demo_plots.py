@@ -56,8 +56,10 @@ def plot_pareto(
             ys = [100 * p.accuracy for p in group]
             ax.plot(xs, ys, marker=marker, color=colour, markersize=10 if marker == "*" else 6,
                     linestyle="-" if len(group) > 1 else "none", label=family)  # fmt: skip
-            for p, x, y in zip(group, xs, ys):
-                ax.annotate(p.label, (x, y), textcoords="offset points", xytext=(4, 6),
+            below = family == "CMKD"  # keep the two families' labels apart
+            for i, (p, x, y) in enumerate(zip(group, xs, ys)):
+                offset = (4, -14 - 10 * (i % 2)) if below else (4, 6 + 10 * (i % 2))
+                ax.annotate(p.label, (x, y), textcoords="offset points", xytext=offset,
                             fontsize=8, color=colour)  # fmt: skip
         if teacher_accuracy is not None:
             ax.axhline(100 * teacher_accuracy, color="tab:green", linestyle="--", linewidth=1,
