@@ -68,6 +68,7 @@ def test_every_yaml_in_experiments_is_covered():
         "demo/data",
         "demo/teacher",
         "demo/fastast",
+        "demo/ast",
     }
     covered |= {f"{d}/data" for d in DATASETS} | {f"{d}/trainer" for d in DATASETS}
     covered |= {f"{d}/{m}" for d in DATASETS for m in METHODS}
@@ -252,7 +253,8 @@ def test_each_recipe_runs_one_step(dataset, tmp_path):
     student = tmp_path / "ast" / "checkpoints" / "last.ckpt"
     assert student.is_file()
     run("fit", "fastast", *TINY_AST, "--model.init_args.init_from=null",
-        f"--model.init_args.teacher_checkpoint={teacher}", "--trainer.fast_dev_run=1")  # fmt: skip
+        f"--model.init_args.teacher_checkpoint={teacher}", "--trainer.fast_dev_run=1",
+        f"--trainer.default_root_dir={tmp_path / 'fastast'}")  # fmt: skip
     run("test", "eval_pretrained", *TINY_AST, f"--model.init_args.init_from={student}",
-        "--trainer.fast_dev_run=1")  # fmt: skip
+        "--trainer.fast_dev_run=1", f"--trainer.default_root_dir={tmp_path / 'eval'}")  # fmt: skip
     assert not list(tmp_path.rglob("*.part"))  # no temporary checkpoint left behind

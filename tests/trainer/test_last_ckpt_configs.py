@@ -19,6 +19,7 @@ SHIPPED = {
         f"{ds}-recipe": (f"{ds}/data", f"{ds}/trainer", "callbacks", f"{ds}/fastast")
         for ds in ("esc50", "audioset", "speechcommands")
     },
+    **{f"demo-{stage}": ("demo/data", f"demo/{stage}") for stage in ("teacher", "ast", "fastast")},
 }
 
 

@@ -1,17 +1,22 @@
-"""`python -m fastast_pl demo`: the FastAST method end to end on built-in synthetic audio.
+"""`python -m fastast_pl demo`: the three claims of FastAST, measured on built-in synthetic audio.
 
-Stage 1 trains a CNN teacher; stage 2 distils a Token-Merging AST student from the frozen
-teacher (CMKD); stage 3 tests the student without merging, with its training schedule,
-and with twice that schedule applied at test time only (no retraining). Each stage is an
-ordinary CLI run (its config and logs under runs/demo/), so every step can be repeated
-by hand with the commands printed along the way.
+1. Off the shelf: an AST trained on labels, evaluated with ToMe schedules of about 1.5x
+   and 2x fewer analytic FLOPs and no retraining (accuracy + measured clips/s).
+2. Recovery: the merged AST fine-tuned with CMKD from a frozen CNN teacher that is
+   stronger than the unmerged AST on this data.
+3. The trade-off as pictures: a Pareto plot and one clip's merge map, under --root.
+
+Every training or test step is an ordinary CLI run (config + logs under --root), printed
+as a command so it can be repeated by hand. The demo says plainly which target missed.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
-from dataclasses import dataclass
+import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from rich.console import Console
@@ -19,147 +24,258 @@ from rich.table import Table
 
 from fastast_pl.cli import build_cli
 from fastast_pl.metrics import chance_accuracy
+from fastast_pl.tools.demo_clip import merge_map_of_test_clip
+from fastast_pl.tools.demo_measure import (
+    TimedSchedule,
+    load_ast,
+    schedules_for,
+    time_schedules,
+    timing_note,
+)
+from fastast_pl.tools.demo_plots import ParetoPoint, plot_pareto
 
 CONFIGS = Path("experiments/demo")
+CONFIG_FILES = ("data.yaml", "teacher.yaml", "ast.yaml", "fastast.yaml")
+#: Done-when targets of the demo (issue 16).
+MIN_SPEEDUP_AT_2X = 1.4
+MIN_TEACHER_MARGIN = 0.05
+MAX_STUDENT_GAP = 0.01
 
 
 @dataclass
 class StageResult:
-    """What one CLI run left behind."""
+    """What one CLI run left behind, and what it cost."""
 
     metrics: dict[str, float]
     best_checkpoint: str | None
     log_dir: str | None
+    wall_s: float = 0.0
+    cpu_s: float = 0.0
 
 
-def run_stage(console: Console, title: str, args: list[str]) -> StageResult:
+@dataclass
+class Row:
+    """One line of the final table."""
+
+    name: str
+    meaning: str
+    accuracy: float
+    schedule: TimedSchedule | None = None
+    run_dir: str | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def run_stage(console: Console, title: str, args: list[str], timings: dict) -> StageResult:
     """Run one `python -m fastast_pl ...` command in-process and collect its results."""
     console.rule(f"[bold]{title}")
     console.print("$ python -m fastast_pl " + shlex.join(args), style="dim")
-    cli = build_cli(args)
-    trainer = cli.trainer
+    wall, cpu = time.perf_counter(), time.process_time()
+    trainer = build_cli(args).trainer
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     ckpt = trainer.checkpoint_callback
     best = ckpt.best_model_path if ckpt is not None and ckpt.best_model_path else None
-    if ckpt is not None and ckpt.best_model_score is not None:
-        metrics["best_val_acc"] = float(ckpt.best_model_score)
-    return StageResult(metrics, best, trainer.log_dir)
+    result = StageResult(metrics, best, trainer.log_dir)
+    result.wall_s, result.cpu_s = time.perf_counter() - wall, time.process_time() - cpu
+    timings[title] = (result.wall_s, result.cpu_s)
+    return result
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    p = argparse.ArgumentParser(
         prog="python -m fastast_pl demo",
-        description="Teacher -> distilled ToMe student -> test with and without merging, "
-        "on built-in synthetic audio (CPU, a few minutes).",
+        description="CNN teacher, AST, the AST merged off the shelf, the merged AST "
+        "recovered with CMKD; table + Pareto plot + merge map (CPU, about 5 minutes).",
     )
-    parser.add_argument(
-        "--configs",
-        type=Path,
-        default=CONFIGS,
-        help="folder with data.yaml, teacher.yaml, fastast.yaml",
+    p.add_argument(
+        "--configs", type=Path, default=CONFIGS, help="folder with " + ", ".join(CONFIG_FILES)
     )
-    parser.add_argument(
-        "--teacher-epochs", type=int, default=None, help="override the teacher's max_epochs"
-    )
-    parser.add_argument(
-        "--student-epochs", type=int, default=None, help="override the student's max_epochs"
-    )
-    parser.add_argument(
+    p.add_argument(
         "--root", type=Path, default=Path("runs/demo"), help="where the runs are written"
     )
-    return parser
+    p.add_argument("--flop-targets", type=float, nargs="+", default=[1.5, 2.0],
+                   help="analytic FLOP reductions to evaluate off the shelf; the last one is "
+                   "the schedule the CMKD student is trained with")  # fmt: skip
+    p.add_argument("--timing-batch", type=int, default=64, help="clips per timed batch")
+    p.add_argument("--timing-rounds", type=int, default=7, help="interleaved timing rounds")
+    p.add_argument("--timing-threads", type=int, default=1, help="torch threads while timing")
+    p.add_argument("--seed", type=int, default=None,
+                   help="training seed of every stage (default: the configs' seed_everything); "
+                   "the synthetic data keep their own seed (data.synthetic.seed)")  # fmt: skip
+    return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    for name in ("data.yaml", "teacher.yaml", "fastast.yaml"):
+    for name in CONFIG_FILES:
         if not (args.configs / name).is_file():
             raise SystemExit(
                 f"demo: config {args.configs / name} not found (run from the repository root)"
             )
+    start = time.perf_counter()
     console = Console()
-    data = ["--config", str(args.configs / "data.yaml")]
-    student_cfg = ["--config", str(args.configs / "fastast.yaml")]
+    if not console.is_terminal:  # logs and captured output: wide enough for the table
+        console = Console(width=150)
+    timings: dict[str, tuple[float, float]] = {}
+    cfg = {name: ["--config", str(args.configs / name)] for name in CONFIG_FILES}
+    data = cfg["data.yaml"]
+    # After the config files (which set seed_everything), so that it wins in every run.
+    seed = [] if args.seed is None else ["--seed_everything", str(args.seed)]
+    root = args.root
 
-    teacher_args = ["fit", *data, "--config", str(args.configs / "teacher.yaml")]
-    teacher_args += ["--trainer.default_root_dir", str(args.root / "teacher")]
-    if args.teacher_epochs is not None:
-        teacher_args += ["--trainer.max_epochs", str(args.teacher_epochs)]
-    teacher = run_stage(console, "1/3 CNN teacher", teacher_args)
-    if teacher.best_checkpoint is None:
-        raise SystemExit("demo: the teacher run wrote no checkpoint")
+    teacher = run_stage(console, "1/5 train the CNN teacher on labels",
+                        ["fit", *data, *cfg["teacher.yaml"],
+                         "--trainer.default_root_dir", str(root / "teacher"), *seed], timings)  # fmt: skip
+    ast = run_stage(console, "2/5 train the AST on labels (no merging)",
+                    ["fit", *data, *cfg["ast.yaml"],
+                     "--trainer.default_root_dir", str(root / "ast"), *seed], timings)  # fmt: skip
+    for stage in (teacher, ast):
+        if stage.best_checkpoint is None:
+            raise SystemExit(f"demo: the run in {stage.log_dir} wrote no checkpoint")
 
-    student_args = [
-        "fit",
-        *data,
-        *student_cfg,
-        "--model.teacher_checkpoint",
-        teacher.best_checkpoint,
-    ]
-    student_args += ["--trainer.default_root_dir", str(args.root / "student")]
-    if args.student_epochs is not None:
-        student_args += ["--trainer.max_epochs", str(args.student_epochs)]
-    student = run_stage(
-        console, "2/3 AST student with Token Merging, distilled from the teacher", student_args
-    )
-    if student.best_checkpoint is None:
-        raise SystemExit("demo: the student run wrote no checkpoint")
-
+    schedules = schedules_for(load_ast(ast.best_checkpoint), args.flop_targets)
     rows = []
-    hparams = _hparams(student.best_checkpoint)
-    train_merge = hparams.get("merge", 0)
-    schedules = [("no merging", "0"), (f"merge r={train_merge} (trained)", str(train_merge))]
-    if isinstance(train_merge, int) and train_merge > 0:
-        # The no-retraining use: a heavier schedule applied to the same weights at test time.
-        schedules.append((f"merge r={2 * train_merge} (test only)", str(2 * train_merge)))
-    for label, merge in schedules:
-        test_args = [
-            "test",
-            *data,
-            *student_cfg,
-            "--model.teacher_checkpoint",
-            teacher.best_checkpoint,
-        ]
-        test_args += ["--model.eval_merge", merge, "--ckpt_path", student.best_checkpoint]
-        test_args += ["--trainer.default_root_dir", str(args.root / "test")]
-        result = run_stage(console, f"3/3 test the student, {label}", test_args)
-        rows.append((label, result.metrics))
+    for schedule in schedules:
+        label = "no merging" if schedule.r == 0 else f"ToMe r={schedule.r}"
+        test = run_stage(console, f"3/5 test the AST, {label} (no retraining)",
+                         ["test", *data, *cfg["ast.yaml"], "--model.init_args.eval_merge",
+                          str(schedule.r), "--ckpt_path", ast.best_checkpoint,
+                          "--trainer.default_root_dir", str(root / "test_ast"), *seed], timings)  # fmt: skip
+        meaning = (
+            "the AST as trained: every patch is a token in every layer"
+            if schedule.r == 0
+            else f"the same weights, {schedule.r} most similar token pairs merged in every "
+            "layer at test time only (no retraining)"
+        )
+        rows.append(Row(f"AST, {label}", meaning, test.metrics.get("test/acc", float("nan")),
+                        schedule, test.log_dir))  # fmt: skip
 
-    _print_summary(console, teacher, rows, hparams["num_classes"])
+    merged = schedules[-1]
+    student = run_stage(console, f"4/5 fine-tune the merged AST (r={merged.r}) with CMKD from the teacher",
+                        ["fit", *data, *cfg["fastast.yaml"],
+                         "--model.init_args.merge", str(merged.r),
+                         "--model.init_args.init_from", ast.best_checkpoint,
+                         "--model.init_args.teacher_checkpoint", teacher.best_checkpoint,
+                         "--trainer.default_root_dir", str(root / "student"), *seed], timings)  # fmt: skip
+    if student.best_checkpoint is None:
+        raise SystemExit(f"demo: the run in {student.log_dir} wrote no checkpoint")
+    student_test = run_stage(console, "5/5 test the CMKD student and the teacher",
+                             ["test", *data, *cfg["fastast.yaml"],
+                              "--model.init_args.merge", str(merged.r),
+                              "--model.init_args.teacher_checkpoint", teacher.best_checkpoint,
+                              "--ckpt_path", student.best_checkpoint,
+                              "--trainer.default_root_dir", str(root / "test_student"), *seed], timings)  # fmt: skip
+    student_schedule = TimedSchedule(merged.r, merged.flops_ratio, merged.tokens)
+    rows.append(Row(f"AST, ToMe r={merged.r}, CMKD", "the merged AST fine-tuned for a few epochs "
+                    "on labels + the teacher's predictions (CMKD), same cost as the row above it",
+                    student_test.metrics.get("test/acc", float("nan")), student_schedule,
+                    student.log_dir))  # fmt: skip
+    teacher_acc = student_test.metrics.get("test/teacher_acc", float("nan"))
+
+    console.rule("[bold]timing the trained models (batched, interleaved)")
+    wall, cpu = time.perf_counter(), time.process_time()
+    time_args = dict(
+        batch_size=args.timing_batch, rounds=args.timing_rounds, threads=args.timing_threads
+    )
+    time_schedules(load_ast(ast.best_checkpoint), schedules, **time_args)
+    time_schedules(load_ast(student.best_checkpoint), [student_schedule], **time_args)
+    timings["6/5 timing"] = (time.perf_counter() - wall, time.process_time() - cpu)
+    note = timing_note(args.timing_batch, args.timing_rounds, 2, args.timing_threads)
+
+    short_note = f", batch {args.timing_batch}, {args.timing_threads} thread(s)"
+    pictures = _draw(
+        rows, teacher_acc, root, args.configs, student.best_checkpoint, merged.r, short_note
+    )
+    num_classes = int(_hparam(ast.best_checkpoint, "num_classes"))
+    _print_table(console, teacher_acc, rows, note, num_classes, root)
+    checks = _print_checks(console, teacher_acc, rows)
+    total = time.perf_counter() - start
+    _print_costs(console, timings, total)
+    for kind, path in pictures.items():
+        console.print(f"{kind}: {path}")
+    summary = {"seed": args.seed, "rows": [asdict(r) for r in rows], "teacher_acc": teacher_acc, "checks": checks,
+               "timing": note, "stage_seconds": timings, "total_wall_s": total,
+               "pictures": {k: str(v) for k, v in pictures.items()}}  # fmt: skip
+    (root / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    console.print(f"summary: {root / 'summary.json'}")
     return 0
 
 
-def _hparams(checkpoint: str) -> dict:
-    """The student's hyperparameters (merge schedule, number of classes) from its checkpoint."""
+def _hparam(checkpoint: str, key: str) -> object:
+    """One hyperparameter (e.g. the number of classes) of a checkpoint of ours."""
     from fastast_pl.models.checkpoints import read_lightning
 
-    return read_lightning(checkpoint)["hyper_parameters"]
+    return read_lightning(checkpoint)["hyper_parameters"][key]
 
 
-def _print_summary(
-    console: Console,
-    teacher: StageResult,
-    rows: list[tuple[str, dict[str, float]]],
-    num_classes: int,
+def _draw(
+    rows: list[Row],
+    teacher_acc: float,
+    root: Path,
+    configs: Path,
+    checkpoint: str,
+    r: int,
+    timing: str,
+) -> dict[str, Path]:
+    """The Pareto plot and the merge map of one test clip under the CMKD student's schedule."""
+    points = [
+        ParetoPoint(row.name.removeprefix("AST, "), row.accuracy, row.schedule.flops_ratio,
+                    row.schedule.clips_per_s, "CMKD" if "CMKD" in row.name else "off the shelf")
+        for row in rows if row.schedule is not None
+    ]  # fmt: skip
+    pareto = plot_pareto(points, root / "pareto.png", teacher_acc, timing)
+    merge_map = merge_map_of_test_clip(configs / "data.yaml", checkpoint, r, root / "merge_map.png")
+    return {"Pareto plot": pareto, "merge map": merge_map}
+
+
+def _print_table(
+    console: Console, teacher_acc: float, rows: list[Row], note: str, num_classes: int, root: Path
 ) -> None:
-    table = Table(title="FastAST demo (synthetic audio, test split)")
-    table.add_column("model")
-    table.add_column("test acc", justify="right")
-    table.add_column("clips/s", justify="right")
-    table.add_column("speed-up", justify="right")
-    teacher_acc = rows[0][1].get("test/teacher_acc", float("nan"))
-    table.add_row("CNN teacher", f"{teacher_acc:.3f}", "", "")
-    base = rows[0][1].get("test/throughput", float("nan"))
-    for label, metrics in rows:
-        speed = metrics.get("test/throughput", float("nan"))
-        table.add_row(
-            f"AST student, {label}",
-            f"{metrics.get('test/acc', float('nan')):.3f}",
-            f"{speed:.0f}",
-            f"{speed / base:.2f}x",
-        )
+    base = rows[0].schedule.clips_per_s if rows and rows[0].schedule else float("nan")
+    table = Table(title="FastAST demo (synthetic audio, test split)", show_lines=True)
+    for column in ("model", "what it means", "test acc"):
+        table.add_column(column, justify="right" if column == "test acc" else "left")
+    for column in ("FLOPs", "tokens in->out", "clips/s", "speed-up"):
+        table.add_column(column, justify="right")
+    table.add_row("CNN teacher", "a small CNN trained on labels; frozen, it teaches the "
+                  "merged AST in the last row", f"{teacher_acc:.3f}", "", "", "", "")  # fmt: skip
+    for row in rows:
+        s = row.schedule
+        table.add_row(row.name, row.meaning, f"{row.accuracy:.3f}", f"1/{s.flops_ratio:.2f}",
+                      f"{s.tokens[0]}->{s.tokens[-1]}", f"{s.clips_per_s:.0f}",
+                      f"{s.clips_per_s / base:.2f}x")  # fmt: skip
     console.print(table)
     console.print(
-        f"chance accuracy {chance_accuracy(num_classes):.3f}; teacher best val acc "
-        f"{teacher.metrics.get('best_val_acc', float('nan')):.3f}. Runs, configs and checkpoints are under runs/demo/."
+        f"FLOPs: analytic count of the transformer blocks relative to no merging "
+        f"(fastast_pl.tome.flops). {note}. Chance accuracy {chance_accuracy(num_classes):.3f}. "
+        f"Runs (configs, logs, checkpoints) are under {root}/: teacher/, ast/, test_ast/, student/, test_student/."
     )
+
+
+def _print_checks(console: Console, teacher_acc: float, rows: list[Row]) -> dict[str, bool]:
+    """The done-when targets, each said plainly as met or NOT met, with the numbers."""
+    base, merged, student = rows[0], rows[-2], rows[-1]
+    speedup = merged.schedule.clips_per_s / base.schedule.clips_per_s
+    checks = {
+        f"measured speed-up at ~{merged.schedule.flops_ratio:.1f}x fewer FLOPs is "
+        f"{speedup:.2f}x (target >= {MIN_SPEEDUP_AT_2X}x)": speedup >= MIN_SPEEDUP_AT_2X,
+        f"teacher is {100 * (teacher_acc - base.accuracy):+.1f} points vs the unmerged AST "
+        f"(target >= +{100 * MIN_TEACHER_MARGIN:.0f})": teacher_acc - base.accuracy >= MIN_TEACHER_MARGIN - 1e-9,
+        f"CMKD merged AST is {100 * (student.accuracy - base.accuracy):+.1f} points vs the "
+        f"unmerged AST (target >= -{100 * MAX_STUDENT_GAP:.0f})": student.accuracy - base.accuracy >= -MAX_STUDENT_GAP - 1e-9,
+    }  # fmt: skip
+    for text, ok in checks.items():
+        console.print(("[green]target met:[/] " if ok else "[bold red]target NOT met:[/] ") + text)
+    console.print(
+        f"note: merging off the shelf at ~{merged.schedule.flops_ratio:.1f}x changed accuracy by "
+        f"{100 * (merged.accuracy - base.accuracy):+.1f} points; CMKD fine-tuning gave "
+        f"{100 * (student.accuracy - merged.accuracy):+.1f} points back"
+    )
+    return checks
+
+
+def _print_costs(console: Console, timings: dict[str, tuple[float, float]], total: float) -> None:
+    parts = ", ".join(
+        f"{name.split(' ', 1)[1]}: {wall:.0f} s" for name, (wall, _) in timings.items()
+    )
+    cpu = sum(c for _, c in timings.values())
+    console.print(f"demo wall time {total:.0f} s (stages: {parts}); process CPU time {cpu:.0f} s")
