@@ -45,14 +45,18 @@ def test_demo_runs_all_stages_prints_the_table_and_draws(tmp_path, repo_root, mo
     out = capsys.readouterr().out
     assert "FastAST demo" in out
     table = [line for line in out.splitlines() if line.startswith("│")]
-    names = ("CNN teacher", "AST, no merging", "AST, ToMe r=", "CMKD")
+    names = ("CNN teacher", "AST, no merging", "AST, ToMe r=", "labels only", "CMKD")
     for name in names:
         assert any(name in line for line in table), name
-    # teacher, AST unmerged, two off-the-shelf schedules, the CMKD student
-    assert sum("ToMe r=" in line and "CMKD" not in line for line in table) >= 2
+    # teacher, AST unmerged, two off-the-shelf schedules, the labels-only control, CMKD
+    off_the_shelf = [
+        ln for ln in table if "ToMe r=" in ln and "CMKD" not in ln and "labels" not in ln
+    ]
+    assert len(off_the_shelf) >= 2
     assert "test acc" in out and "clips/s" in out and "speed-up" in out
     assert out.count("target met") + out.count("target NOT met") >= 3
-    for stage in ("teacher", "ast", "test_ast", "student", "test_student"):
+    stages = ("teacher", "ast", "test_ast", "student", "test_student", "student_labels")
+    for stage in (*stages, "test_student_labels"):
         assert list((root / stage).rglob("config.yaml")), stage
     for picture in ("pareto.png", "merge_map.png"):
         path = root / picture

@@ -3,7 +3,8 @@
 1. Off the shelf: an AST trained on labels, evaluated with ToMe schedules of about 1.5x
    and 2x fewer analytic FLOPs and no retraining (accuracy + measured clips/s).
 2. Recovery: the merged AST fine-tuned with CMKD from a frozen CNN teacher that is
-   stronger than the unmerged AST on this data.
+   stronger than the unmerged AST on this data, next to the same fine-tuning on labels
+   only (kd_lambda 0), so that the teacher's share of the recovery is its own row.
 3. The trade-off as pictures: a Pareto plot and one clip's merge map, under --root.
 
 Every training or test step is an ordinary CLI run (config + logs under --root), printed
@@ -122,10 +123,10 @@ def main(argv: list[str] | None = None) -> int:
     seed = [] if args.seed is None else ["--seed_everything", str(args.seed)]
     root = args.root
 
-    teacher = run_stage(console, "1/5 train the CNN teacher on labels",
+    teacher = run_stage(console, "1/7 train the CNN teacher on labels",
                         ["fit", *data, *cfg["teacher.yaml"],
                          "--trainer.default_root_dir", str(root / "teacher"), *seed], timings)  # fmt: skip
-    ast = run_stage(console, "2/5 train the AST on labels (no merging)",
+    ast = run_stage(console, "2/7 train the AST on labels (no merging)",
                     ["fit", *data, *cfg["ast.yaml"],
                      "--trainer.default_root_dir", str(root / "ast"), *seed], timings)  # fmt: skip
     for stage in (teacher, ast):
@@ -136,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for schedule in schedules:
         label = "no merging" if schedule.r == 0 else f"ToMe r={schedule.r}"
-        test = run_stage(console, f"3/5 test the AST, {label} (no retraining)",
+        test = run_stage(console, f"3/7 test the AST, {label} (no retraining)",
                          ["test", *data, *cfg["ast.yaml"], "--model.init_args.eval_merge",
                           str(schedule.r), "--ckpt_path", ast.best_checkpoint,
                           "--trainer.default_root_dir", str(root / "test_ast"), *seed], timings)  # fmt: skip
@@ -150,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
                         schedule, test.log_dir))  # fmt: skip
 
     merged = schedules[-1]
-    student = run_stage(console, f"4/5 fine-tune the merged AST (r={merged.r}) with CMKD from the teacher",
+    student = run_stage(console, f"4/7 fine-tune the merged AST (r={merged.r}) with CMKD from the teacher",
                         ["fit", *data, *cfg["fastast.yaml"],
                          "--model.init_args.merge", str(merged.r),
                          "--model.init_args.init_from", ast.best_checkpoint,
@@ -158,12 +159,31 @@ def main(argv: list[str] | None = None) -> int:
                          "--trainer.default_root_dir", str(root / "student"), *seed], timings)  # fmt: skip
     if student.best_checkpoint is None:
         raise SystemExit(f"demo: the run in {student.log_dir} wrote no checkpoint")
-    student_test = run_stage(console, "5/5 test the CMKD student and the teacher",
+    student_test = run_stage(console, "5/7 test the CMKD student and the teacher",
                              ["test", *data, *cfg["fastast.yaml"],
                               "--model.init_args.merge", str(merged.r),
                               "--model.init_args.teacher_checkpoint", teacher.best_checkpoint,
                               "--ckpt_path", student.best_checkpoint,
                               "--trainer.default_root_dir", str(root / "test_student"), *seed], timings)  # fmt: skip
+    labels_only = run_stage(console, "6/7 the same fine-tuning on labels only (kd_lambda 0), the control",
+                            ["fit", *data, *cfg["fastast.yaml"],
+                             "--model.init_args.merge", str(merged.r), "--model.init_args.kd_lambda", "0",
+                             "--model.init_args.init_from", ast.best_checkpoint,
+                             "--model.init_args.teacher_checkpoint", teacher.best_checkpoint,
+                             "--trainer.default_root_dir", str(root / "student_labels"), *seed], timings)  # fmt: skip
+    if labels_only.best_checkpoint is None:
+        raise SystemExit(f"demo: the run in {labels_only.log_dir} wrote no checkpoint")
+    labels_test = run_stage(console, "7/7 test the labels-only control",
+                            ["test", *data, *cfg["fastast.yaml"],
+                             "--model.init_args.merge", str(merged.r),
+                             "--model.init_args.teacher_checkpoint", teacher.best_checkpoint,
+                             "--ckpt_path", labels_only.best_checkpoint,
+                             "--trainer.default_root_dir", str(root / "test_student_labels"), *seed], timings)  # fmt: skip
+    labels_schedule = TimedSchedule(merged.r, merged.flops_ratio, merged.tokens)
+    rows.append(Row(f"AST, ToMe r={merged.r}, labels only", "the control: the same fine-tuning "
+                    "of the merged AST (same epochs and optimiser) on labels alone, no teacher",
+                    labels_test.metrics.get("test/acc", float("nan")), labels_schedule,
+                    labels_only.log_dir))  # fmt: skip
     student_schedule = TimedSchedule(merged.r, merged.flops_ratio, merged.tokens)
     rows.append(Row(f"AST, ToMe r={merged.r}, CMKD", "the merged AST fine-tuned for a few epochs "
                     "on labels + the teacher's predictions (CMKD), same cost as the row above it",
@@ -177,8 +197,9 @@ def main(argv: list[str] | None = None) -> int:
         batch_size=args.timing_batch, rounds=args.timing_rounds, threads=args.timing_threads
     )
     time_schedules(load_ast(ast.best_checkpoint), schedules, **time_args)
+    time_schedules(load_ast(labels_only.best_checkpoint), [labels_schedule], **time_args)
     time_schedules(load_ast(student.best_checkpoint), [student_schedule], **time_args)
-    timings["6/5 timing"] = (time.perf_counter() - wall, time.process_time() - cpu)
+    timings["8/7 timing"] = (time.perf_counter() - wall, time.process_time() - cpu)
     note = timing_note(args.timing_batch, args.timing_rounds, 2, args.timing_threads)
 
     short_note = f", batch {args.timing_batch}, {args.timing_threads} thread(s)"
@@ -219,12 +240,19 @@ def _draw(
     """The Pareto plot and the merge map of one test clip under the CMKD student's schedule."""
     points = [
         ParetoPoint(row.name.removeprefix("AST, "), row.accuracy, row.schedule.flops_ratio,
-                    row.schedule.clips_per_s, "CMKD" if "CMKD" in row.name else "off the shelf")
+                    row.schedule.clips_per_s, _family(row.name))
         for row in rows if row.schedule is not None
     ]  # fmt: skip
     pareto = plot_pareto(points, root / "pareto.png", teacher_acc, timing)
     merge_map = merge_map_of_test_clip(configs / "data.yaml", checkpoint, r, root / "merge_map.png")
     return {"Pareto plot": pareto, "merge map": merge_map}
+
+
+def _family(name: str) -> str:
+    """Which group of points a row belongs to in the Pareto plot."""
+    if "CMKD" in name:
+        return "CMKD"
+    return "labels only" if "labels only" in name else "off the shelf"
 
 
 def _print_table(
@@ -247,13 +275,14 @@ def _print_table(
     console.print(
         f"FLOPs: analytic count of the transformer blocks relative to no merging "
         f"(fastast_pl.tome.flops). {note}. Chance accuracy {chance_accuracy(num_classes):.3f}. "
-        f"Runs (configs, logs, checkpoints) are under {root}/: teacher/, ast/, test_ast/, student/, test_student/."
+        f"Runs (configs, logs, checkpoints) are under {root}/: teacher/, ast/, test_ast/, student/, "
+        "test_student/, student_labels/, test_student_labels/."
     )
 
 
 def _print_checks(console: Console, teacher_acc: float, rows: list[Row]) -> dict[str, bool]:
     """The done-when targets, each said plainly as met or NOT met, with the numbers."""
-    base, merged, student = rows[0], rows[-2], rows[-1]
+    base, merged, labels, student = rows[0], rows[-3], rows[-2], rows[-1]
     speedup = merged.schedule.clips_per_s / base.schedule.clips_per_s
     checks = {
         f"measured speed-up at ~{merged.schedule.flops_ratio:.1f}x fewer FLOPs is "
@@ -267,8 +296,10 @@ def _print_checks(console: Console, teacher_acc: float, rows: list[Row]) -> dict
         console.print(("[green]target met:[/] " if ok else "[bold red]target NOT met:[/] ") + text)
     console.print(
         f"note: merging off the shelf at ~{merged.schedule.flops_ratio:.1f}x changed accuracy by "
-        f"{100 * (merged.accuracy - base.accuracy):+.1f} points; CMKD fine-tuning gave "
-        f"{100 * (student.accuracy - merged.accuracy):+.1f} points back"
+        f"{100 * (merged.accuracy - base.accuracy):+.1f} points; fine-tuning on labels only "
+        f"gave {100 * (labels.accuracy - merged.accuracy):+.1f} points back, CMKD "
+        f"{100 * (student.accuracy - merged.accuracy):+.1f} (the teacher's share: "
+        f"{100 * (student.accuracy - labels.accuracy):+.1f} points)"
     )
     return checks
 

@@ -30,7 +30,7 @@ class ParetoPoint:
     accuracy: float
     flops_ratio: float
     throughput: float
-    family: str  # "off the shelf" or "CMKD": points of one family are joined by a line
+    family: str  # "off the shelf", "labels only" or "CMKD": one family's points are joined
 
 
 def plot_pareto(
@@ -43,7 +43,11 @@ def plot_pareto(
     fig = Figure(figsize=(10.0, 4.2))
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, 2, sharey=True)
-    markers = {"off the shelf": ("o", "tab:blue"), "CMKD": ("*", "tab:red")}
+    markers = {
+        "off the shelf": ("o", "tab:blue"),
+        "labels only": ("s", "tab:grey"),
+        "CMKD": ("*", "tab:red"),
+    }
     for ax, key, xlabel in (
         (axes[0], "flops_ratio", "analytic FLOP reduction (x, higher = cheaper)"),
         (axes[1], "throughput", f"measured throughput (clips/s){timing_note}"),
@@ -56,7 +60,7 @@ def plot_pareto(
             ys = [100 * p.accuracy for p in group]
             ax.plot(xs, ys, marker=marker, color=colour, markersize=10 if marker == "*" else 6,
                     linestyle="-" if len(group) > 1 else "none", label=family)  # fmt: skip
-            below = family == "CMKD"  # keep the two families' labels apart
+            below = family != "off the shelf"  # keep the families' labels apart
             for i, (p, x, y) in enumerate(zip(group, xs, ys)):
                 offset = (4, -14 - 10 * (i % 2)) if below else (4, 6 + 10 * (i % 2))
                 ax.annotate(p.label, (x, y), textcoords="offset points", xytext=offset,
