@@ -24,6 +24,8 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", **open_kwargs) -> It
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TMP_PREFIX + path.name, suffix=".part")
     try:
+        # mkstemp makes the file owner-only (0600); give it the mode open() would (umask).
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, mode, **open_kwargs) as fh:
             yield fh
             fh.flush()
@@ -40,6 +42,13 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", **open_kwargs) -> It
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+def _umask() -> int:
+    """The process umask (reading it means setting it; put straight back)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes | memoryview) -> None:
