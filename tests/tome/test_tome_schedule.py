@@ -167,3 +167,18 @@ def test_r_inflect_yaml_parsing_with_jsonargparse(tmp_path):
     merge = parser.instantiate_classes(parser.parse_args(["--config", str(path)])).merge
     assert merge == InflectSchedule(r=8, inflect=-1.0)
     assert resolve_schedule(merge, 200, 12, 1).r[:3] == [16, 14, 13]
+
+
+def test_an_r_capped_at_a_later_layer_is_reported_not_silent(caplog, monkeypatch):
+    """r=40 on 4 layers of 107 tokens (2 prefix): 52 mergeable, so layer 0 merges 40; layer 1
+    has 67 - 2 = 65 left -> at most 32; layer 2: 35 - 2 = 33 -> 16; layer 3: 19 - 2 = 17 -> 8."""
+    import fastast_pl.tome.schedule as schedule_module
+
+    monkeypatch.setattr(schedule_module, "_WARNED", set())  # reported once per process
+    with caplog.at_level("WARNING", logger="fastast_pl.tome.schedule"):
+        resolved = resolve_schedule(40, num_tokens=107, depth=4, num_prefix_tokens=2)
+        resolve_schedule(40, num_tokens=107, depth=4, num_prefix_tokens=2)  # once, not twice
+    assert resolved.r == [40, 32, 16, 8]
+    assert resolved.capped == (1, 2, 3)
+    warnings = [r for r in caplog.records if "capped" in r.getMessage()]
+    assert len(warnings) == 1 and "[1, 2, 3]" in warnings[0].getMessage()

@@ -19,12 +19,14 @@ Validation rules (all raise ``ValueError`` naming the value and the layer):
   the *input*, ``(num_tokens - num_prefix_tokens) // 2``, can never be met at any layer and
   is an error at config time;
 - an r that is possible on the input but exceeds what is left at a later layer (because
-  earlier layers already merged tokens) is capped silently to ``(N_l - prefix) // 2``,
-  as in ToMe's reference; ``ResolvedSchedule.r`` holds the capped values actually used.
+  earlier layers already merged tokens) is capped to ``(N_l - prefix) // 2``, as in ToMe's
+  reference; ``ResolvedSchedule.r`` holds the capped values actually used, ``.capped`` the
+  layers concerned, and a WARNING says so once per schedule (not silently).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
@@ -33,6 +35,9 @@ from typing import Literal, Union
 
 SHAPES = ("constant", "decreasing", "late")
 _EPS = 1e-9  # so that ratio * tokens hitting an integer is not floored one below by rounding
+
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -88,6 +93,7 @@ class ResolvedSchedule:
     r: list[int]
     tokens: list[int]
     num_prefix_tokens: int
+    capped: tuple[int, ...] = ()  # layers whose explicit r was reduced to what was left
 
     @property
     def depth(self) -> int:
@@ -234,7 +240,8 @@ def resolve_schedule(
     """Turn any ``MergeSpec`` into the r per layer and the tokens entering each layer.
 
     Raises ``ValueError`` at config time for impossible requests (see the module docstring);
-    r values that only become impossible because earlier layers merged are capped silently.
+    r values that only become impossible because earlier layers merged are capped, with one
+    WARNING per distinct schedule.
     """
     entries = _entries(spec, depth)
     if not _is_int(num_prefix_tokens) or num_prefix_tokens < 0:
@@ -245,6 +252,7 @@ def resolve_schedule(
         )
     initial_cap = (num_tokens - num_prefix_tokens) // 2
     rs: list[int] = []
+    capped: list[int] = []
     tokens = [num_tokens]
     for layer, (kind, value) in enumerate(entries):
         n = tokens[-1]
@@ -259,7 +267,28 @@ def resolve_schedule(
             r = int(value)
         else:
             r = math.floor(value * mergeable + _EPS)
+        if kind == "r" and r > mergeable // 2:
+            capped.append(layer)
         r = min(r, mergeable // 2)
         rs.append(r)
         tokens.append(n - r)
-    return ResolvedSchedule(r=rs, tokens=tokens, num_prefix_tokens=num_prefix_tokens)
+    resolved = ResolvedSchedule(rs, tokens, num_prefix_tokens, tuple(capped))
+    if capped:
+        _warn_capped_once(spec, resolved)
+    return resolved
+
+
+_WARNED: set[str] = set()  # schedules already reported (config code resolves them repeatedly)
+
+
+def _warn_capped_once(spec: object, resolved: ResolvedSchedule) -> None:
+    key = f"{spec!r}|{resolved.tokens[0]}|{resolved.depth}"
+    if key not in _WARNED:
+        _WARNED.add(key)
+        log.warning(
+            "merge %r: fewer tokens than asked are left at layer(s) %s, so r there is capped "
+            "to half the mergeable tokens (as in ToMe); r per layer used: %s",
+            spec,
+            list(resolved.capped),
+            resolved.r,
+        )
