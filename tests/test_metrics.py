@@ -63,3 +63,32 @@ def test_bad_class_count_and_chance():
     with pytest.raises(ValueError, match="num_classes"):
         ClassificationMetrics(1, multi_label=False)
     assert chance_accuracy(8) == 0.125
+
+
+def _average_precision(scores: list[float], positives: list[int]) -> float:
+    """AP written out: mean over positives of the precision at their rank (no ties here)."""
+    order = sorted(range(len(scores)), key=lambda i: -scores[i])
+    hits, total = 0, 0.0
+    for rank, i in enumerate(order, start=1):
+        if positives[i]:
+            hits += 1
+            total += hits / rank
+    return total / hits
+
+
+def test_map_and_d_prime_leave_out_classes_without_positives(caplog):
+    """Class 2 never occurs: torchmetrics would count its AP as 0 and pull mAP down."""
+
+    probs = torch.tensor([[0.9, 0.05, 0.05], [0.2, 0.7, 0.1], [0.6, 0.3, 0.1], [0.3, 0.4, 0.3]])
+    target = torch.tensor([[1.0, 0, 0], [0, 1.0, 0], [0, 1.0, 0], [1.0, 0, 0]])
+    metrics = ClassificationMetrics(3, multi_label=True)
+    metrics.update(torch.logit(probs), target)
+    with caplog.at_level("WARNING", logger="fastast_pl.metrics"):
+        result = metrics.compute()
+    expected = [
+        _average_precision(probs[:, c].tolist(), target[:, c].long().tolist()) for c in (0, 1)
+    ]
+    assert float(result["mAP"]) == pytest.approx(sum(expected) / 2)
+    assert torch.isfinite(result["d_prime"])
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("1 of 3 classes have no positive clip" in m and "[2]" in m for m in messages)

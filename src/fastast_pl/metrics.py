@@ -7,7 +7,9 @@ gives the same acc/mAP/d-prime as on one.
 
 from __future__ import annotations
 
+import logging
 import math
+import warnings
 
 import torch
 from torch import Tensor
@@ -19,6 +21,55 @@ from torchmetrics.classification import (
     MultilabelAveragePrecision,
 )
 
+log = logging.getLogger(__name__)
+
+
+class _OverPresentClasses:
+    """Macro average over the classes that have a positive clip in what was evaluated.
+
+    torchmetrics scores a class without positives as 0 (AP) or 1 (recall) with a warning,
+    which silently pulls a macro mean down or up; AST's evaluation sets contain every class,
+    where both agree. Here such classes are left out of the mean and reported once.
+    """
+
+    name = "metric"
+
+    def _macro(self, per_class: Tensor, target_sum: Tensor) -> Tensor:
+        present = target_sum > 0
+        if not bool(present.all()):
+            missing = (~present).nonzero().flatten().tolist()
+            log.warning(
+                "%s: %d of %d classes have no positive clip in this evaluation %s; the macro "
+                "mean is over the other %d", self.name, len(missing), present.numel(),
+                missing[:10], int(present.sum()),
+            )  # fmt: skip
+        if not bool(present.any()):
+            return torch.tensor(float("nan"))
+        return per_class[present].mean()
+
+    def _per_class(self, compute) -> Tensor:
+        with warnings.catch_warnings():  # the classes concerned are reported by _macro
+            warnings.filterwarnings(
+                "ignore", message=".*(No positive samples|recall is undefined).*"
+            )
+            return compute()
+
+    def _target_sum(self) -> Tensor:
+        target = self.target if isinstance(self.target, Tensor) else torch.cat(self.target)
+        return (target > 0).sum(dim=0)
+
+
+class MeanAveragePrecision(_OverPresentClasses, MultilabelAveragePrecision):
+    """Macro mAP over the classes present (its state syncs under DDP)."""
+
+    name = "mAP"
+
+    def __init__(self, num_labels: int) -> None:
+        super().__init__(num_labels=num_labels, average="none")
+
+    def compute(self) -> Tensor:
+        return self._macro(self._per_class(super().compute), self._target_sum())
+
 
 def d_prime(auc: Tensor) -> Tensor:
     """Sensitivity index d' = sqrt(2) * Phi^-1(AUC), the AudioSet convention.
@@ -28,11 +79,16 @@ def d_prime(auc: Tensor) -> Tensor:
     return 2.0 * torch.erfinv(2.0 * auc.clamp(0.0, 1.0) - 1.0)
 
 
-class DPrime(MultilabelAUROC):
-    """Macro d-prime over classes, from the macro ROC AUC (its state syncs under DDP)."""
+class DPrime(_OverPresentClasses, MultilabelAUROC):
+    """Macro d-prime over the classes present, from their macro ROC AUC (syncs under DDP)."""
+
+    name = "d_prime"
+
+    def __init__(self, num_labels: int) -> None:
+        super().__init__(num_labels=num_labels, average="none")
 
     def compute(self) -> Tensor:
-        return d_prime(super().compute())
+        return d_prime(self._macro(self._per_class(super().compute), self._target_sum()))
 
 
 def accuracy_metric(num_classes: int, multi_label: bool) -> Metric:
@@ -58,8 +114,8 @@ class ClassificationMetrics(MetricCollection):
         super().__init__(
             {
                 "acc": accuracy_metric(num_classes, multi_label),
-                "mAP": MultilabelAveragePrecision(num_labels=num_classes, average="macro"),
-                "d_prime": DPrime(num_labels=num_classes, average="macro"),
+                "mAP": MeanAveragePrecision(num_labels=num_classes),
+                "d_prime": DPrime(num_labels=num_classes),
             },
             prefix=prefix,
             compute_groups=False,

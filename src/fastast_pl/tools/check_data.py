@@ -40,9 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         help="LightningCLI config file; repeat to layer files. Only data: is read.",
     )  # fmt: skip
     p.add_argument("--split", choices=(*SPLITS, "all"), default="all", help="default: all")
-    p.add_argument(
-        "--out", default="runs/check-data.csv", help="CSV report (default: %(default)s)"
-    )
+    p.add_argument("--out", default="runs/check-data.csv", help="CSV report (default: %(default)s)")
     args = p.parse_args(argv)
     try:
         dm = build_datamodule(args.config)
