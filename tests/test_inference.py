@@ -16,7 +16,7 @@ import torch
 
 import fastast_pl
 from fastast_pl.cli import build_cli, main
-from fastast_pl.data.audio import load_audio
+from fastast_pl.data.audio import AudioDecodeError, load_audio
 from fastast_pl.data.clips import Clip
 from fastast_pl.data.dataset import AudioDataset
 from fastast_pl.data.features import compute_fbank, normalize
@@ -208,3 +208,34 @@ def test_older_checkpoints_say_what_must_be_given(trained, clips, tmp_path, capl
     classifier = fastast_pl.AudioClassifier.from_pretrained(tmp_path / "old.ckpt", features=given)
     assert classifier.features.target_length == T and classifier.features.num_mel_bins == F
     assert classifier.model.merge_schedule().r == [2, 2]  # eval_merge from the hyper-parameters
+
+
+def test_waveform_layout_samples_channels_is_refused(trained, clips):
+    _, ckpt = trained
+    folder, _ = clips
+    classifier = fastast_pl.AudioClassifier.from_pretrained(ckpt, device="cpu")
+    w, rate = sf.read(folder / "equal.wav", dtype="float32")  # (N,)
+    assert rate == SR
+    (mono,) = classifier.predict(w, top_k=3)
+    (stereo,) = classifier.predict(np.stack([w, w]), top_k=3)  # (2, N): channels first
+    torch.testing.assert_close(stereo.scores, mono.scores)
+    with pytest.raises(
+        ValueError, match=rf"\(channels, samples\), got shape \({len(w)}, 2\).*array\.T"
+    ):
+        classifier.predict(np.stack([w, w]).T)  # (N, 2): soundfile's layout
+    with pytest.raises(ValueError, match=r"shape \(9, 20000\)"):  # more than 8 channels
+        classifier.predict(torch.zeros(9, 20000))
+
+
+def test_clip_shorter_than_one_window_is_bad_audio(trained, clips, tmp_path, caplog):
+    _, ckpt = trained
+    folder, _ = clips
+    tiny = tmp_path / "tiny.wav"
+    sf.write(tiny, 0.1 * np.random.default_rng(1).standard_normal(160), SR)  # 10 ms < 25 ms
+    classifier = fastast_pl.AudioClassifier.from_pretrained(ckpt, device="cpu")
+    with pytest.raises(AudioDecodeError, match=r"tiny\.wav.*shorter than one 25.0 ms window"):
+        classifier.predict(tiny)  # the API's default: raise
+    with caplog.at_level(logging.WARNING, logger="fastast_pl"):
+        preds = classifier.predict([tiny, folder / "equal.wav"], on_bad_audio="skip")
+    assert [Path(p.source).name for p in preds] == ["equal.wav"]
+    assert "tiny.wav" in caplog.text and "left out" in caplog.text

@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 
 AudioInput = str | os.PathLike | torch.Tensor | np.ndarray
 _FEATURE_FIELDS = tuple(f.name for f in dataclasses.fields(FeatureConfig))
+#: Most channels a (channels, samples) waveform may have; more reads as a transposed array.
+MAX_CHANNELS = 8
 
 
 class ClassScore(NamedTuple):
@@ -220,10 +222,19 @@ class AudioClassifier:
 
     def _waveform(self, item: AudioInput) -> torch.Tensor:
         if isinstance(item, (str, os.PathLike)):
-            return load_audio(item, self.sample_rate)  # (1, N)
+            # the loaders' bad-audio checks (data.checks), shorter-than-one-window included
+            return load_audio(item, self.sample_rate, self.features.frame_length)  # (1, N)
         x = torch.as_tensor(item, dtype=torch.float32)
         if x.ndim == 1:
             x = x.unsqueeze(0)  # (1, N)
+        elif x.ndim == 2 and (x.shape[0] > x.shape[1] or x.shape[0] > MAX_CHANNELS):
+            rows, cols = x.shape
+            raise ValueError(
+                f"expected a waveform (channels, samples), got shape {(rows, cols)}: that "
+                f"reads as {rows} channels of {cols} samples. A (samples, channels) array "
+                f"(as soundfile.read returns) must be transposed: pass array.T "
+                f"(shape {(cols, rows)})"
+            )
         elif x.ndim == 2 and x.shape[0] > 1:
             x = x.mean(dim=0, keepdim=True)  # (channels, N) -> (1, N)
         if x.ndim != 2 or x.shape[1] == 0:
@@ -248,10 +259,16 @@ class AudioClassifier:
     ) -> list[Prediction]:
         """Top-k classes of each input: audio files, folders of them, or waveforms.
 
-        Waveforms (tensors/arrays) must be at ``self.sample_rate``. ``aggregate`` combines
-        the window scores (default: max for multi-label, mean for single-label). A file
-        that cannot be decoded stops the run (``on_bad_audio="raise"``) or is logged by
-        name and left out (``"skip"``).
+        Waveforms (tensors/arrays) must be at ``self.sample_rate``, shaped ``(samples,)``
+        or ``(channels, samples)`` (at most ``MAX_CHANNELS`` channels, fewer channels than
+        samples; transpose a soundfile ``(samples, channels)`` array). ``aggregate``
+        combines the window scores (default: max for multi-label, mean for single-label).
+
+        Bad audio files (undecodable, missing, truncated, NaN/inf, shorter than one fbank
+        window: ``data.checks.bad_audio_reason``, as in training and ``check-data``): the
+        default here, ``on_bad_audio="raise"``, stops at the first with an
+        ``AudioDecodeError`` naming it; ``"skip"`` logs each by name and leaves it out.
+        (The ``classify`` CLI defaults to skip.)
         """
         if on_bad_audio not in ("raise", "skip"):
             raise ValueError(f"on_bad_audio must be 'raise' or 'skip', got {on_bad_audio!r}")

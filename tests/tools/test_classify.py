@@ -72,3 +72,42 @@ def test_user_errors_are_one_line(setup, tmp_path, capsys):
     assert "holds no audio files" in capsys.readouterr().err
     assert main(["classify", str(setup / "hf"), str(setup / "wavs"), "--merge", "x,y"]) == 2
     assert "--merge" in capsys.readouterr().err
+
+
+def test_csv_has_unix_line_endings(setup, tmp_path, capsys):
+    out = tmp_path / "p.csv"
+    assert main(["classify", str(setup / "hf"), str(setup / "wavs"), "--out", str(out)]) == 0
+    data = out.read_bytes()
+    assert b"\r" not in data and data.count(b"\n") == 3  # header + a.wav + b.wav
+    capsys.readouterr()
+    assert main(["classify", str(setup / "hf"), str(setup / "wavs" / "a.wav")]) == 0
+    assert "\r" not in capsys.readouterr().out
+
+
+def test_missing_input_is_an_error_before_the_model_loads(setup, tmp_path, capsys):
+    out = tmp_path / "p.csv"
+    typo = setup / "wavs" / "aa.wav"
+    argv = ["classify", str(setup / "hf"), str(setup / "wavs" / "a.wav"), str(typo)]
+    assert main([*argv, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"no such file or folder: {typo}" in err
+    assert "merge r per layer" not in err and "LibsndfileError" not in err  # no model loaded
+    assert len(err.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_nothing_classifiable_exits_non_zero_without_a_csv(setup, tmp_path, capsys):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    sf.write(bad / "short.wav", np.zeros(160), 16000)  # 10 ms: shorter than a 25 ms window
+    (bad / "broken.wav").write_bytes(b"RIFF not really a wave file")
+    out = tmp_path / "p.csv"
+    assert main(["classify", str(setup / "hf"), str(bad), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "none of the 2 file(s) could be classified" in err
+    assert "short.wav" in err and "shorter than one 25.0 ms window" in err
+    assert not out.exists()
+    # one short clip among good ones is left out by name, the rest classified
+    sf.write(bad / "ok.wav", 0.1 * np.random.default_rng(2).standard_normal(8000), 16000)
+    assert main(["classify", str(setup / "hf"), str(bad), "--out", str(out)]) == 0
+    assert "2 of 3 file(s) were bad audio" in capsys.readouterr().err
+    assert [r["path"].rsplit("/", 1)[-1] for r in csv.DictReader(out.open())] == ["ok.wav"]

@@ -106,7 +106,9 @@ def _parser() -> argparse.ArgumentParser:
         "--on-bad-audio",
         choices=("skip", "raise"),
         default="skip",
-        help="a file that cannot be decoded: report it and leave it out (skip), or stop",
+        help="a bad audio file (unreadable, truncated, NaN/inf, shorter than one window): "
+        "report it and leave it out (skip, the default here; the Python API's default is "
+        "raise), or stop",
     )
     p.add_argument("--out", type=Path, help="CSV to write (default: print it to stdout)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
@@ -150,6 +152,9 @@ def main(argv: list[str] | None = None) -> int:
             raise ToolError("--top-k and --batch-size must be >= 1")
         if args.out is not None and args.out.exists() and not args.overwrite:
             raise ToolError(f"--out {args.out} exists; pass --overwrite to replace it")
+        missing = [item for item in args.inputs if not Path(item).expanduser().exists()]
+        if missing:
+            raise ToolError(f"no such file or folder: {', '.join(missing)}")
         files = audio_files(args.inputs)
         classifier = AudioClassifier.from_pretrained(
             args.checkpoint,
@@ -172,18 +177,27 @@ def main(argv: list[str] | None = None) -> int:
     except USER_ERRORS as err:
         return fail(PROG, err)
     left_out = sorted({str(f) for f in files} - {p.source for p in predictions})
+    if not predictions:
+        return fail(
+            PROG,
+            ToolError(
+                f"none of the {len(files)} file(s) could be classified (all bad audio, see "
+                f"the warnings above): {', '.join(left_out[:10])}; no CSV written"
+            ),
+        )
     if left_out:
         print(
-            f"{PROG}: {len(left_out)} of {len(files)} file(s) could not be decoded and were "
-            f"left out: {', '.join(left_out[:10])}",
+            f"{PROG}: {len(left_out)} of {len(files)} file(s) were bad audio (unreadable, "
+            f"truncated, NaN/inf or shorter than one window) and were left out: "
+            f"{', '.join(left_out[:10])}",
             file=sys.stderr,
         )
     header, rows = csv_rows(predictions, args.top_k, classifier.multi_label)
     if args.out is None:
-        writer = csv.writer(sys.stdout)
+        writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerows([header, *rows])
     else:
         with atomic_write(args.out, "w", newline="") as fh:
-            csv.writer(fh).writerows([header, *rows])
+            csv.writer(fh, lineterminator="\n").writerows([header, *rows])
         print(f"{len(rows)} file(s) classified -> {args.out}", file=sys.stderr)
     return 0
