@@ -5,6 +5,7 @@ naming the file and what was expected."""
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -45,6 +46,49 @@ def test_best_is_the_best_on_val_recorded_by_model_checkpoint(fitted_student, tm
                "--trainer.logger", "false"])  # fmt: skip
     assert cli.config["test"]["ckpt_path"] == str(fitted_student.best)
     assert weights_equal(cli.model, fitted_student.best)
+
+
+def _monitored_state(checkpoint: dict) -> dict:
+    (state,) = [v for k, v in checkpoint["callbacks"].items() if k.startswith("ModelCheckpoint")
+                and v.get("monitor")]  # fmt: skip
+    return state
+
+
+def test_best_is_the_best_of_every_run_under_the_root_after_a_resume(tmp_path):
+    """A resumed fit logs into a new version_N: Lightning then forgets the earlier best (its
+    dirpath changed), so the resumed run records its own first epoch as best whatever its score."""
+    root = tmp_path / "runs"
+    argv = tiny(tmp_path / "data", root)
+    first = run(["fit", *argv, "--trainer.max_epochs", "1"])
+    first_best = Path(first.trainer.checkpoint_callback.best_model_path)
+    first_score = float(first.trainer.checkpoint_callback.best_model_score)
+    resumed = run(["fit", *argv, "--trainer.max_epochs", "2", "--ckpt_path", "last"])
+    resumed_dir = Path(resumed.trainer.checkpoint_callback.dirpath)
+    assert resumed_dir != first_best.parent
+    assert Path(resumed.trainer.checkpoint_callback.best_model_path).parent == resumed_dir
+    # Make the resumed run's recorded best worse than the first run's (a tiny run's val/acc
+    # on 4 clips is often a tie): rewrite its score in every checkpoint that run wrote.
+    for path in resumed_dir.glob("*.ckpt"):
+        checkpoint = torch.load(path, weights_only=False)
+        _monitored_state(checkpoint)["best_model_score"] = torch.tensor(first_score - 0.5)
+        torch.save(checkpoint, path)
+    cli = run(["test", *argv, "--ckpt_path", "best", "--trainer.logger", "false"])
+    assert cli.config["test"]["ckpt_path"] == str(first_best)
+    assert weights_equal(cli.model, first_best)
+
+
+def test_best_over_runs_with_different_monitors_is_an_error(fitted_student, tmp_path):
+    other = tmp_path / "runs" / "version_9"
+    other.mkdir(parents=True)
+    checkpoint = torch.load(fitted_student.best, weights_only=False)
+    key, state = next((k, v) for k, v in checkpoint["callbacks"].items() if v.get("monitor"))
+    crafted = other / "loss-best.ckpt"
+    state.update(monitor="val/loss", best_model_path=str(crafted))
+    checkpoint["callbacks"] = {key.replace("val/acc", "val/loss").replace("max", "min"): state}
+    torch.save(checkpoint, crafted)
+    shutil.copytree(fitted_student.root, tmp_path / "runs", dirs_exist_ok=True)
+    with pytest.raises(ValueError, match=r"--ckpt_path best: .*val/acc \(max\).*val/loss \(min\)"):
+        run(["test", *tiny(fitted_student.data, tmp_path / "runs"), "--ckpt_path", "best"])
 
 
 def test_best_without_a_recorded_best_is_an_error(tmp_path):
