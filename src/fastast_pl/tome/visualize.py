@@ -12,9 +12,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
+
+#: Colours of merged groups: tab20 without its two greys, which read as "not merged".
+MERGE_PALETTE = ListedColormap(
+    [c for i, c in enumerate(colormaps["tab20"].colors) if i not in (14, 15)], name="merged"
+)
 
 Box = tuple[int, int, int, int]  # (y0, x0, y1, x1), end exclusive
 
@@ -85,7 +91,7 @@ def plot_merged_patches(
     group_ids = {tok: k for k, tok in enumerate(np.unique(labels[merged]))}
     colour = np.full(img.shape, np.nan)
     for tok, k in group_ids.items():
-        colour[labels == tok] = k % 20
+        colour[labels == tok] = k % MERGE_PALETTE.N
     edges = np.zeros(img.shape, dtype=bool)
     edges[:-1, :] |= labels[:-1, :] != labels[1:, :]
     edges[:, :-1] |= labels[:, :-1] != labels[:, 1:]
@@ -96,7 +102,8 @@ def plot_merged_patches(
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     ax.imshow(img, origin="lower", aspect="auto", cmap="gray", interpolation="nearest")
-    ax.imshow(colour, origin="lower", aspect="auto", cmap="tab20", vmin=0, vmax=19, alpha=0.55)
+    ax.imshow(colour, origin="lower", aspect="auto", cmap=MERGE_PALETTE, vmin=0,
+              vmax=MERGE_PALETTE.N - 1, alpha=0.55)  # fmt: skip
     ax.imshow(
         np.where(edges, 1.0, np.nan),
         origin="lower",

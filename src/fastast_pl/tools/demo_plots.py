@@ -19,7 +19,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 
-from fastast_pl.tome.visualize import Box, group_labels
+from fastast_pl.tome.visualize import MERGE_PALETTE, Box, group_labels
 
 
 @dataclass
@@ -112,7 +112,7 @@ def plot_merge_map(
     merged = np.where(labels >= 0, sizes[np.clip(labels, 0, None)] > 1, False)
     colour = np.full(image.shape, np.nan)
     for k, token in enumerate(np.unique(labels[merged])):
-        colour[labels == token] = k % 20
+        colour[labels == token] = k % MERGE_PALETTE.N
     edges = np.zeros(image.shape, dtype=bool)
     edges[:-1, :] |= labels[:-1, :] != labels[1:, :]
     edges[:, :-1] |= labels[:, :-1] != labels[:, 1:]
@@ -124,7 +124,7 @@ def plot_merge_map(
     ax = fig.add_subplot(1, 1, 1)
     style = dict(origin="lower", aspect="auto", extent=extent, interpolation="nearest")
     ax.imshow(image, cmap="gray", **style)
-    ax.imshow(colour, cmap="tab20", vmin=0, vmax=19, alpha=0.55, **style)
+    ax.imshow(colour, cmap=MERGE_PALETTE, vmin=0, vmax=MERGE_PALETTE.N - 1, alpha=0.55, **style)
     ax.imshow(np.where(edges, 1.0, np.nan), cmap=ListedColormap(["white"]), **style)
     if valid_frames < num_frames:
         pad_start = valid_frames * frame_shift_ms / 1000.0
