@@ -208,3 +208,11 @@ def test_test_with_ckpt_path_does_not_reload_init_from(tmp_path):
     test = build_cli(["test", *tiny_args(tmp_path), "--ckpt_path", trained])
     assert test.model.hparams.init_from is None
     assert "test/acc" in test.trainer.callback_metrics
+
+
+@pytest.mark.parametrize("key", ["num_classes", "target_length"])
+def test_a_linked_model_key_on_the_command_line_is_refused(tmp_path, key):
+    """The link would silently replace it with the data's value (was: 10 became 8 / 128)."""
+    with pytest.raises(ValueError, match=f"--model.init_args.{key} is linked from the data"):
+        build_cli([*tiny_args(tmp_path), f"--model.init_args.{key}=10"], run=False)
+    assert not (tmp_path / "runs").exists()

@@ -48,6 +48,14 @@ TOOLS: dict[str, tuple[str, str]] = {
 }
 
 
+#: Model arguments the data sets (cli links): where each comes from.
+LINKED_FROM_DATA = {
+    "target_length": "data.features.target_length",
+    "num_mel_bins": "data.features.num_mel_bins",
+    "num_classes": "the data source's classes",
+    "multi_label": "the data source's label kind",
+}
+
 # Model keys naming files that only initialise weights (a checkpoint restores them anyway).
 INIT_WEIGHT_KEYS = ("model.init_args.init_from", "model.init_args.teacher.pretrained_path")
 
@@ -85,6 +93,17 @@ class FastASTCLI(LightningCLI):
             full_key = f"{subcommand}.{key}"
             if full_key in before:
                 self.config[full_key] = before[full_key]
+
+    def before_instantiate_classes(self) -> None:
+        """A linked model key typed on the command line would be overwritten by the data's
+        value without a word: refuse it, naming the data key to set instead."""
+        for key in _command_line_model_keys(self._command_line):
+            name = key.rsplit(".", 1)[-1]
+            if key.count(".") == 2 and name in LINKED_FROM_DATA:
+                raise ValueError(
+                    f"--{key} is linked from the data ({LINKED_FROM_DATA[name]}) and would be "
+                    "replaced by its value; set that instead, or drop the option"
+                )
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments("data.features.target_length", "model.init_args.target_length")

@@ -140,9 +140,16 @@ def test_report_logs_table_and_plot_to_wandb_offline(sweep_dir, tmp_path, monkey
     runs = list((out / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
     files = runs[0] / "files"
-    images = list(files.glob("media/images/pareto_*.png"))
+    # Media files too are written by W&B's service process: wait for them under load.
+    deadline = time.monotonic() + 20
+    while True:
+        images = list(files.glob("media/images/pareto_*.png"))
+        tables = list(files.glob("media/table/runs_*.table.json"))
+        if (images and tables) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     assert images and images[0].read_bytes()[:4] == b"\x89PNG"
-    assert list(files.glob("media/table/runs_*.table.json"))
+    assert tables
     # Config, history and summary live in the run's protobuf log (no reader ships with
     # wandb; the keys and JSON values are stored as plain bytes, so look for them).
     # The file is written by W&B's service process; give it a moment under heavy load.
