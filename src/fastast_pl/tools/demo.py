@@ -151,34 +151,29 @@ def main(argv: list[str] | None = None) -> int:
                         schedule, test.log_dir))  # fmt: skip
 
     merged = schedules[-1]
-    student = run_stage(console, f"4/7 fine-tune the merged AST (r={merged.r}) with CMKD from the teacher",
-                        ["fit", *data, *cfg["fastast.yaml"],
-                         "--model.init_args.merge", str(merged.r),
-                         "--model.init_args.init_from", ast.best_checkpoint,
-                         "--model.init_args.teacher_checkpoint", teacher.best_checkpoint,
-                         "--trainer.default_root_dir", str(root / "student"), *seed], timings)  # fmt: skip
-    if student.best_checkpoint is None:
-        raise SystemExit(f"demo: the run in {student.log_dir} wrote no checkpoint")
-    student_test = run_stage(console, "5/7 test the CMKD student and the teacher",
-                             ["test", *data, *cfg["fastast.yaml"],
-                              "--model.init_args.merge", str(merged.r),
-                              "--model.init_args.teacher_checkpoint", teacher.best_checkpoint,
-                              "--ckpt_path", student.best_checkpoint,
-                              "--trainer.default_root_dir", str(root / "test_student"), *seed], timings)  # fmt: skip
-    labels_only = run_stage(console, "6/7 the same fine-tuning on labels only (kd_lambda 0), the control",
-                            ["fit", *data, *cfg["fastast.yaml"],
-                             "--model.init_args.merge", str(merged.r), "--model.init_args.kd_lambda", "0",
-                             "--model.init_args.init_from", ast.best_checkpoint,
-                             "--model.init_args.teacher_checkpoint", teacher.best_checkpoint,
-                             "--trainer.default_root_dir", str(root / "student_labels"), *seed], timings)  # fmt: skip
-    if labels_only.best_checkpoint is None:
-        raise SystemExit(f"demo: the run in {labels_only.log_dir} wrote no checkpoint")
-    labels_test = run_stage(console, "7/7 test the labels-only control",
-                            ["test", *data, *cfg["fastast.yaml"],
-                             "--model.init_args.merge", str(merged.r),
-                             "--model.init_args.teacher_checkpoint", teacher.best_checkpoint,
-                             "--ckpt_path", labels_only.best_checkpoint,
-                             "--trainer.default_root_dir", str(root / "test_student_labels"), *seed], timings)  # fmt: skip
+    merged_ast = [*cfg["fastast.yaml"], "--model.init_args.merge", str(merged.r),
+                  "--model.init_args.teacher_checkpoint", teacher.best_checkpoint]  # fmt: skip
+
+    def fine_tune(
+        titles: tuple[str, str], name: str, *extra: str
+    ) -> tuple[StageResult, StageResult]:
+        """Fine-tune the merged AST from the trained one, then test it (two CLI runs)."""
+        fit = run_stage(console, titles[0], ["fit", *data, *merged_ast, *extra,
+                        "--model.init_args.init_from", ast.best_checkpoint,
+                        "--trainer.default_root_dir", str(root / name), *seed], timings)  # fmt: skip
+        if fit.best_checkpoint is None:
+            raise SystemExit(f"demo: the run in {fit.log_dir} wrote no checkpoint")
+        test = run_stage(console, titles[1], ["test", *data, *merged_ast, *extra,
+                         "--ckpt_path", fit.best_checkpoint,
+                         "--trainer.default_root_dir", str(root / f"test_{name}"), *seed], timings)  # fmt: skip
+        return fit, test
+
+    student, student_test = fine_tune(
+        (f"4/7 fine-tune the merged AST (r={merged.r}) with CMKD from the teacher",
+         "5/7 test the CMKD student and the teacher"), "student")  # fmt: skip
+    labels_only, labels_test = fine_tune(
+        ("6/7 the same fine-tuning on labels only (kd_lambda 0), the control",
+         "7/7 test the labels-only control"), "student_labels", "--model.init_args.kd_lambda", "0")  # fmt: skip
     labels_schedule = TimedSchedule(merged.r, merged.flops_ratio, merged.tokens)
     rows.append(Row(f"AST, ToMe r={merged.r}, labels only", "the control: the same fine-tuning "
                     "of the merged AST (same epochs and optimiser) on labels alone, no teacher",
