@@ -63,6 +63,7 @@ def test_every_yaml_in_experiments_is_covered():
         "audioset/full",
         "audioset/original_labels",
         "audioset/ast_baseline_full",
+        "audioset/fastast_full",
         "audioset/teacher_full",  # tests/modules/test_teacher_recipes.py
         "audioset/data",
         "demo/data",
@@ -101,8 +102,8 @@ def test_dataset_recipes_compose_and_print(dataset):
         assert monitor == ("val/mAP" if dataset == "audioset" else "val/acc")
         # the shared callbacks are appended to the dataset's best-on-val checkpoint
         # (AudioSet recipes add their epoch-window weight averaging last: AST's for
-        # ast_baseline, test_recipes_data_training.py; PSLA's for the teacher)
-        averaged = dataset == "audioset" and method in ("teacher", "ast_baseline")
+        # ast_baseline and fastast, test_recipes_data_training.py; PSLA's for the teacher)
+        averaged = dataset == "audioset" and method in ("teacher", "ast_baseline", "fastast")
         extra = ["EpochWindowAveraging"] if averaged else []
         assert [c["class_path"].rsplit(".", 1)[-1] for c in cfg["trainer"]["callbacks"]] == [
             "ModelCheckpoint", "ModelCheckpoint", "ResumeRNGState", "LearningRateMonitor", *extra

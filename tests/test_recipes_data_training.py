@@ -48,10 +48,16 @@ def test_audioset_ast_recipes_average_ast_s_epoch_windows():
 
 
 def test_other_audioset_recipes_keep_their_own_averaging():
-    """The distilled student has none (the callback refuses a DistillationModule); the
-    full overlay adds none, so PSLA's teacher_full.yaml window stays the only one."""
-    assert _windows(_composed("audioset", "audioset/fastast")) == []
-    assert _windows(_composed("audioset", "audioset/fastast", "audioset/full")) == []
+    """The distilled student averages AST's windows too (6-25 balanced, 1-5 full, the model
+    the same as fastast.yaml's); the full overlay adds none, so PSLA's teacher_full.yaml
+    window stays the only one for the teacher."""
+    assert _windows(_composed("audioset", "audioset/fastast")) == [(6, 25)]
+    assert _windows(_composed("audioset", "audioset/fastast_full", "audioset/full")) == [(1, 5)]
+    docs = [
+        yaml.safe_load((EXP / f"audioset/{n}.yaml").read_text())
+        for n in ("fastast", "fastast_full")
+    ]
+    assert docs[0]["model"] == docs[1]["model"]
     teacher = _composed("audioset", "audioset/full", "audioset/teacher_full")
     assert _windows(teacher) == [(16, 30)]
 

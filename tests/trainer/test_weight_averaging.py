@@ -122,17 +122,27 @@ class _GrowsInSetup(_Tiny):
     """Like DistillationModule, which loads its teacher in setup()."""
 
     def setup(self, stage: str) -> None:
-        self.extra = nn.Linear(2, 2)
+        self.extra = nn.Linear(2, 2).requires_grad_(False)
 
 
-def test_module_growing_in_setup_is_refused(tmp_path) -> None:
+def test_module_growing_in_setup_is_averaged_like_any_other(tmp_path) -> None:
+    """Like DistillationModule's teacher: a submodule built in setup() (here frozen) is part
+    of the copy, and the trained weights are the window's mean as for _Tiny."""
+    L.seed_everything(0, verbose=False)
+    module, record = _GrowsInSetup(), _Record()
     trainer = L.Trainer(
-        accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, default_root_dir=str(tmp_path),
-        callbacks=[EpochWindowAveraging(first_epoch=1)],
+        accelerator="cpu", max_epochs=3, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+        default_root_dir=str(tmp_path), callbacks=[EpochWindowAveraging(first_epoch=2), record],
     )  # fmt: skip
-    with pytest.raises(ValueError, match=r"gained 2 weights.*extra\.(bias|weight)"):
-        trainer.fit(_GrowsInSetup(), train_dataloaders=_loader())
+    trainer.fit(module, train_dataloaders=_loader(), val_dataloaders=_loader())
+    final = _snapshot(module)
+    for key in ("net.0.weight", "net.3.bias"):
+        torch.testing.assert_close(
+            final[key].double(), _mean(record.epoch_end[1:3], key), rtol=1e-5, atol=1e-6
+        )
+    for key in ("extra.weight", "extra.bias"):  # frozen: its average is itself
+        torch.testing.assert_close(final[key], record.epoch_end[0][key])
 
 
 def test_checkpoint_before_the_window_holds_the_live_weights(tmp_path) -> None:

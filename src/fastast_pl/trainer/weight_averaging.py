@@ -29,9 +29,9 @@ class EpochWindowAveraging(WeightAveraging):
     first update the current weights are validated and kept (a window ``fit`` never
     reaches leaves the trained weights alone, with a warning).
 
-    The module must own all its submodules when ``fit`` starts: a DistillationModule loads
-    its teacher in ``setup`` (after this callback copies the module), so it is refused
-    with an error rather than averaged misaligned.
+    A module that builds submodules in ``setup`` (a DistillationModule loads its frozen
+    teacher there, after Lightning's callback copied the module) is copied again when fit
+    starts; the frozen teacher's average is the teacher itself.
 
     Args:
         first_epoch: First averaged epoch (1-based, inclusive).
@@ -61,15 +61,21 @@ class EpochWindowAveraging(WeightAveraging):
         return self._average_model is not None and int(self._average_model.n_averaged) > 0
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Copy the module again if it built submodules in ``setup()`` after the callback
+        copied it (DistillationModule's frozen teacher), keeping any average restored from a
+        checkpoint; parameters and buffers would otherwise be paired out of order."""
         assert self._average_model is not None  # created by WeightAveraging.setup
-        copied = set(self._average_model.module.state_dict())
-        extra = sorted(set(pl_module.state_dict()) - copied)
-        if extra:
-            raise ValueError(
-                f"EpochWindowAveraging: {type(pl_module).__name__} gained {len(extra)} weights "
-                f"after the callback copied it (e.g. {extra[:3]}); it cannot average a module "
-                "that builds submodules in setup() (DistillationModule's teacher)"
-            )
+        earlier = self._average_model
+        if not set(pl_module.state_dict()) - set(earlier.module.state_dict()):
+            return
+        WeightAveraging.setup(self, trainer, pl_module, "fit")
+        if int(earlier.n_averaged) > 0:  # resumed inside the window: keep the average so far
+            self._average_model.module.load_state_dict(earlier.module.state_dict(), strict=False)
+            self._average_model.n_averaged.copy_(earlier.n_averaged)
+        log.info(
+            "EpochWindowAveraging: %s built submodules in setup(); copied it again",
+            type(pl_module).__name__,
+        )
 
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._has_average():
