@@ -197,6 +197,11 @@ class ClassificationModule(L.LightningModule):
         """Log a metric collection's epoch values and reset it; False if it saw no batch."""
         if metrics["acc"].update_count == 0:  # sanity check skipped or empty split
             return False
+        if self._trainer is not None and self.trainer.sanity_checking:
+            # A couple of batches to test the loop, not an evaluation (Lightning drops what
+            # is logged there): no metric, and no warning about classes they happen to lack.
+            metrics.reset()
+            return False
         for name, value in metrics.compute().items():  # already synced across ranks by torchmetrics
             self.log(name, value, prog_bar=prog_bar and name.endswith("/acc"))
         metrics.reset()
