@@ -38,6 +38,17 @@ DEFAULT_KD_TEMPERATURE = 1.0
 DEFAULT_KD_FORM: KDForm = "cmkd"
 
 
+def check_kd_settings(kd_lambda: float, temperature: float, form: str, who: str = "") -> None:
+    """Raise ValueError naming the first distillation setting out of range (``who`` prefixes
+    the message: the loss checks per call, DistillationModule once when it is built)."""
+    if not 0.0 <= kd_lambda <= 1.0:
+        raise ValueError(f"{who}kd_lambda must be in [0, 1], got {kd_lambda}")
+    if temperature <= 0:
+        raise ValueError(f"{who}kd_temperature must be > 0, got {temperature}")
+    if form not in KD_FORMS:
+        raise ValueError(f"{who}kd_form={form!r}: expected one of {list(KD_FORMS)}, not {form!r}")
+
+
 def cmkd_loss(
     student_logits: Tensor,
     teacher_logits: Tensor,
@@ -64,12 +75,7 @@ def cmkd_loss(
             f"shape; got {tuple(student_logits.shape)}, {tuple(teacher_logits.shape)}, "
             f"{tuple(target.shape)}"
         )
-    if not 0.0 <= kd_lambda <= 1.0:
-        raise ValueError(f"cmkd_loss: kd_lambda must be in [0, 1], got {kd_lambda}")
-    if temperature <= 0:
-        raise ValueError(f"cmkd_loss: temperature must be > 0, got {temperature}")
-    if form not in KD_FORMS:
-        raise ValueError(f"cmkd_loss: form={form!r}; expected one of {list(KD_FORMS)}")
+    check_kd_settings(kd_lambda, temperature, form, who="cmkd_loss: ")
     teacher_logits = teacher_logits.detach().to(student_logits.dtype)
     target = target.to(student_logits.dtype)
     student_t = temperature if form == "hinton" else 1.0

@@ -14,8 +14,8 @@ from fastast_pl.losses import (
     DEFAULT_KD_FORM,
     DEFAULT_KD_LAMBDA,
     DEFAULT_KD_TEMPERATURE,
-    KD_FORMS,
     KDForm,
+    check_kd_settings,
     cmkd_loss,
 )
 from fastast_pl.metrics import ClassificationMetrics
@@ -116,12 +116,7 @@ class DistillationModule(StudentModule):
     ) -> None:
         super().__init__(**student_args)
         self.save_hyperparameters()
-        if not 0.0 <= kd_lambda <= 1.0:
-            raise ValueError(f"kd_lambda must be in [0, 1], got {kd_lambda}")
-        if kd_temperature <= 0:
-            raise ValueError(f"kd_temperature must be > 0, got {kd_temperature}")
-        if kd_form not in KD_FORMS:
-            raise ValueError(f"kd_form must be one of {list(KD_FORMS)}, got {kd_form!r}")
+        check_kd_settings(kd_lambda, kd_temperature, kd_form)
         self.teacher_checkpoint = teacher_checkpoint
         self.kd_lambda = kd_lambda
         self.kd_temperature = kd_temperature
