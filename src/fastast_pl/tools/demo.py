@@ -25,6 +25,7 @@ from rich.table import Table
 
 from fastast_pl.cli import build_cli
 from fastast_pl.metrics import chance_accuracy
+from fastast_pl.models.checkpoints import read_record
 from fastast_pl.tools.demo_clip import merge_map_of_test_clip
 from fastast_pl.tools.demo_measure import (
     TimedSchedule,
@@ -201,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     pictures = _draw(
         rows, teacher_acc, root, args.configs, student.best_checkpoint, merged.r, short_note
     )
-    num_classes = int(_hparam(ast.best_checkpoint, "num_classes"))
+    num_classes = int(read_record(ast.best_checkpoint).num_classes)
     _print_table(console, teacher_acc, rows, note, num_classes, root)
     checks = _print_checks(console, teacher_acc, rows)
     total = time.perf_counter() - start
@@ -214,13 +215,6 @@ def main(argv: list[str] | None = None) -> int:
     (root / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     console.print(f"summary: {root / 'summary.json'}")
     return 0
-
-
-def _hparam(checkpoint: str, key: str) -> object:
-    """One hyperparameter (e.g. the number of classes) of a checkpoint of ours."""
-    from fastast_pl.models.checkpoints import read_lightning
-
-    return read_lightning(checkpoint)["hyper_parameters"][key]
 
 
 def _draw(
