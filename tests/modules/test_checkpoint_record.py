@@ -10,11 +10,12 @@ import hashlib
 
 import pytest
 import torch
-from distill_testkit import TINY_TEACHER, TinyDataModule, teacher_copy
 
 from fastast_pl.models.checkpoints import RECORD_KEY, RECORD_VERSION, read_record
 from fastast_pl.models.checkpoints.teacher import load_teacher
 from fastast_pl.models.frozen import load_frozen_teacher
+
+from helpers.distill import TINY_TEACHER, TinyDataModule, teacher_copy
 
 
 @pytest.fixture()
