@@ -19,6 +19,7 @@ from fastast_pl.models.checkpoints.module_checkpoint import (
     ModuleCheckpoint,
     check_module_state,
     check_record,
+    check_same_splits,
 )
 from fastast_pl.modules.base import ClassificationModule
 from fastast_pl.trainer.ckpt_path import prepare_ckpt_path
@@ -178,6 +179,9 @@ class FastASTCLI(LightningCLI):
             architecture() if callable(architecture) else None,
             set(self.config_init[self.subcommand].get("allow_ckpt_differences") or ()),
         )
+        identity = getattr(datamodule, "data_identity", None)
+        if self.subcommand == "fit" and callable(identity):  # a resumed fit
+            check_same_splits(checkpoint, identity())
 
 
 def _command_line_model_keys(argv: list[str]) -> list[str]:

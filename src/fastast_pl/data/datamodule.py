@@ -22,7 +22,15 @@ from torch.utils.data import DataLoader, Dataset
 from fastast_pl.data.audio import AudioDecodeError, decode
 from fastast_pl.data.augment import AugmentConfig
 from fastast_pl.data.cache import FeatureCache
-from fastast_pl.data.clips import SPLITS, Clip, ClipSplits, check_files, check_nonempty, show
+from fastast_pl.data.clips import (
+    SPLITS,
+    Clip,
+    ClipSplits,
+    check_files,
+    check_nonempty,
+    show,
+    split_fingerprint,
+)
 from fastast_pl.data.dataset import AudioDataset, BadAudioTally
 from fastast_pl.data.features import FeatureConfig
 from fastast_pl.data.sampling import DistributedWeightedSampler, balanced_weights
@@ -133,6 +141,7 @@ class AudioDataModule(pl.LightningDataModule):
         self.on_bad_audio = on_bad_audio
         self.check_files_exist = check_files_exist
         self.seed = seed
+        self._split_fingerprints: dict[str, dict[str, object]] | None = None
         self.datasets: dict[str, AudioDataset] = {}
         self._tallies: dict[str, BadAudioTally] = {}
         #: Clips left out of each evaluation split with on_bad_audio=skip: (path, reason).
@@ -172,11 +181,18 @@ class AudioDataModule(pl.LightningDataModule):
 
     def data_identity(self) -> dict[str, Any]:
         """What tells this training data from another beyond the feature settings: the
-        source and its options, the augmentation and the seed (not how clips are loaded)."""
+        source and its options, the augmentation, the seed (not how clips are loaded) and
+        each split's clips (count and SHA-256 of paths and labels: a folder that gained
+        files splits differently)."""
+        if self._split_fingerprints is None:  # the splits do not change within a process
+            self._split_fingerprints = {
+                name: split_fingerprint(clips) for name, clips in self.clip_splits.splits.items()
+            }
         return {
             "source": repr(self.source),
             "augment": dataclasses.asdict(self.augment),
             "seed": self.seed,
+            "splits": self._split_fingerprints,
         }
 
     def training_augmentations(self) -> list[str]:

@@ -180,3 +180,28 @@ def check_record(
             f"with --allow_ckpt_differences '[{', '.join(left)}]' (a new head on other classes: "
             f"start from its weights with --model.init_args.init_from={ckpt.path} instead)."
         )
+
+
+def check_same_splits(ckpt: ModuleCheckpoint, data_identity: Mapping[str, Any] | None) -> None:
+    """Raise unless the data's splits hold the clips they held when the checkpoint's run
+    started (its record's ``data.splits``): a resumed fit must not train on clips it once
+    validated on, as a folder source that gained files would reshuffle them."""
+    record = ckpt.record
+    saved = ((record.data or {}) if record is not None else {}).get("splits")
+    now = (data_identity or {}).get("splits")
+    if not saved or not now:
+        return
+    changed = [
+        f"{name}: {saved[name]['clips']} clips then, "
+        f"{(now.get(name) or {}).get('clips', 0)} now"
+        + (" (other clips)" if (now.get(name) or {}).get("clips") == saved[name]["clips"] else "")
+        for name in sorted(saved)
+        if saved[name] != now.get(name)
+    ]
+    if changed:
+        raise ValueError(
+            f"{ckpt.path}: the data's splits are not the ones this run started with "
+            f"({'; '.join(changed)}): the data source lists other files now, so resuming would "
+            "mix training and evaluation clips. Resume on the data as it was, or start a new "
+            f"run from these weights with --model.init_args.init_from={ckpt.path}."
+        )
