@@ -14,6 +14,7 @@ from torch import Tensor
 
 from fastast_pl.models.arch import ASTArch
 from fastast_pl.models.ast import ASTModel
+from fastast_pl.models.checkpoints.record import ast_arch_record
 from fastast_pl.modules.base import ClassificationModule
 from fastast_pl.tome import MergeSpec
 
@@ -63,6 +64,10 @@ class StudentModule(ClassificationModule):
     def forward(self, fbank: Tensor) -> Tensor:
         """(B, T, F) normalized fbank -> (B, num_classes) logits."""
         return self.model(fbank)
+
+    def architecture(self) -> dict[str, Any]:
+        """The AST's architecture for the checkpoint record."""
+        return ast_arch_record(self.model.arch)
 
     # ASTModel runs `merge` in training mode and `eval_merge` in eval mode: Lightning's
     # train()/eval() around every loop pick the schedule, with no hook here.
