@@ -13,6 +13,8 @@ import textwrap
 from importlib import metadata
 from pathlib import Path
 
+import pytest
+
 import fastast_pl
 
 SRC = Path(fastast_pl.__file__).resolve().parents[1]
@@ -38,6 +40,7 @@ def _import_with_stub(tmp_path: Path, stub_init: str) -> subprocess.CompletedPro
     )
 
 
+@pytest.mark.slow
 def test_unloadable_extension_names_versions_loader_line_and_fix(tmp_path):
     result = _import_with_stub(tmp_path, f"raise OSError({LOADER_ERROR!r})")
     assert result.returncode != 0
@@ -49,6 +52,7 @@ def test_unloadable_extension_names_versions_loader_line_and_fix(tmp_path):
     assert "torch==" in last and "torchaudio==" in last  # the pair from the lock
 
 
+@pytest.mark.slow
 def test_missing_function_is_caught_too(tmp_path):
     # The library loads, but a function the pipeline needs is not there.
     result = _import_with_stub(
@@ -64,6 +68,7 @@ def test_missing_function_is_caught_too(tmp_path):
     assert "kaldi" in last
 
 
+@pytest.mark.slow
 def test_working_stack_imports_in_a_fresh_interpreter():
     env = {**os.environ, "PYTHONPATH": str(SRC)}
     result = subprocess.run(
