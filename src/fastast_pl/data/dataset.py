@@ -2,7 +2,8 @@
 
 It decodes, computes the fbank (or reads it from the cache), and for training applies
 mixup, SpecAugment, noise and time roll (``augment.py``); it yields
-``{"fbank": (T, F), "target": (C,), "index": (), "clip_key": str, "augmented": ()}``
+``{"fbank": (T, F), "target": (C,), "index": (), "clip_key": str, "augmented": (),
+"labeled": ()}``
 (docs/architecture.md, "Batches"): what a LightningModule needs to know about a clip comes
 with the clip, so no module reads the dataset behind the batch.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -78,6 +80,9 @@ class AudioDataset(Dataset):
             ``tally`` (for training; evaluation splits are scanned and left without their
             bad clips by the datamodule instead, see ``AudioDataModule``).
         tally: Where skipped clips are counted (created if not given).
+        unlabeled: Training clips without labels (``unlabeled.py``), after ``clips``: their
+            target is all zeros and ``labeled`` False; a mixup partner or a bad clip's
+            stand-in is drawn from the same kind (labeled or not).
     """
 
     def __init__(
@@ -90,10 +95,12 @@ class AudioDataset(Dataset):
         cache: FeatureCache | None = None,
         on_bad_audio: Literal["raise", "skip"] = "raise",
         tally: BadAudioTally | None = None,
+        unlabeled: Sequence[Path] = (),
     ) -> None:
         if on_bad_audio not in ("raise", "skip"):
             raise ValueError(f"on_bad_audio must be 'raise' or 'skip', got {on_bad_audio!r}")
-        self.clips = list(clips)
+        self.clips = list(clips) + [Clip(Path(p), ()) for p in unlabeled]
+        self.num_labeled = len(clips)
         self.num_classes = num_classes
         self.features = features
         self.train = train
@@ -155,6 +162,17 @@ class AudioDataset(Dataset):
             self.clips[index].path, self.features.sample_rate, self.features.frame_length
         )
 
+    def labeled(self, index: int) -> bool:
+        """Whether clip ``index`` has labels (the unlabeled clips come after the labeled)."""
+        return index < self.num_labeled
+
+    def _random_like(self, index: int) -> int:
+        """A random clip of the same kind as ``index`` (labeled or unlabeled)."""
+        start, stop = (
+            (0, self.num_labeled) if self.labeled(index) else (self.num_labeled, len(self))
+        )
+        return start + int(torch.randint(stop - start, ()))
+
     def _load(self, index: int, waveform: bool = False) -> tuple[int, torch.Tensor]:
         """(index actually used, padded raw fbank ``(T, F)`` or with ``waveform`` the
         ``(1, N)`` waveform), skipping bad clips if asked."""
@@ -167,7 +185,7 @@ class AudioDataset(Dataset):
                 if self.on_bad_audio == "raise":
                     raise
                 self.tally.record(index)
-                index = int(torch.randint(len(self.clips), ()))
+                index = self._random_like(index)
         raise RuntimeError(
             "20 clips in a row could not be decoded; is the dataset readable at all?"
         )
@@ -175,7 +193,7 @@ class AudioDataset(Dataset):
     def _mixed_from_waveforms(self, index: int) -> tuple[int, torch.Tensor, torch.Tensor]:
         """AST's waveform mixup: (index used, raw padded fbank ``(T, F)``, mixed target)."""
         index, wave = self._load(index, waveform=True)  # (1, N)
-        other, wave_other = self._load(int(torch.randint(len(self.clips), ())), waveform=True)
+        other, wave_other = self._load(self._random_like(index), waveform=True)
         lam = sample_mixup_lambda(self.mixup_alpha)
         mixed = mix_waveforms(wave, wave_other, lam)  # (1, N)
         fbank = crop(
@@ -192,7 +210,7 @@ class AudioDataset(Dataset):
                 index, fbank, target = self._mixed_from_waveforms(index)  # (T, F), (C,)
             else:
                 index, fbank = self._load(index)  # (T, F)
-                other, fbank_other = self._load(int(torch.randint(len(self.clips), ())))
+                other, fbank_other = self._load(self._random_like(index))
                 lam = sample_mixup_lambda(self.mixup_alpha)
                 fbank, target = mix(fbank, self.target(index), fbank_other, self.target(other), lam)
         else:
@@ -214,6 +232,7 @@ class AudioDataset(Dataset):
             "index": torch.tensor(index, dtype=torch.int64),
             "clip_key": self.clip_key(index),
             "augmented": torch.tensor(bool(augmented)),
+            "labeled": torch.tensor(self.labeled(index)),
         }
 
     def clip_key(self, index: int) -> str:

@@ -93,7 +93,10 @@ class DistillationModule(StudentModule):
 
     Args:
         teacher_checkpoint: the trained teacher: a TeacherModule checkpoint or an AST checkpoint.
-        kd_lambda: weight of the distillation term (CMKD: 0.5); 0 = labels only.
+        kd_lambda: weight of the distillation term: ``(1 - kd_lambda) * task + kd_lambda *
+            kd`` (``fastast_pl.losses``); 0 = labels only. CMKD's lambda weights the other
+            term, the ground-truth loss (``lambda * L_gt + (1 - lambda) * L_kd``, Gong et
+            al. 2022), so ``kd_lambda = 1 - lambda``: the two agree only at CMKD's 0.5.
         kd_temperature: softening temperature of the teacher (see DEFAULT_KD_TEMPERATURE).
         kd_form: "cmkd" (CMKD: temperature on the teacher only, no T^2) or "hinton"
             (Hinton et al. 2015: student and teacher at T, times T^2); equal at T = 1.
@@ -228,11 +231,12 @@ class DistillationModule(StudentModule):
 
     # --------------------------------------------------------------------- loss
     def training_loss(self, batch: Batch, logits: Tensor) -> dict[str, Tensor]:
-        """CMKD: logged as train/loss, train/loss_task, train/loss_kd."""
+        """CMKD: logged as train/loss, train/loss_task, train/loss_kd; the task term over the
+        batch's labeled clips only (unlabeled audio is taught by the teacher alone)."""
         teacher_logits = self.teacher_logits(batch)
         return cmkd_loss(
             logits, teacher_logits, batch["target"], self.multi_label,
-            self.kd_lambda, self.kd_temperature, self.kd_form,
+            self.kd_lambda, self.kd_temperature, self.kd_form, labeled=batch.get("labeled"),
         )  # fmt: skip
 
     def on_train_epoch_end(self) -> None:
