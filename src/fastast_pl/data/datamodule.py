@@ -70,7 +70,7 @@ class LoaderConfig:
 
 class AudioDataModule(pl.LightningDataModule):
     """Audio clips -> normalized Kaldi fbank batches ``{"fbank", "target", "index",
-    "clip_key", "augmented", "labeled"}`` (docs/architecture.md, "Batches").
+    "clip_key", "augmented", "labeled"}`` (+ ``"waveform"``; docs/architecture.md, "Batches").
 
     What a LightningModule may read of it (docs/architecture.md, "Data -> model links"):
     ``num_classes``, ``multi_label``, ``class_names``, ``feature_config()``,
@@ -105,6 +105,11 @@ class AudioDataModule(pl.LightningDataModule):
             ``labeled`` False and are taught by a teacher alone (``DistillationModule``); a
             module without a teacher leaves them out of its loss. Logged at setup: labeled
             and unlabeled training clips.
+        waveforms: Batches also carry each clip's ``waveform`` (``(B, N)`` at the feature
+            sample rate, the span of the fbank's frames): what a waveform teacher (a Hugging
+            Face audio classifier) hears. It is the clean clip, or the mix with mixup (which
+            then must be ``mixup_domain: waveform``); SpecAugment, noise, roll and dither
+            reach only the student's fbank (the run's log says so).
     """
 
     def __init__(
@@ -118,6 +123,7 @@ class AudioDataModule(pl.LightningDataModule):
         check_files_exist: bool = True,
         seed: int = 0,
         unlabeled: UnlabeledConfig | None = None,
+        waveforms: bool = False,
     ) -> None:
         super().__init__()
         if not isinstance(source, DataSource):
@@ -141,6 +147,7 @@ class AudioDataModule(pl.LightningDataModule):
         self.check_files_exist = check_files_exist
         self.seed = seed
         self.unlabeled = unlabeled
+        self.waveforms = waveforms
         self.datasets: dict[str, AudioDataset] = {}
         self._tallies: dict[str, BadAudioTally] = {}
         #: Clips left out of each evaluation split with on_bad_audio=skip: (path, reason).
@@ -189,6 +196,10 @@ class AudioDataModule(pl.LightningDataModule):
         if self.unlabeled is not None:
             identity["unlabeled"] = dataclasses.asdict(self.unlabeled)
         return identity
+
+    def carries_waveforms(self) -> bool:
+        """Whether batches carry each clip's ``waveform`` (for a waveform teacher)."""
+        return self.waveforms
 
     def training_augmentations(self) -> list[str]:
         """What makes a training clip's fbank differ from epoch to epoch, as ``"name=value"``
@@ -245,6 +256,7 @@ class AudioDataModule(pl.LightningDataModule):
             self.datasets[split] = AudioDataset(
                 clips,
                 unlabeled=unlabeled,
+                waveforms=self.waveforms,
                 num_classes=splits.num_classes,
                 features=self.features,
                 train=train,

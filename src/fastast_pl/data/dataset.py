@@ -83,6 +83,9 @@ class AudioDataset(Dataset):
         unlabeled: Training clips without labels (``unlabeled.py``), after ``clips``: their
             target is all zeros and ``labeled`` False; a mixup partner or a bad clip's
             stand-in is drawn from the same kind (labeled or not).
+        waveforms: Add each clip's ``"waveform"`` (``clip_waveform``: the clean audio, or the
+            waveform mix with mixup, before fbank masking, noise and roll) for a waveform
+            teacher; fbank-domain mixup is refused then (no waveform to give).
     """
 
     def __init__(
@@ -96,9 +99,18 @@ class AudioDataset(Dataset):
         on_bad_audio: Literal["raise", "skip"] = "raise",
         tally: BadAudioTally | None = None,
         unlabeled: Sequence[Path] = (),
+        waveforms: bool = False,
     ) -> None:
         if on_bad_audio not in ("raise", "skip"):
             raise ValueError(f"on_bad_audio must be 'raise' or 'skip', got {on_bad_audio!r}")
+        if waveforms and train and augment is not None and augment.mixup > 0:
+            if augment.mixup_domain != "waveform":
+                raise ValueError(
+                    f"waveforms=True with augment.mixup={augment.mixup} needs "
+                    "augment.mixup_domain='waveform' (found 'fbank'): a waveform teacher must "
+                    "hear the mix the student sees, and a mix of fbanks has no waveform"
+                )
+        self.waveforms = waveforms
         self.clips = list(clips) + [Clip(Path(p), ()) for p in unlabeled]
         self.num_labeled = len(clips)
         self.num_classes = num_classes
@@ -190,8 +202,11 @@ class AudioDataset(Dataset):
             "20 clips in a row could not be decoded; is the dataset readable at all?"
         )
 
-    def _mixed_from_waveforms(self, index: int) -> tuple[int, torch.Tensor, torch.Tensor]:
-        """AST's waveform mixup: (index used, raw padded fbank ``(T, F)``, mixed target)."""
+    def _mixed_from_waveforms(
+        self, index: int
+    ) -> tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """AST's waveform mixup: (index used, raw padded fbank ``(T, F)``, mixed target,
+        the mixed ``(1, N)`` waveform)."""
         index, wave = self._load(index, waveform=True)  # (1, N)
         other, wave_other = self._load(self._random_like(index), waveform=True)
         lam = sample_mixup_lambda(self.mixup_alpha)
@@ -200,14 +215,25 @@ class AudioDataset(Dataset):
             compute_fbank(mixed, self.features, dither=self.dither), self.features.target_length
         )
         target = lam * self.target(index) + (1 - lam) * self.target(other)
-        return index, pad_or_crop(fbank, self.features.target_length), target
+        return index, pad_or_crop(fbank, self.features.target_length), target, mixed
+
+    def clip_waveform(self, wave: torch.Tensor) -> torch.Tensor:
+        """A ``(1, N)`` waveform cut or zero-padded to the span the fbank's ``target_length``
+        frames cover, ``((T - 1) * shift + window,)`` samples (the waveform a waveform
+        teacher hears)."""
+        f = self.features
+        shift = int(f.sample_rate * f.frame_shift * 0.001)
+        n = (f.target_length - 1) * shift + f.window_samples
+        wave = wave[0, :n]  # (<= n,)
+        return torch.nn.functional.pad(wave, (0, n - wave.shape[0]))  # (n,)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
         aug = self.augment
         mixed = self.mixup > 0 and float(torch.rand(())) < self.mixup
+        wave = None
         if mixed:
             if aug.mixup_domain == "waveform":
-                index, fbank, target = self._mixed_from_waveforms(index)  # (T, F), (C,)
+                index, fbank, target, wave = self._mixed_from_waveforms(index)  # (T, F), (C,)
             else:
                 index, fbank = self._load(index)  # (T, F)
                 other, fbank_other = self._load(self._random_like(index))
@@ -226,7 +252,7 @@ class AudioDataset(Dataset):
         # A random change of this clip's input (this draw differs from the next epoch's).
         augmented = mixed or self.specaug is not None or bool(aug.noise or aug.time_roll)
         augmented = augmented or self.dither > 0
-        return {
+        item: dict[str, torch.Tensor | str] = {
             "fbank": fbank.float(),
             "target": target,
             "index": torch.tensor(index, dtype=torch.int64),
@@ -234,6 +260,11 @@ class AudioDataset(Dataset):
             "augmented": torch.tensor(bool(augmented)),
             "labeled": torch.tensor(self.labeled(index)),
         }
+        if self.waveforms:  # the audio the fbank came from, before any fbank augmentation
+            item["waveform"] = self.clip_waveform(
+                wave if wave is not None else self.waveform(index)
+            )
+        return item
 
     def clip_key(self, index: int) -> str:
         """What clip ``index`` is, independent of its row number: its file's fingerprint
