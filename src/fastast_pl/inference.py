@@ -91,7 +91,11 @@ class AudioClassifier:
         class_names: Name of every class by index (None: the indices, as text).
         multi_label: Sigmoid scores, max over windows (True) or softmax, mean (False).
         batch_size: Windows per forward pass.
-        device: Where the model runs (default: CUDA when available, else CPU).
+        device: Where the model runs (default: CUDA when available, else CPU; int8: CPU).
+        quantize: "int8": the model (its merge schedule as set) exported to ONNX with int8
+            linear layers and run by ONNX Runtime on the CPU (``models.onnx``); scores
+            differ slightly from float32 (``export --quantize int8 --check-audio`` measures
+            by how much). None: the float model as it is.
     """
 
     def __init__(
@@ -102,6 +106,7 @@ class AudioClassifier:
         multi_label: bool = False,
         batch_size: int = 8,
         device: str | torch.device | None = None,
+        quantize: Literal["int8"] | None = None,
     ) -> None:
         if features.num_mel_bins != model.input_fdim or features.target_length != model.input_tdim:
             raise ValueError(
@@ -115,8 +120,19 @@ class AudioClassifier:
             )
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if quantize not in (None, "int8"):
+            raise ValueError(f"quantize must be None or 'int8', got {quantize!r}")
+        default = "cpu" if quantize or not torch.cuda.is_available() else "cuda"
+        self.device = torch.device(device or default)
+        if quantize and self.device.type != "cpu":
+            raise ValueError(f"quantize='int8' runs on the CPU (ONNX Runtime), not {self.device}")
         self.model = model.eval().to(self.device)
+        self.quantize = quantize
+        self._forward = self.model
+        if quantize == "int8":
+            from fastast_pl.models.onnx import int8_onnx_model
+
+            self._forward = int8_onnx_model(self.model, model.input_tdim, model.input_fdim)
         self.features = features
         self.class_names = (
             [str(i) for i in range(model.num_classes)] if class_names is None else list(class_names)
@@ -136,6 +152,7 @@ class AudioClassifier:
         multi_label: bool | None = None,
         batch_size: int = 8,
         device: str | torch.device | None = None,
+        quantize: Literal["int8"] | None = None,
         **model_overrides: Any,
     ) -> AudioClassifier:
         """Load a checkpoint (path or HF hub id) with the settings it carries.
@@ -143,7 +160,8 @@ class AudioClassifier:
         ``merge`` (default: the schedule the checkpoint was evaluated with), ``features``
         (a FeatureConfig or some of its fields), ``class_names`` and ``multi_label`` replace
         what the checkpoint says, and must be given where it says nothing (older
-        checkpoints, official releases); ``model_overrides`` go to ``ASTModel.from_pretrained``.
+        checkpoints, official releases); ``quantize`` as in the class; ``model_overrides`` go
+        to ``ASTModel.from_pretrained``.
         """
         local = resolve_source(path_or_name)
         info = read_inference_info(local)
@@ -190,7 +208,8 @@ class AudioClassifier:
             "multi-label" if kind else "single-label",
             model.merge_schedule().r,
         )
-        return cls(model, FeatureConfig(**settings), names, bool(kind), batch_size, device)
+        features = FeatureConfig(**settings)
+        return cls(model, features, names, bool(kind), batch_size, device, quantize)
 
     @property
     def sample_rate(self) -> int:
@@ -305,7 +324,7 @@ class AudioClassifier:
         stacked = torch.cat([w for *_, w in pending])  # (sum W, T, F)
         logits = torch.cat(
             [
-                self.model(stacked[i : i + batch].to(self.device)).float().cpu()
+                self._forward(stacked[i : i + batch].to(self.device)).float().cpu()
                 for i in range(0, len(stacked), batch)
             ]
         )  # (sum W, C)

@@ -85,3 +85,20 @@ def test_int8_needs_onnx_and_real_clips(trained, tmp_path, capsys):
     assert main([*base, "--format", "torch-export", "--check-audio", str(clips[0])]) == 2
     assert "--format onnx" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+def test_classifier_int8_agrees_with_float32(trained, tmp_path):
+    ckpt, clips = trained
+    float32 = AudioClassifier.from_pretrained(ckpt, merge=4, device="cpu")
+    int8 = AudioClassifier.from_pretrained(ckpt, merge=4, quantize="int8")
+    assert int8.device.type == "cpu" and int8.quantize == "int8"
+    want = float32.predict([str(c) for c in clips], top_k=1)
+    got = int8.predict([str(c) for c in clips], top_k=1)
+    same = [w.top_k[0].index == g.top_k[0].index for w, g in zip(want, got)]
+    assert sum(same) / len(same) >= 0.99
+    assert not all(torch.equal(w.scores, g.scores) for w, g in zip(want, got))  # int8 ran
+    with pytest.raises(ValueError, match="CPU"):
+        AudioClassifier(float32.model, float32.features, device="meta", quantize="int8")
+    out = tmp_path / "int8.csv"
+    assert main(["classify", str(ckpt), str(clips[0]), "--quantize", "int8", "--out", str(out)]) == 0
+    assert out.read_text().count("\n") == 2
