@@ -11,7 +11,6 @@ import lightning.pytorch as pl
 import numpy as np
 import pytest
 import torch
-from data_testkit import folder_dataset, one_thread, reference_fbank, write  # noqa: F401
 
 from fastast_pl.data.audio import AudioDecodeError
 from fastast_pl.data.augment import AugmentConfig
@@ -21,7 +20,7 @@ from fastast_pl.data.sampling import DistributedWeightedSampler
 from fastast_pl.data.sources import ESC50Source, FolderSource, ManifestSource, SyntheticSource
 from fastast_pl.data.synthetic import SyntheticConfig
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+from helpers.audio import folder_dataset, reference_fbank, write
 
 SMALL = SyntheticConfig(num_classes=5, clips_per_class=6, clip_seconds=0.3)
 
@@ -79,6 +78,40 @@ def test_synthetic_batches_follow_the_contract(tmp_path):
     ):
         assert key in config
     assert (config["target_length"], config["num_mel_bins"]) == (40, 32)
+
+
+def test_batches_carry_clip_keys_and_the_augmented_flag(tmp_path):
+    """What a module needs about a clip comes in the batch: its file's fingerprint (strings
+    collate to a list) and whether its input was randomly changed this time."""
+    from fastast_pl.data.cache import file_fingerprint
+
+    plain = _synthetic(tmp_path)
+    plain.setup("fit")
+    assert plain.training_augmentations() == []
+    val = next(iter(plain.val_dataloader()))
+    clips = plain.datasets["val"].clips
+    assert val["clip_key"] == [file_fingerprint(clips[int(i)].path) for i in val["index"]]
+    assert len(set(val["clip_key"])) == 4
+    assert val["augmented"].dtype == torch.bool and not val["augmented"].any()
+    train = next(iter(plain.train_dataloader()))
+    assert not train["augmented"].any()  # no augmentation configured: the same every epoch
+
+    masked = _synthetic(tmp_path, dither=0.1, freqm=4)
+    masked.setup("fit")
+    assert masked.training_augmentations() == ["freqm=4", "dither=0.1"]
+    assert next(iter(masked.train_dataloader()))["augmented"].all()
+    assert not next(iter(masked.val_dataloader()))["augmented"].any()  # evaluation: never
+
+    mixed = _synthetic(tmp_path, mixup=0.5)
+    mixed.setup("fit")
+    torch.manual_seed(0)
+    batches = list(mixed.train_dataloader())
+    flags = torch.cat([b["augmented"] for b in batches])  # (N,)
+    targets = torch.cat([b["target"] for b in batches])  # (N, C)
+    assert flags.any() and not flags.all()  # each clip: mixed (True) or left alone (False)
+    one_hot = ((targets == 0) | (targets == 1)).all(dim=1)  # (N,)
+    assert one_hot[~flags].all()  # a clip left alone keeps its one-hot target
+    assert not one_hot[flags].all()  # mixed ones blend two (unless both had one class)
 
 
 def test_augmentation_is_training_only(tmp_path):
@@ -242,9 +275,9 @@ def test_trainer_fit_reports_skipped_clips_each_epoch(tmp_path, caplog):
 
 
 def test_compute_stats_on_a_datamodule_ignores_training_dither(tmp_path):
-    from data_testkit import raw_reference
-
     from fastast_pl.data.features import compute_stats
+
+    from helpers.audio import raw_reference
 
     dm = _synthetic(tmp_path, dither=5.0, freqm=8, mixup=1.0)
     mean, std = compute_stats(dm, max_clips=4)  # with the progress bar

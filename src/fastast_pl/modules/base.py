@@ -1,13 +1,14 @@
 """ClassificationModule: what every fastast-pl LightningModule shares.
 
 The student, the teacher and the distillation differ only in the model they run and the
-loss they optimise; the data contract (dict batches), the task loss, the metrics, the
-throughput measurement and the AST optimiser recipe live here once.
+loss they optimise; the data contract (dict batches), the task loss, the metrics and the
+AST optimiser recipe live here once. Speed is not measured here: a clips/s figure timed
+inside an evaluation loop depends on the batch, the loader and the machine's load; it is
+measured per merge schedule by ``fastast_pl.speed`` (``benchmark``, ``report``, the demo).
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Literal
 
@@ -66,13 +67,8 @@ class OptimConfig:
         return warmup * self.decay_factor**decays
 
 
-def _fresh_timing() -> dict:
-    """Clips and seconds of the timed forwards of one evaluation epoch."""
-    return {"clips": 0, "seconds": 0.0, "batches": 0, "first": (0, 0.0)}
-
-
 class ClassificationModule(L.LightningModule):
-    """Base LightningModule: task loss, metrics per stage, throughput, optimiser.
+    """Base LightningModule: task loss, metrics per stage, optimiser.
 
     Subclasses build their network in `__init__` and implement `forward(fbank) -> logits`;
     they may override `training_loss` (distillation does).
@@ -123,7 +119,6 @@ class ClassificationModule(L.LightningModule):
             }
         )
         self.train_acc = accuracy_metric(num_classes, multi_label)
-        self._timing = _fresh_timing()
 
     # ----------------------------------------------------------------- losses
     def task_loss(self, logits: Tensor, target: Tensor) -> Tensor:
@@ -157,7 +152,7 @@ class ClassificationModule(L.LightningModule):
 
     def _eval_step(self, batch: Batch, stage: str) -> Tensor:
         fbank = batch["fbank"]
-        logits = self._timed_forward(fbank)
+        logits = self(fbank)
         loss = self.task_loss(logits, batch["target"])
         self.log(
             f"{stage}/loss",
@@ -181,17 +176,11 @@ class ClassificationModule(L.LightningModule):
         return {"index": batch["index"], "probs": probs}
 
     # ------------------------------------------------------- epoch boundaries
-    def on_validation_epoch_start(self) -> None:
-        self._timing = _fresh_timing()
-
-    def on_test_epoch_start(self) -> None:
-        self._timing = _fresh_timing()
-
     def on_validation_epoch_end(self) -> None:
-        self._log_metrics("val")
+        self.log_and_reset(self.metrics["val"], prog_bar=True)
 
     def on_test_epoch_end(self) -> None:
-        self._log_metrics("test")
+        self.log_and_reset(self.metrics["test"], prog_bar=True)
 
     def log_and_reset(self, metrics: ClassificationMetrics, prog_bar: bool = False) -> bool:
         """Log a metric collection's epoch values and reset it; False if it saw no batch."""
@@ -206,34 +195,6 @@ class ClassificationModule(L.LightningModule):
             self.log(name, value, prog_bar=prog_bar and name.endswith("/acc"))
         metrics.reset()
         return True
-
-    def _log_metrics(self, stage: str) -> None:
-        if not self.log_and_reset(self.metrics[stage], prog_bar=True):
-            return
-        timing = self._timing
-        if timing["batches"] == 1:  # a single batch: nothing else to time
-            timing["clips"], timing["seconds"] = timing["first"]
-        if timing["seconds"] > 0:
-            throughput = timing["clips"] / timing["seconds"]
-            self.log(f"{stage}/throughput", throughput, sync_dist=True)
-
-    def _timed_forward(self, fbank: Tensor) -> Tensor:
-        """Forward pass timed for the clips/s figure logged with the metrics."""
-        if fbank.device.type == "cuda":
-            torch.cuda.synchronize(fbank.device)
-        start = time.perf_counter()
-        logits = self(fbank)
-        if fbank.device.type == "cuda":
-            torch.cuda.synchronize(fbank.device)
-        elapsed = time.perf_counter() - start
-        timing = self._timing
-        timing["batches"] += 1
-        if timing["batches"] == 1:  # warm-up: allocator, kernel selection, lazy init
-            timing["first"] = (fbank.shape[0], elapsed)
-            return logits
-        timing["seconds"] += elapsed
-        timing["clips"] += fbank.shape[0]
-        return logits
 
     # ------------------------------------------------------------ checkpoints
     def merge_metadata(self) -> tuple[list[int] | None, list[int] | None]:
