@@ -4,7 +4,8 @@ Decoding and resampling (``data.audio``), the fbank and its normalisation
 (``data.features``) are the training pipeline's own functions, driven by the feature
 settings the checkpoint carries (``models.checkpoints.metadata``). A clip longer than the
 model's input is covered by sliding windows whose scores are aggregated; a shorter one is
-zero-padded before normalisation, exactly as in training.
+zero-padded before normalisation, exactly as in training, or run at its own length
+(``short_clips="crop-pos"``, ``fastast_pl.short_clips``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from fastast_pl.data.features import (
 )
 from fastast_pl.models.ast import ASTModel
 from fastast_pl.models.checkpoints import read_inference_info, resolve_source
+from fastast_pl.short_clips import SHORT_CLIPS, kept_frames, schedule_as_ratios, tokens_entering
 from fastast_pl.tome import MergeSpec
 
 log = logging.getLogger(__name__)
@@ -50,7 +52,8 @@ class ClassScore(NamedTuple):
 
 @dataclass
 class Prediction:
-    """Scores of one input: ``top_k`` best classes, all ``scores`` (C,), windows used.
+    """Scores of one input: ``top_k`` best classes, all ``scores`` (C,), windows used and
+    the tokens they gave the transformer.
 
     ``above_threshold``: for multi-label models, every class scoring at least the threshold
     (best first); None for single-label models.
@@ -61,6 +64,7 @@ class Prediction:
     scores: torch.Tensor
     windows: int
     above_threshold: list[ClassScore] | None = None
+    tokens: int = 0  # tokens entering the transformer, summed over the windows
 
 
 def audio_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
@@ -96,6 +100,9 @@ class AudioClassifier:
             linear layers and run by ONNX Runtime on the CPU (``models.onnx``); scores
             differ slightly from float32 (``export --quantize int8 --check-audio`` measures
             by how much). None: the float model as it is.
+        short_clips: A clip shorter than the window: "pad" (zero-padded to it, as in
+            training) or "crop-pos" (run at its own length, ``fastast_pl.short_clips``; a
+            merge schedule then merges the same share of the fewer tokens).
     """
 
     def __init__(
@@ -107,6 +114,7 @@ class AudioClassifier:
         batch_size: int = 8,
         device: str | torch.device | None = None,
         quantize: Literal["int8"] | None = None,
+        short_clips: Literal["pad", "crop-pos"] = "pad",
     ) -> None:
         if features.num_mel_bins != model.input_fdim or features.target_length != model.input_tdim:
             raise ValueError(
@@ -124,10 +132,20 @@ class AudioClassifier:
             raise ValueError(f"quantize must be None or 'int8', got {quantize!r}")
         default = "cpu" if quantize or not torch.cuda.is_available() else "cuda"
         self.device = torch.device(device or default)
+        if short_clips not in SHORT_CLIPS:
+            raise ValueError(f"short_clips must be one of {SHORT_CLIPS}, got {short_clips!r}")
+        if quantize and short_clips != "pad":
+            raise ValueError(
+                f"short_clips={short_clips!r} runs inputs of many lengths; quantize='int8' runs "
+                "an ONNX graph of the window's length: use short_clips='pad' with int8"
+            )
         if quantize and self.device.type != "cpu":
             raise ValueError(f"quantize='int8' runs on the CPU (ONNX Runtime), not {self.device}")
         self.model = model.eval().to(self.device)
         self.quantize = quantize
+        self.short_clips = short_clips
+        if short_clips == "crop-pos":
+            self.model.set_merge(schedule_as_ratios(self.model))
         self._forward = self.model
         if quantize == "int8":
             from fastast_pl.models.onnx import int8_onnx_model
@@ -153,6 +171,7 @@ class AudioClassifier:
         batch_size: int = 8,
         device: str | torch.device | None = None,
         quantize: Literal["int8"] | None = None,
+        short_clips: Literal["pad", "crop-pos"] = "pad",
         **model_overrides: Any,
     ) -> AudioClassifier:
         """Load a checkpoint (path or HF hub id) with the settings it carries.
@@ -160,8 +179,8 @@ class AudioClassifier:
         ``merge`` (default: the schedule the checkpoint was evaluated with), ``features``
         (a FeatureConfig or some of its fields), ``class_names`` and ``multi_label`` replace
         what the checkpoint says, and must be given where it says nothing (older
-        checkpoints, official releases); ``quantize`` as in the class; ``model_overrides`` go
-        to ``ASTModel.from_pretrained``.
+        checkpoints, official releases); ``quantize`` and ``short_clips`` as in the class;
+        ``model_overrides`` go to ``ASTModel.from_pretrained``.
         """
         local = resolve_source(path_or_name)
         info = read_inference_info(local)
@@ -209,7 +228,7 @@ class AudioClassifier:
             model.merge_schedule().r,
         )
         features = FeatureConfig(**settings)
-        return cls(model, features, names, bool(kind), batch_size, device, quantize)
+        return cls(model, features, names, bool(kind), batch_size, device, quantize, short_clips)
 
     @property
     def sample_rate(self) -> int:
@@ -222,7 +241,8 @@ class AudioClassifier:
 
         Windows of ``target_length`` frames start every ``hop`` seconds (default: half a
         window); the last one ends at the clip's end. A clip of at most one window gives
-        one, zero-padded before normalisation as in training.
+        one, zero-padded before normalisation as in training (``short_clips="crop-pos"``:
+        only to the end of its last patch column, ``short_clips.kept_frames``).
         """
         cfg = self.features
         length = cfg.target_length
@@ -231,6 +251,8 @@ class AudioClassifier:
             raise ValueError(f"hop={hop} s is shorter than one frame ({cfg.frame_shift} ms)")
         raw = compute_fbank(waveform, cfg)  # (frames, F), unpadded, no dither
         frames = raw.shape[0]
+        if frames < length and self.short_clips == "crop-pos":
+            length = kept_frames(self.model, frames)
         starts = [0] if frames <= length else list(range(0, frames - length + 1, hop_frames))
         if starts[-1] + length < frames:
             starts.append(frames - length)  # cover the tail
@@ -321,13 +343,23 @@ class AudioClassifier:
         """Run the pending windows in batches and fill their files' predictions."""
         if not pending:
             return
-        stacked = torch.cat([w for *_, w in pending])  # (sum W, T, F)
-        logits = torch.cat(
-            [
-                self._forward(stacked[i : i + batch].to(self.device)).float().cpu()
-                for i in range(0, len(stacked), batch)
-            ]
-        )  # (sum W, C)
+        by_length: dict[int, list[int]] = {}  # frames -> pending items (crop-pos: many)
+        for k, (*_, windows) in enumerate(pending):
+            by_length.setdefault(windows.shape[1], []).append(k)
+        parts: dict[int, torch.Tensor] = {}
+        for frames, items in by_length.items():
+            stacked = torch.cat([pending[k][2] for k in items])  # (sum W, T, F)
+            full = frames == self.features.target_length
+            run = self._forward if full else self.model.forward_cropped
+            out = torch.cat(
+                [
+                    run(stacked[i : i + batch].to(self.device)).float().cpu()
+                    for i in range(0, len(stacked), batch)
+                ]
+            )  # (sum W, C)
+            for k, piece in zip(items, out.split([pending[k][2].shape[0] for k in items])):
+                parts[k] = piece
+        logits = torch.cat([parts[k] for k in range(len(pending))])  # (sum W, C)
         probs = torch.sigmoid(logits) if self.multi_label else logits.softmax(dim=-1)
         start = 0
         for slot, source, windows in pending:
@@ -335,6 +367,7 @@ class AudioClassifier:
             start += windows.shape[0]
             scores = part.mean(dim=0) if aggregate == "mean" else part.amax(dim=0)  # (C,)
             results[slot] = self._prediction(source, scores, windows.shape[0], top_k, threshold)
+            results[slot].tokens = windows.shape[0] * tokens_entering(self.model, windows.shape[1])
 
     def _prediction(self, source, scores, windows, top_k, threshold) -> Prediction:
         values, indices = scores.topk(min(top_k, scores.numel()))
