@@ -15,6 +15,7 @@ from typing import Any
 
 from torch import Tensor
 
+from fastast_pl.models.checkpoints.cnn_weights import init_cnn_teacher
 from fastast_pl.models.checkpoints.teacher import TEACHER_CKPT_KEY, load_teacher
 from fastast_pl.models.teacher import CNNTeacher, FrozenTeacher, TeacherArch
 from fastast_pl.modules.base import ClassificationModule
@@ -44,19 +45,41 @@ class TeacherModule(ClassificationModule):
 
     Args:
         teacher: the teacher's architecture (backbone, pooling, heads, ImageNet file).
+        init_from: a trained teacher to start from (fine-tuning): a TeacherModule checkpoint,
+            a timm checkpoint of ``teacher.backbone`` (a directory or hub id with timm's
+            config.json, or a state dict file) or PSLA's released EfficientNet
+            (``efficientnet_pytorch`` keys, converted to timm's ``tf_efficientnet_bX``). A
+            file recording another backbone variant than ``teacher.backbone`` is refused
+            (``efficientnet_bX`` and ``tf_efficientnet_bX`` share keys and shapes, not
+            padding and BatchNorm eps). The pooling head is loaded where its shapes fit
+            (same pooling, heads and classes), else starts fresh (logged). Give either this
+            or ``teacher.pretrained_path``.
     """
 
-    def __init__(self, *, teacher: TeacherArch | None = None, **shared_args: Any) -> None:
+    def __init__(
+        self,
+        *,
+        teacher: TeacherArch | None = None,
+        init_from: str | None = None,
+        **shared_args: Any,
+    ) -> None:
         super().__init__(**shared_args)
         self.save_hyperparameters()
         if isinstance(teacher, dict):  # hyper-parameters read back from YAML
             teacher = TeacherArch(**teacher)
         self.arch = teacher or TeacherArch()
+        if init_from and self.arch.pretrained_path:
+            raise ValueError(
+                f"TeacherModule: give model.init_from ({init_from!r}) or "
+                f"model.teacher.pretrained_path ({self.arch.pretrained_path!r}), not both"
+            )
         self.model = CNNTeacher(
             num_classes=self.num_classes,
             input_fdim=self.num_mel_bins,
             **dataclasses.asdict(self.arch),
         )
+        if init_from:
+            init_cnn_teacher(self.model, init_from, self.arch.backbone)
         self._feature_config: dict[str, Any] | None = None
 
     def forward(self, fbank: Tensor) -> Tensor:
