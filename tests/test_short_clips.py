@@ -6,13 +6,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from helpers.hf_tiny import FRAMES, save_tiny_hf_ast
 
 from fastast_pl.cli import main
 from fastast_pl.inference import AudioClassifier
 from fastast_pl.models.arch import ASTArch
 from fastast_pl.models.ast import ASTModel
 from fastast_pl.short_clips import kept_frames, schedule_as_ratios, tokens_entering
+
+from helpers.hf_tiny import FRAMES, save_tiny_hf_ast
 
 ARCH = ASTArch(embed_dim=32, depth=3, num_heads=2, fstride=8, tstride=8)
 
@@ -39,7 +40,7 @@ def test_full_length_is_forward():
     model = _model(merge=4)
     x = torch.randn(2, 96, 32)
     with torch.no_grad():
-        torch.testing.assert_close(model.forward_cropped(x), model(x), rtol=0, atol=0)
+        torch.testing.assert_close(model(x, crop_time=True), model(x), rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("merge", [0, 3])
@@ -52,10 +53,10 @@ def test_cropped_equals_a_shorter_model_with_cut_embeddings(merge):
     x = torch.randn(2, frames, 32)
     reference = _cut_reference(model, frames, spec)
     with torch.no_grad():
-        torch.testing.assert_close(model.forward_cropped(x), reference(x), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(model(x, crop_time=True), reference(x), rtol=1e-5, atol=1e-5)
     assert (reference.merge_schedule().r != [0, 0, 0]) == bool(merge)  # shares of fewer tokens
     with pytest.raises(ValueError, match="frames"):
-        model.forward_cropped(torch.randn(1, 97, 32))
+        model(torch.randn(1, 97, 32), crop_time=True)
 
 
 def test_kept_frames_cover_the_clip_with_whole_columns():
@@ -88,7 +89,9 @@ def test_classifier_crop_pos_is_exact_from_one_window_and_cheaper_below(hf_dir, 
     assert c_short.tokens < p_short.tokens == pad.model.num_tokens
     assert not torch.equal(c_short.scores, p_short.scores)  # approximate below one window
     with pytest.raises(ValueError, match="int8"):
-        AudioClassifier(pad.model, pad.features, device="cpu", quantize="int8", short_clips="crop-pos")
+        AudioClassifier(
+            pad.model, pad.features, device="cpu", quantize="int8", short_clips="crop-pos"
+        )
 
 
 def test_classify_prints_the_cost_per_file(hf_dir, tmp_path, capsys):

@@ -11,6 +11,7 @@ zero-padded before normalisation, exactly as in training, or run at its own leng
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -350,7 +351,7 @@ class AudioClassifier:
         for frames, items in by_length.items():
             stacked = torch.cat([pending[k][2] for k in items])  # (sum W, T, F)
             full = frames == self.features.target_length
-            run = self._forward if full else self.model.forward_cropped
+            run = self._forward if full else functools.partial(self.model, crop_time=True)
             out = torch.cat(
                 [
                     run(stacked[i : i + batch].to(self.device)).float().cpu()

@@ -2,7 +2,7 @@
 
 By default (``pad``) a short clip is zero-padded to the window before normalisation, as
 in training: exact, but a 1 s clip on a 10.24 s model costs a whole window. ``crop-pos``
-runs it at its own length (``ASTModel.forward_cropped``): its frames padded only up to
+runs it at its own length (``ASTModel.forward(..., crop_time=True)``): its frames padded only up to
 the end of the patch column they start, the time position embeddings cut to those columns,
 so the transformer sees fewer tokens. It equals ``pad`` for clips of at least one window
 and approximates it below (accuracy and speed against padding: docs/benchmarks.md,

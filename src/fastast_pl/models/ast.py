@@ -181,12 +181,14 @@ class ASTModel(nn.Module):
                 f"(input_tdim={self.input_tdim}, input_fdim={self.input_fdim})"
             )
 
-    def forward_features(self, fbank: torch.Tensor) -> torch.Tensor:
-        """Normalized token sequence after the last block, ``(B, N', D)``."""
-        self._check_input(fbank)
-        return self._encode(fbank, self.pos_embed)
-
-    def _encode(self, fbank: torch.Tensor, pos_embed: torch.Tensor) -> torch.Tensor:
+    def forward_features(self, fbank: torch.Tensor, crop_time: bool = False) -> torch.Tensor:
+        """Normalized token sequence after the last block, ``(B, N', D)``; ``crop_time``: as
+        in ``forward``."""
+        if crop_time:
+            pos_embed = self._time_cut_pos_embed(fbank)
+        else:
+            self._check_input(fbank)
+            pos_embed = self.pos_embed
         x = self.patch_embed(fbank)  # (B, N, D)
         b = x.shape[0]
         prefix = torch.cat(
@@ -196,22 +198,22 @@ class ASTModel(nn.Module):
         x = self.blocks(x)  # (B, N', D); N' < 2 + N when merging
         return self.norm(x)
 
-    def forward(self, fbank: torch.Tensor) -> torch.Tensor:
-        """Logits ``(B, num_classes)`` from the mean of the class and distillation outputs."""
-        return self._head(self.forward_features(fbank))
+    def forward(self, fbank: torch.Tensor, crop_time: bool = False) -> torch.Tensor:
+        """Logits ``(B, num_classes)`` from the mean of the class and distillation outputs.
 
-    def _head(self, x: torch.Tensor) -> torch.Tensor:
+        ``crop_time=True`` takes an input shorter than the model's, ``(B, T', F)`` with
+        ``T' <= input_tdim``, at its own length: fewer time columns of patches, whose position
+        embeddings are the first columns' (those its frames have when padded at the end, as
+        training pads). AST cuts its position embeddings for other input sizes too (Gong et
+        al. 2021, Sec. 2.2), there centred. At ``T' = input_tdim`` it changes nothing. A merge
+        schedule is resolved for the fewer tokens (``tome``).
+        """
+        x = self.forward_features(fbank, crop_time)
         pooled = (x[:, 0] + x[:, 1]) / 2  # (B, D)
         return self.head(pooled)
 
-    def forward_cropped(self, fbank: torch.Tensor) -> torch.Tensor:
-        """Logits of an input shorter than the model's, ``(B, T', F)`` with ``T' <= input_tdim``,
-        run at its own length: the patch grid has fewer time columns and their position
-        embeddings are the first ``T'`` columns' (those its frames have when it is padded at
-        the end, as training pads). AST itself cuts its position embeddings for shorter inputs
-        (Gong et al. 2021, Sec. 2.2), there centred. At ``T' = input_tdim`` it is ``forward``.
-        Merging: the model's schedule resolved for the shorter token count (``tome``).
-        """
+    def _time_cut_pos_embed(self, fbank: torch.Tensor) -> torch.Tensor:
+        """``pos_embed`` ``(1, 2 + F' * T'', D)`` for a shorter input (see ``forward``)."""
         if fbank.ndim != 3 or fbank.shape[2] != self.input_fdim:
             raise ValueError(
                 f"expected a normalized fbank (B, T, {self.input_fdim}), got {tuple(fbank.shape)}"
@@ -219,15 +221,14 @@ class ASTModel(nn.Module):
         frames = fbank.shape[1]
         if not self.arch.patch_size <= frames <= self.input_tdim:
             raise ValueError(
-                f"forward_cropped takes {self.arch.patch_size} to {self.input_tdim} frames, "
-                f"got {frames}"
+                f"crop_time takes {self.arch.patch_size} to {self.input_tdim} frames, got {frames}"
             )
         f_dim, t_dim = self.grid_size
         columns = patch_grid(frames, self.arch.patch_size, self.arch.tstride)
         prefix = self.pos_embed[:, : self.num_prefix_tokens]  # (1, 2, D)
         grid = self.pos_embed[:, self.num_prefix_tokens :].reshape(1, f_dim, t_dim, -1)
         cut = grid[:, :, :columns].reshape(1, f_dim * columns, -1)  # (1, F' * T'', D)
-        return self._head(self._encode(fbank, torch.cat((prefix, cut), dim=1)))
+        return torch.cat((prefix, cut), dim=1)
 
     # ------------------------------------------------------------------ loading
     @classmethod
