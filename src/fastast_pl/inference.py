@@ -146,7 +146,7 @@ class AudioClassifier:
         self.quantize = quantize
         self.short_clips = short_clips
         if short_clips == "crop-pos":
-            self.model.set_merge(schedule_as_ratios(self.model))
+            self.model.set_merge(self.model.merge, schedule_as_ratios(self.model))
         self._forward = self.model
         if quantize == "int8":
             from fastast_pl.models.onnx import int8_onnx_model

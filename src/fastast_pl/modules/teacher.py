@@ -1,9 +1,8 @@
 """TeacherModule: trains the CNN teacher on labels; loads a trained one frozen for distillation.
 
-The checkpoint carries what a student needs to check compatibility before training: the
-number of classes, the label kind and the data's feature settings (``feature_config()``
-of the datamodule), under the ``"fastast_teacher"`` key (read back by
-``fastast_pl.models.checkpoints.teacher``).
+The checkpoint's record (``fastast_pl.models.checkpoints.record``, written by
+``ClassificationModule``) carries what a student checks before training: classes, label
+kind, the data's feature settings and identity, and the CNN's architecture.
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ from typing import Any
 from torch import Tensor
 
 from fastast_pl.models.checkpoints.cnn_weights import init_cnn_teacher
-from fastast_pl.models.checkpoints.teacher import TEACHER_CKPT_KEY, load_teacher
+from fastast_pl.models.checkpoints.teacher import load_teacher
 from fastast_pl.models.teacher import CNNTeacher, FrozenTeacher, TeacherArch
 from fastast_pl.modules.base import ClassificationModule
 
@@ -80,29 +79,14 @@ class TeacherModule(ClassificationModule):
         )
         if init_from:
             init_cnn_teacher(self.model, init_from, self.arch.backbone)
-        self._feature_config: dict[str, Any] | None = None
 
     def forward(self, fbank: Tensor) -> Tensor:
         """(B, T, F) normalized fbank -> (B, num_classes) logits."""
         return self.model.logits(fbank)
 
-    def setup(self, stage: str) -> None:
-        self._feature_config = datamodule_feature_config(self.trainer)
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        super().on_save_checkpoint(checkpoint)  # inference metadata
-        checkpoint[TEACHER_CKPT_KEY] = {
-            "num_classes": self.num_classes,
-            "multi_label": self.multi_label,
-            "target_length": self.target_length,
-            "num_mel_bins": self.num_mel_bins,
-            "feature_config": self._feature_config,
-            "arch": dataclasses.asdict(self.arch),
-        }
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        saved = checkpoint.get(TEACHER_CKPT_KEY, {})
-        self._feature_config = saved.get("feature_config", self._feature_config)
+    def architecture(self) -> dict[str, Any]:
+        """The CNN teacher's architecture for the checkpoint record."""
+        return {"kind": "cnn", **dataclasses.asdict(self.arch)}
 
     @staticmethod
     def load_frozen(path: str | Path) -> FrozenTeacher:
