@@ -41,9 +41,13 @@ class ASTModel(nn.Module):
     """Audio Spectrogram Transformer over normalized fbank ``(B, T, F)`` -> logits ``(B, C)``.
 
     ``arch`` gives the size (a named size, overridden by explicit ``embed_dim``/``depth``/
-    ``num_heads``), patching and norms; it is kept resolved as ``self.arch``. ``merge`` is any
-    ``fastast_pl.tome.MergeSpec``; it is validated here so that a bad schedule fails when the
-    model is configured, not in the first forward.
+    ``num_heads``), patching and norms; it is kept resolved as ``self.arch``.
+
+    Token Merging follows the module's mode, like dropout: ``merge`` (any
+    ``fastast_pl.tome.MergeSpec``) runs in training mode, ``eval_merge`` (default: the same)
+    in evaluation mode, so ``.eval()`` anywhere (inference, export, a validation loop)
+    selects the evaluation schedule. Both are validated here, so that a bad schedule fails
+    when the model is configured, not in the first forward.
     """
 
     num_prefix_tokens = 2  # class token, distillation token
@@ -55,6 +59,7 @@ class ASTModel(nn.Module):
         input_fdim: int = 128,
         arch: ASTArch | None = None,
         merge: MergeSpec = 0,
+        eval_merge: MergeSpec | None = None,
         prop_attn: bool = True,
     ) -> None:
         super().__init__()
@@ -115,9 +120,10 @@ class ASTModel(nn.Module):
         self.head = nn.Sequential(norm_layer(embed_dim), nn.Linear(embed_dim, num_classes))
         self.init_weights()
 
-        self.merge: MergeSpec = 0
         self.prop_attn = prop_attn
-        self.set_merge(merge, prop_attn)
+        self.merge: MergeSpec = 0
+        self.eval_merge: MergeSpec = 0
+        self.set_merge(merge, eval_merge)
 
     # ------------------------------------------------------------------ weights
     def init_weights(self) -> None:
@@ -148,20 +154,50 @@ class ASTModel(nn.Module):
         """Tokens entering the first block: prefix tokens plus patches."""
         return self.num_prefix_tokens + self.num_patches
 
+    @property
+    def active_merge(self) -> MergeSpec:
+        """The schedule the current mode runs: ``merge`` in training, ``eval_merge`` in eval."""
+        return self.merge if self.training else self.eval_merge
+
     def merge_schedule(self, merge: MergeSpec | None = None) -> ResolvedSchedule:
-        """The per-layer schedule ``merge`` (default: the model's own) resolves to here."""
-        spec = self.merge if merge is None else merge
+        """The per-layer schedule ``merge`` (default: ``active_merge``) resolves to here."""
+        spec = self.active_merge if merge is None else merge
         return resolve_schedule(spec, self.num_tokens, self.depth, self.num_prefix_tokens)
 
-    def set_merge(self, merge: MergeSpec, prop_attn: bool | None = None) -> None:
-        """Validate and switch the Token Merging schedule; an all-zero schedule removes ToMe."""
-        prop_attn = self.prop_attn if prop_attn is None else prop_attn
-        resolved = self.merge_schedule(merge)  # raises ValueError on a bad schedule
+    def set_merge(self, merge: MergeSpec, eval_merge: MergeSpec | None = None) -> None:
+        """Validate and set the training schedule ``merge`` and the evaluation schedule
+        ``eval_merge`` (None: the same as ``merge``). When neither merges, ToMe is removed
+        and the blocks are timm's own again."""
+        eval_merge = merge if eval_merge is None else eval_merge
+        merging = [any(self.merge_schedule(spec).r) for spec in (merge, eval_merge)]  # raises
         remove_tome(self)  # no-op when not patched
-        if any(resolved.r):
-            apply_tome(self, r=merge, prop_attn=prop_attn)
-        self.merge = merge
-        self.prop_attn = prop_attn
+        self.merge, self.eval_merge = merge, eval_merge
+        self._merge_mode = self.training  # the mode whose schedule the blocks run
+        if any(merging):
+            apply_tome(self, r=self.active_merge, prop_attn=self.prop_attn)
+
+    def train(self, mode: bool = True) -> ASTModel:
+        """Set the mode (``eval()`` calls this too) and run that mode's merge schedule."""
+        super().train(mode)
+        self._follow_mode()
+        return self
+
+    def _follow_mode(self) -> None:
+        """After a mode change, put ``active_merge`` into the patched blocks, keeping the other
+        ToMe settings (proportional attention, source tracing, kernel)."""
+        if self._merge_mode == self.training:
+            return
+        self._merge_mode = self.training
+        state = getattr(self, "_tome_state", None)
+        if state is None or state.spec == self.active_merge:
+            return
+        apply_tome(
+            self,
+            r=self.active_merge,
+            prop_attn=state.prop_attn,
+            trace_source=state.trace_source,
+            attn_backend=state.attn_backend,
+        )
 
     # ------------------------------------------------------------------ forward
     def _check_input(self, fbank: torch.Tensor) -> None:
@@ -181,23 +217,57 @@ class ASTModel(nn.Module):
                 f"(input_tdim={self.input_tdim}, input_fdim={self.input_fdim})"
             )
 
-    def forward_features(self, fbank: torch.Tensor) -> torch.Tensor:
-        """Normalized token sequence after the last block, ``(B, N', D)``."""
-        self._check_input(fbank)
+    def forward_features(self, fbank: torch.Tensor, crop_time: bool = False) -> torch.Tensor:
+        """Normalized token sequence after the last block, ``(B, N', D)``; ``crop_time``: as
+        in ``forward``."""
+        if crop_time:
+            pos_embed = self._time_cut_pos_embed(fbank)
+        else:
+            self._check_input(fbank)
+            pos_embed = self.pos_embed
+        # `training` is sometimes set without train() (Lightning restores each submodule's
+        # flag after validation, `_ModuleMode.restore`): the schedule follows it here too.
+        self._follow_mode()
         x = self.patch_embed(fbank)  # (B, N, D)
         b = x.shape[0]
         prefix = torch.cat(
             (self.cls_token.expand(b, -1, -1), self.dist_token.expand(b, -1, -1)), dim=1
         )  # (B, 2, D)
-        x = torch.cat((prefix, x), dim=1) + self.pos_embed  # (B, 2 + N, D)
+        x = torch.cat((prefix, x), dim=1) + pos_embed  # (B, 2 + N, D)
         x = self.blocks(x)  # (B, N', D); N' < 2 + N when merging
         return self.norm(x)
 
-    def forward(self, fbank: torch.Tensor) -> torch.Tensor:
-        """Logits ``(B, num_classes)`` from the mean of the class and distillation outputs."""
-        x = self.forward_features(fbank)
+    def forward(self, fbank: torch.Tensor, crop_time: bool = False) -> torch.Tensor:
+        """Logits ``(B, num_classes)`` from the mean of the class and distillation outputs.
+
+        ``crop_time=True`` takes an input shorter than the model's, ``(B, T', F)`` with
+        ``T' <= input_tdim``, at its own length: fewer time columns of patches, whose position
+        embeddings are the first columns' (those its frames have when padded at the end, as
+        training pads). AST cuts its position embeddings for other input sizes too (Gong et
+        al. 2021, Sec. 2.2), there centred. At ``T' = input_tdim`` it changes nothing. A merge
+        schedule is resolved for the fewer tokens (``tome``).
+        """
+        x = self.forward_features(fbank, crop_time)
         pooled = (x[:, 0] + x[:, 1]) / 2  # (B, D)
         return self.head(pooled)
+
+    def _time_cut_pos_embed(self, fbank: torch.Tensor) -> torch.Tensor:
+        """``pos_embed`` ``(1, 2 + F' * T'', D)`` for a shorter input (see ``forward``)."""
+        if fbank.ndim != 3 or fbank.shape[2] != self.input_fdim:
+            raise ValueError(
+                f"expected a normalized fbank (B, T, {self.input_fdim}), got {tuple(fbank.shape)}"
+            )
+        frames = fbank.shape[1]
+        if not self.arch.patch_size <= frames <= self.input_tdim:
+            raise ValueError(
+                f"crop_time takes {self.arch.patch_size} to {self.input_tdim} frames, got {frames}"
+            )
+        f_dim, t_dim = self.grid_size
+        columns = patch_grid(frames, self.arch.patch_size, self.arch.tstride)
+        prefix = self.pos_embed[:, : self.num_prefix_tokens]  # (1, 2, D)
+        grid = self.pos_embed[:, self.num_prefix_tokens :].reshape(1, f_dim, t_dim, -1)
+        cut = grid[:, :, :columns].reshape(1, f_dim * columns, -1)  # (1, F' * T'', D)
+        return torch.cat((prefix, cut), dim=1)
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -218,7 +288,7 @@ class ASTModel(nn.Module):
 
         The architecture is read from the checkpoint; ``overrides`` replace it: any
         ``ASTModel`` argument (``num_classes``, ``input_tdim``, ``input_fdim``, ``merge``,
-        ``prop_attn``, a whole ``arch=ASTArch(...)``) or single ``ASTArch`` fields
+        ``eval_merge``, ``prop_attn``, a whole ``arch=ASTArch(...)``) or single ``ASTArch`` fields
         (``num_heads=4``, ``norm_eps=1e-12``...). A different ``num_classes`` re-initialises
         the head; a different input size adapts the positional embedding (see
         ``fastast_pl.models.checkpoints``). ``checkpoint_fdim``/``checkpoint_fstride``: the mel
