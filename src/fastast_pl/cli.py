@@ -24,6 +24,7 @@ from fastast_pl.models.checkpoints.module_checkpoint import (
 from fastast_pl.modules.base import ClassificationModule
 from fastast_pl.trainer.ckpt_path import prepare_ckpt_path
 from fastast_pl.trainer.predictions import PredictionCSVWriter
+from fastast_pl.trainer.resume import warn_inexact_resume
 from fastast_pl.trainer.run_dirs import check_fresh_run_dirs
 from fastast_pl.trainer.run_logging import add_run_logging
 from fastast_pl.utils.library_noise import (
@@ -190,6 +191,8 @@ class FastASTCLI(LightningCLI):
         identity = getattr(datamodule, "data_identity", None)
         if self.subcommand == "fit" and callable(identity):  # a resumed fit
             check_same_splits(checkpoint, identity())
+        if self.subcommand == "fit":
+            warn_inexact_resume(checkpoint, self.trainer.callbacks)
 
 
 def _command_line_model_keys(argv: list[str]) -> list[str]:

@@ -35,6 +35,7 @@ class ModuleCheckpoint:
     shapes: dict[str, tuple[int, ...]]
     callbacks: dict[str, Any] = field(default_factory=dict)  # each callback's saved state
     record: CheckpointRecord | None = None  # what it says about its model and data
+    entries: frozenset[str] = frozenset()  # its top-level keys (e.g. the RNG states' entry)
 
 
 def read_module_checkpoint(path: str | os.PathLike) -> ModuleCheckpoint:
@@ -58,6 +59,7 @@ def read_module_checkpoint(path: str | os.PathLike) -> ModuleCheckpoint:
         shapes={str(k): tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)},
         callbacks=dict(callbacks),
         record=record,
+        entries=frozenset(str(k) for k in raw),
     )
 
 
