@@ -83,3 +83,18 @@ def test_every_problem_is_in_the_report_and_the_exit_code(tmp_path, capsys):
 def test_bad_arguments_are_one_line_errors(tmp_path, capsys):
     assert main(["check-data", "--config", str(tmp_path / "absent.yaml")]) == 2
     assert "absent.yaml" in capsys.readouterr().err
+
+
+def test_an_earlier_report_is_not_overwritten(tmp_path, capsys):
+    root = tmp_path / "data"
+    folder_dataset(root / "train", {"a": 1, "b": 1}, seconds=0.1)
+    folder_dataset(root / "val", {"a": 1, "b": 1}, seconds=0.1)
+    out = tmp_path / "report.csv"
+    out.write_text("an earlier report\n")
+    argv = ["check-data", "--config", str(_config(tmp_path, root)), "--out", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "report.csv exists" in err and "--overwrite" in err
+    assert out.read_text() == "an earlier report\n"  # untouched
+    assert main([*argv, "--overwrite"]) == 0
+    assert out.read_text().startswith("split,")

@@ -163,3 +163,16 @@ def test_report_logs_table_and_plot_to_wandb_offline(sweep_dir, tmp_path, monkey
             break
         time.sleep(0.5)
     assert not missing, missing
+
+
+def test_an_earlier_report_is_not_overwritten(sweep_dir: Path, tmp_path: Path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "runs.md").write_text("an earlier table\n")
+    assert report.main([str(sweep_dir), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "already holds a report (runs.md)" in err and "--overwrite" in err
+    assert sorted(p.name for p in out.iterdir()) == ["runs.md"]  # nothing written
+    assert (out / "runs.md").read_text() == "an earlier table\n"
+    assert report.main([str(sweep_dir), "--out", str(out), "--overwrite"]) == 0
+    assert (out / "runs.csv").is_file() and (out / "runs.md").read_text() != "an earlier table\n"
