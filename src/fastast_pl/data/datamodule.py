@@ -36,6 +36,7 @@ from fastast_pl.data.features import FeatureConfig
 from fastast_pl.data.sampling import DistributedWeightedSampler, balanced_weights
 from fastast_pl.data.sources import DataSource
 from fastast_pl.data.unlabeled import UnlabeledConfig, check_unlabeled_files, withhold_labels
+from fastast_pl.utils.numbers import check_number
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,14 @@ class LoaderConfig:
                 "LoaderConfig: batch_size must be > 0 and num_workers >= 0, got "
                 f"{self.batch_size}, {self.num_workers}"
             )
+        if self.samples_per_epoch is not None:
+            check_number("loader.samples_per_epoch", self.samples_per_epoch, at_least=1,
+                         integer=True)  # fmt: skip
+            if not self.balanced_sampling:
+                raise ValueError(
+                    f"loader.samples_per_epoch={self.samples_per_epoch} is used only with "
+                    "loader.balanced_sampling: true (it would be ignored); set both, or neither"
+                )
 
 
 class AudioDataModule(pl.LightningDataModule):
@@ -141,6 +150,16 @@ class AudioDataModule(pl.LightningDataModule):
             )
         if on_bad_audio not in ("raise", "skip"):
             raise ValueError(f"on_bad_audio must be 'raise' or 'skip', got {on_bad_audio!r}")
+        for key, width, size in (
+            ("freqm", augment.freqm, features.num_mel_bins),
+            ("timem", augment.timem, features.target_length),
+        ):
+            if width > size:
+                axis = "num_mel_bins" if key == "freqm" else "target_length"
+                raise ValueError(
+                    f"data.augment.{key}={width} masks more than the input has "
+                    f"(data.features.{axis}={size}); expected at most {size}"
+                )
         self.save_hyperparameters()
         self.source = source
         self.features = features
