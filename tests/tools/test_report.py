@@ -190,6 +190,7 @@ def test_runs_with_the_same_schedule_share_one_measurement(tmp_path: Path, capsy
     printed = capsys.readouterr().out
     assert "GMACs" in printed and "1 MAC = 2 FLOPs" in printed
     assert "each distinct schedule timed once, 2 random clips per batch" in printed
+    assert "measured speed-up / FLOP ratio over 2 timed merged schedules" in printed
 
 
 def test_a_speedup_inside_the_spread_is_not_called_one():

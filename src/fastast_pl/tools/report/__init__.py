@@ -17,7 +17,13 @@ import sys
 from pathlib import Path
 
 from fastast_pl.speed.schedules import TimingSettings
-from fastast_pl.tools.report.analyze import ACC_KEYS, AXES, build_report, measure_runs
+from fastast_pl.tools.report.analyze import (
+    ACC_KEYS,
+    AXES,
+    build_report,
+    measure_runs,
+    speed_against_flops,
+)
 from fastast_pl.tools.report.esc50 import esc50_result, format_result
 from fastast_pl.tools.report.read import gather
 from fastast_pl.tools.report.render import log_to_wandb, markdown_table, write_outputs
@@ -75,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     paths = write_outputs(report, Path(args.out))
     print(markdown_table(report))
+    agreement = speed_against_flops(report)
+    if agreement:
+        print(f"\n{agreement}")
     untimed = [r["run"] for r in report.rows if r["status"] == "finished" and r["speedup"] is None]
     if untimed and not args.no_timing:
         print(f"\nnot timed (no merge/model and merge/eval/r logged): {', '.join(untimed)}")
