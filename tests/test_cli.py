@@ -12,6 +12,7 @@ import torch
 import yaml
 
 from fastast_pl.cli import build_cli, main
+from fastast_pl.tome import tome_state
 from fastast_pl.tome.flops import vit_flops
 
 from helpers.tiny_run import tiny_args
@@ -59,9 +60,12 @@ def test_fit_then_test_with_another_merge_schedule(tmp_path, capsys):
     for key in ("test/acc", "test/mAP", "test/d_prime"):
         assert key in metrics, key
     assert "test/throughput" not in metrics  # speed is measured by fastast_pl.speed, not here
-    assert test.model.model.merge_schedule().r == [3, 2]  # the evaluated schedule, not training's 0
+    ast = test.model.model
+    assert ast.eval_merge == [3, 2] and ast.merge == 0  # training's 0 stays the training one
+    # the test batches ran the evaluation schedule, not training's 0
+    assert tome_state(ast).tokens_seen == ast.merge_schedule([3, 2]).tokens
     # what ran is said once and logged as hyperparameters (GMACs: 1 per multiply-add)
-    tokens = test.model.model.merge_schedule().tokens
+    tokens = ast.merge_schedule([3, 2]).tokens
     printed = capsys.readouterr().out
     assert printed.count("evaluation merge schedule: r per layer [3, 2]") == 1
     assert f"tokens per layer {tokens}" in printed and "GMACs per clip" in printed
@@ -107,6 +111,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_unknown_key_is_named_before_training(tmp_path):
     result = run_cli("fit", *_tiny(tmp_path), "--model.init_args.no_such_option", "1")
     assert result.returncode != 0
@@ -114,12 +119,14 @@ def test_unknown_key_is_named_before_training(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.slow
 def test_wrong_type_is_named(tmp_path):
     result = run_cli("fit", *_tiny(tmp_path), "--trainer.max_epochs", "many")
     assert result.returncode != 0
     assert "max_epochs" in result.stderr
 
 
+@pytest.mark.slow
 def test_missing_data_directory_is_named(tmp_path):
     missing = tmp_path / "no_esc50_here"
     result = run_cli(

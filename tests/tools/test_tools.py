@@ -17,8 +17,10 @@ from torchaudio.compliance import kaldi
 
 from fastast_pl.cli import main
 from fastast_pl.data.features import FeatureConfig
+from fastast_pl.data.prepare import URLS
 from fastast_pl.models.arch import ASTArch
 from fastast_pl.models.ast import ASTModel
+from fastast_pl.models.checkpoints.record import RECORD_KEY, ast_arch_record, make_record
 from fastast_pl.tome import apply_tome, tome_state
 from fastast_pl.tools.visualize import merge_view
 
@@ -193,19 +195,24 @@ def _partition(source: torch.Tensor, prefix: int) -> set[frozenset[int]]:
 
 @pytest.fixture()
 def tiny_ckpt(tmp_path):
-    """A Lightning-format checkpoint of a tiny AST with the datamodule's saved settings."""
+    """A Lightning-format checkpoint of a tiny AST with the record of its data's settings."""
     torch.manual_seed(0)
     model = ASTModel(**TINY)
-    ast_args = {
-        k: getattr(TINY_ARCH, k)
-        for k in ("size", "embed_dim", "depth", "num_heads", "fstride", "tstride")
-    }
+    features = FeatureConfig(num_mel_bins=32, target_length=64, mean=-5.0, std=3.0)
+    state = {f"model.{k}": v for k, v in model.state_dict().items()}
     ckpt = {
-        "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
-        "hyper_parameters": {"num_mel_bins": 32, "target_length": 64, "ast": ast_args},
-        "datamodule_hyper_parameters": {
-            "features": FeatureConfig(num_mel_bins=32, target_length=64, mean=-5.0, std=3.0),
-        },
+        "state_dict": state,
+        RECORD_KEY: make_record(
+            module="fastast_pl.modules.student.StudentModule",
+            class_names=None,
+            num_classes=model.num_classes,
+            multi_label=False,
+            target_length=64,
+            num_mel_bins=32,
+            features=features.to_dict(),
+            arch=ast_arch_record(TINY_ARCH),
+            state=state,
+        ),
     }
     path = tmp_path / "tiny.ckpt"
     torch.save(ckpt, path)
@@ -275,3 +282,20 @@ def test_visualize_config_features_and_bad_layer(tmp_path, capsys):
     assert "--layer 4" in err and "1..3" in err and not (tmp_path / "x.png").exists()
     assert main([*base, "--merge", "6"]) == 2  # at most (10 patches) // 2 = 5 per layer
     assert "r=6" in capsys.readouterr().err
+
+
+def test_prepare_without_network_says_to_use_archive(tmp_path, capsys, monkeypatch):
+    # Port 9 on this machine refuses the connection, as an offline machine's download fails.
+    monkeypatch.setitem(URLS, "esc50", "http://127.0.0.1:9/ESC-50-master.zip")
+    assert main(["prepare", "esc50", "--out", str(tmp_path / "ESC-50")]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]  # after the "downloading" notice
+    assert error.startswith("python -m fastast_pl prepare: error: could not download")
+    assert "--archive" in error and "127.0.0.1:9" in error
+
+
+def test_prepare_example_folder_is_the_configs(capsys, repo_root):
+    with pytest.raises(SystemExit):
+        main(["prepare", "--help"])
+    config = Path(repo_root) / "experiments" / "esc50" / "data.yaml"
+    root = yaml.safe_load(config.read_text())["data"]["source"]["init_args"]["root"]
+    assert f"--out {root} " in " ".join(capsys.readouterr().out.split())

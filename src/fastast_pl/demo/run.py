@@ -28,6 +28,7 @@ from fastast_pl.demo.clip import merge_map_of_test_clip
 from fastast_pl.demo.plots import ParetoPoint, plot_pareto
 from fastast_pl.metrics import chance_accuracy
 from fastast_pl.models.ast import ASTModel
+from fastast_pl.models.checkpoints import read_record
 from fastast_pl.speed.schedules import ScheduleSpeed, TimingSettings, time_schedules
 from fastast_pl.tome.flops import PlannedSchedule, plan_schedules
 
@@ -202,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     pictures = _draw(
         rows, teacher_acc, root, args.configs, student.best_checkpoint, merged.spec, short_note
     )
-    num_classes = int(_hparam(ast.best_checkpoint, "num_classes"))
+    num_classes = int(read_record(ast.best_checkpoint).num_classes)
     _print_table(console, teacher_acc, rows, note, num_classes, root)
     checks = _print_checks(console, teacher_acc, rows)
     total = time.perf_counter() - start
@@ -215,13 +216,6 @@ def main(argv: list[str] | None = None) -> int:
     (root / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     console.print(f"summary: {root / 'summary.json'}")
     return 0
-
-
-def _hparam(checkpoint: str, key: str) -> object:
-    """One hyperparameter (e.g. the number of classes) of a checkpoint of ours."""
-    from fastast_pl.models.checkpoints import read_lightning
-
-    return read_lightning(checkpoint)["hyper_parameters"][key]
 
 
 def _draw(

@@ -10,7 +10,7 @@ measured per merge schedule by ``fastast_pl.speed`` (``benchmark``, ``report``, 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import lightning as L
 import torch
@@ -18,9 +18,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from fastast_pl.metrics import ClassificationMetrics, accuracy_metric
-from fastast_pl.models.checkpoints.metadata import INFERENCE_CKPT_KEY, inference_metadata
+from fastast_pl.models.checkpoints.record import RECORD_KEY, make_record
 
 Batch = dict[str, Tensor]
+#: The record's name of what the datamodule offers under another name.
+_RECORD_NAMES = {"feature_config": "features", "data_identity": "data"}
 
 
 @dataclass
@@ -201,24 +203,42 @@ class ClassificationModule(L.LightningModule):
         """(evaluation, training) merge schedules as r per layer; None for unmerged models."""
         return None, None
 
+    def architecture(self) -> dict[str, Any]:
+        """The network's architecture for the checkpoint record (``kind`` "ast" or "cnn")."""
+        raise NotImplementedError(f"{type(self).__name__} must say its architecture()")
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        """Store what inference needs (``fastast_pl.models.checkpoints.metadata``): class
-        names and feature settings from the trainer's datamodule, label kind, merge."""
+        """Write the checkpoint's one record (``fastast_pl.models.checkpoints.record``): class
+        names, feature settings and data identity from the trainer's datamodule (else those
+        of the checkpoint this module was loaded from), sizes, label kind, architecture,
+        merge schedules and the checksum of the weights."""
         datamodule = getattr(self._trainer, "datamodule", None) if self._trainer else None
-        features = getattr(datamodule, "features", None)
-        saved = checkpoint.get(INFERENCE_CKPT_KEY) or getattr(self, "_loaded_inference", {})
+        loaded = getattr(self, "_loaded_record", None) or {}
+
+        def from_data(name: str) -> Any:
+            value = getattr(datamodule, name, None)
+            value = value() if callable(value) else value
+            return value if value is not None else loaded.get(_RECORD_NAMES.get(name, name))
+
         merge, train_merge = self.merge_metadata()
-        checkpoint[INFERENCE_CKPT_KEY] = inference_metadata(
-            getattr(datamodule, "class_names", None) or saved.get("class_names"),
-            self.multi_label,
-            features.to_dict() if hasattr(features, "to_dict") else saved.get("features"),
-            merge,
-            train_merge,
+        checkpoint[RECORD_KEY] = make_record(
+            module=f"{type(self).__module__}.{type(self).__qualname__}",
+            class_names=from_data("class_names"),
+            num_classes=self.num_classes,
+            multi_label=self.multi_label,
+            target_length=self.target_length,
+            num_mel_bins=self.num_mel_bins,
+            features=from_data("feature_config"),
+            arch=self.architecture(),
+            merge=merge,
+            train_merge=train_merge,
+            data=from_data("data_identity"),
+            state=checkpoint["state_dict"],
         )
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         # kept for a later save without a datamodule (e.g. a Trainer given bare loaders)
-        self._loaded_inference = dict(checkpoint.get(INFERENCE_CKPT_KEY) or {})
+        self._loaded_record = dict(checkpoint.get(RECORD_KEY) or {})
 
     # -------------------------------------------------------------- optimiser
     def trainable_parameters(self) -> list[torch.nn.Parameter]:

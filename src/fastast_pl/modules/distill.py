@@ -275,14 +275,15 @@ class DistillationModule(StudentModule):
 
     # -------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Drop the teacher's weights: they live in the teacher's own checkpoint."""
-        super().on_save_checkpoint(checkpoint)  # inference metadata
+        """Drop the teacher's weights (they live in the teacher's own checkpoint), then record."""
         state = checkpoint["state_dict"]
         for key in [k for k in state if k.startswith("teacher.")]:
             del state[key]
+        super().on_save_checkpoint(checkpoint)  # the record, with the checksum of what is kept
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Put the loaded teacher's weights back so strict loading of the student succeeds."""
+        super().on_load_checkpoint(checkpoint)
         if self.teacher is not None:
             state = checkpoint["state_dict"]
             for key, value in self.teacher.state_dict().items():
