@@ -1,4 +1,5 @@
-"""A tiny HF transformers AST (the peer implementation) saved as a model directory, for tests."""
+"""Tiny HF transformers models (the peer implementation) saved as model directories, and
+huggingface_hub's cache layout to place them in, for tests."""
 
 from __future__ import annotations
 
