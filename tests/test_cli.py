@@ -12,41 +12,11 @@ import torch
 
 from fastast_pl.cli import build_cli, main
 
+from helpers.tiny_run import tiny_args
 
-def tiny_args(tmp_path: Path) -> list[str]:
-    """The quickstart config shrunk to seconds: few short clips, a 2-layer 32-wide AST."""
-    return [
-        "--config",
-        "experiments/quickstart.yaml",
-        "--data.source.init_args.root",
-        str(tmp_path / "synthetic"),
-        "--data.cache_dir",
-        "null",
-        "--data.loader.num_workers",
-        "0",
-        "--data.features.target_length",
-        "64",
-        "--data.features.num_mel_bins",
-        "32",
-        "--data.loader.batch_size",
-        "4",
-        "--data.source.init_args.generator.num_classes",
-        "3",
-        "--data.source.init_args.generator.clips_per_class",
-        "6",
-        "--data.source.init_args.generator.clip_seconds",
-        "0.5",
-        "--model.init_args.ast.embed_dim",
-        "32",
-        "--model.init_args.ast.depth",
-        "2",
-        "--model.init_args.ast.num_heads",
-        "2",
-        "--trainer.default_root_dir",
-        str(tmp_path / "runs"),
-        "--trainer.enable_progress_bar",
-        "false",
-    ]
+
+def _tiny(tmp_path: Path) -> list[str]:
+    return tiny_args(tmp_path / "synthetic", tmp_path / "runs")
 
 
 @pytest.fixture(autouse=True)
@@ -55,7 +25,7 @@ def _in_repo_root(repo_root, monkeypatch):
 
 
 def test_fit_fast_dev_run(tmp_path):
-    cli = build_cli(["fit", *tiny_args(tmp_path), "--trainer.fast_dev_run", "true"])
+    cli = build_cli(["fit", *_tiny(tmp_path), "--trainer.fast_dev_run", "true"])
     assert cli.trainer.state.finished
     # Linked from the data, never typed in the config:
     assert (
@@ -67,7 +37,7 @@ def test_fit_fast_dev_run(tmp_path):
 
 
 def test_fit_then_test_with_another_merge_schedule(tmp_path):
-    fit = build_cli(["fit", *tiny_args(tmp_path), "--trainer.max_epochs", "1"])
+    fit = build_cli(["fit", *_tiny(tmp_path), "--trainer.max_epochs", "1"])
     ckpt = fit.trainer.checkpoint_callback.best_model_path
     assert ckpt and Path(ckpt).is_file()
     assert str(tmp_path / "runs") in ckpt
@@ -76,7 +46,7 @@ def test_fit_then_test_with_another_merge_schedule(tmp_path):
     test = build_cli(
         [
             "test",
-            *tiny_args(tmp_path),
+            *_tiny(tmp_path),
             "--ckpt_path",
             ckpt,
             "--model.init_args.eval_merge",
@@ -92,7 +62,7 @@ def test_fit_then_test_with_another_merge_schedule(tmp_path):
 def test_each_run_gets_its_own_directory(tmp_path):
     args = [
         "fit",
-        *tiny_args(tmp_path),
+        *_tiny(tmp_path),
         "--trainer.max_epochs",
         "1",
         "--trainer.limit_train_batches",
@@ -108,7 +78,7 @@ def test_each_run_gets_its_own_directory(tmp_path):
 
 def test_print_config_shows_linked_values(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        main(["fit", *tiny_args(tmp_path), "--print_config"])
+        main(["fit", *_tiny(tmp_path), "--print_config"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert "StudentModule" in out and "target_length: 64" in out
@@ -126,14 +96,14 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_unknown_key_is_named_before_training(tmp_path):
-    result = run_cli("fit", *tiny_args(tmp_path), "--model.init_args.no_such_option", "1")
+    result = run_cli("fit", *_tiny(tmp_path), "--model.init_args.no_such_option", "1")
     assert result.returncode != 0
     assert "no_such_option" in result.stderr
     assert not (tmp_path / "runs").exists()
 
 
 def test_wrong_type_is_named(tmp_path):
-    result = run_cli("fit", *tiny_args(tmp_path), "--trainer.max_epochs", "many")
+    result = run_cli("fit", *_tiny(tmp_path), "--trainer.max_epochs", "many")
     assert result.returncode != 0
     assert "max_epochs" in result.stderr
 
@@ -142,7 +112,7 @@ def test_missing_data_directory_is_named(tmp_path):
     missing = tmp_path / "no_esc50_here"
     result = run_cli(
         "fit",
-        *tiny_args(tmp_path),
+        *_tiny(tmp_path),
         "--data.source",
         json.dumps({"class_path": "fastast_pl.data.sources.ESC50Source",
                     "init_args": {"root": str(missing)}}),
@@ -155,7 +125,7 @@ def test_missing_data_directory_is_named(tmp_path):
 def test_ckpt_path_last_resumes_the_previous_run(tmp_path):
     args = [
         "fit",
-        *tiny_args(tmp_path),
+        *_tiny(tmp_path),
         "--trainer.limit_train_batches",
         "2",
         "--trainer.limit_val_batches",
@@ -171,13 +141,13 @@ def test_ckpt_path_last_resumes_the_previous_run(tmp_path):
 
 def test_ckpt_path_last_without_a_previous_run_is_an_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no last.ckpt under"):
-        build_cli(["fit", *tiny_args(tmp_path), "--trainer.max_epochs", "1", "--ckpt_path", "last"])
+        build_cli(["fit", *_tiny(tmp_path), "--trainer.max_epochs", "1", "--ckpt_path", "last"])
 
 
 def test_predict_writes_one_csv_row_per_test_clip(tmp_path):
-    fit = build_cli(["fit", *tiny_args(tmp_path), "--trainer.max_epochs", "1"])
+    fit = build_cli(["fit", *_tiny(tmp_path), "--trainer.max_epochs", "1"])
     ckpt = fit.trainer.checkpoint_callback.best_model_path
-    pred = build_cli(["predict", *tiny_args(tmp_path), "--ckpt_path", ckpt])
+    pred = build_cli(["predict", *_tiny(tmp_path), "--ckpt_path", ckpt])
     writer = next(cb for cb in pred.trainer.callbacks if type(cb).__name__ == "PredictionCSVWriter")
     with open(writer.written, newline="") as fh:
         rows = list(csv.DictReader(fh))
@@ -198,14 +168,14 @@ def test_predict_writes_one_csv_row_per_test_clip(tmp_path):
 def test_test_with_ckpt_path_does_not_reload_init_from(tmp_path):
     # Train from an initial checkpoint, then delete it: testing the trained checkpoint must
     # not need it (the weights come from --ckpt_path).
-    first = build_cli(["fit", *tiny_args(tmp_path), "--trainer.max_epochs", "1"])
+    first = build_cli(["fit", *_tiny(tmp_path), "--trainer.max_epochs", "1"])
     init = Path(first.trainer.checkpoint_callback.best_model_path)
     second = build_cli(
-        ["fit", *tiny_args(tmp_path), "--trainer.max_epochs", "1", "--model.init_from", str(init)]
+        ["fit", *_tiny(tmp_path), "--trainer.max_epochs", "1", "--model.init_from", str(init)]
     )
     trained = second.trainer.checkpoint_callback.best_model_path
     init.unlink()
-    test = build_cli(["test", *tiny_args(tmp_path), "--ckpt_path", trained])
+    test = build_cli(["test", *_tiny(tmp_path), "--ckpt_path", trained])
     assert test.model.hparams.init_from is None
     assert "test/acc" in test.trainer.callback_metrics
 
@@ -214,5 +184,19 @@ def test_test_with_ckpt_path_does_not_reload_init_from(tmp_path):
 def test_a_linked_model_key_on_the_command_line_is_refused(tmp_path, key):
     """The link would silently replace it with the data's value (was: 10 became 8 / 128)."""
     with pytest.raises(ValueError, match=f"--model.init_args.{key} is linked from the data"):
-        build_cli([*tiny_args(tmp_path), f"--model.init_args.{key}=10"], run=False)
+        build_cli([*_tiny(tmp_path), f"--model.init_args.{key}=10"], run=False)
     assert not (tmp_path / "runs").exists()
+
+
+def test_command_line_beats_checkpoint_beats_config_files(tmp_path):
+    """The order FastASTCLI builds from LightningCLI's public seams: `parse_arguments` (the
+    checkpoint resolved), Lightning's reading of its hyperparameters, then
+    `before_instantiate_classes` (the command line's `--model.*` restored)."""
+    tiny = [*_tiny(tmp_path), "--trainer.limit_train_batches=1", "--trainer.limit_val_batches=1"]
+    fit = build_cli(["fit", *tiny, "--trainer.max_epochs=1", "--model.init_args.eval_merge=1"])
+    ckpt = fit.trainer.checkpoint_callback.best_model_path
+    test_args = ["test", *tiny, "--trainer.limit_test_batches=1", "--ckpt_path", ckpt]
+    from_checkpoint = build_cli(test_args)
+    assert from_checkpoint.model.hparams.eval_merge == 1  # the config file says 0
+    given = build_cli([*test_args, "--model.init_args.eval_merge=2"])
+    assert given.model.hparams.eval_merge == 2

@@ -18,6 +18,8 @@ import yaml
 from fastast_pl import cli
 from fastast_pl.tools import sweep
 
+from helpers.tiny_run import TINY_AST_ARGS
+
 ROOT = Path(__file__).resolve().parents[1]
 EXP = ROOT / "experiments"
 DATASETS = ("esc50", "audioset", "speechcommands")
@@ -204,11 +206,6 @@ TINY = [
     "--trainer.enable_progress_bar=false",
     "--trainer.enable_model_summary=false",
 ]
-TINY_AST = [
-    "--model.init_args.ast.embed_dim=32",
-    "--model.init_args.ast.depth=2",
-    "--model.init_args.ast.num_heads=2",
-]
 TINY_TEACHER = [
     "--model.init_args.teacher.backbone=mobilenetv3_small_050",
     "--model.init_args.teacher.num_heads=2",
@@ -247,15 +244,15 @@ def test_each_recipe_runs_one_step(dataset, tmp_path):
     run(
         "fit",
         "ast_baseline",
-        *TINY_AST,
+        *TINY_AST_ARGS,
         "--model.init_args.init_from=null",
         *_one_step(tmp_path / "ast"),
     )
     student = tmp_path / "ast" / "checkpoints" / "last.ckpt"
     assert student.is_file()
-    run("fit", "fastast", *TINY_AST, "--model.init_args.init_from=null",
+    run("fit", "fastast", *TINY_AST_ARGS, "--model.init_args.init_from=null",
         f"--model.init_args.teacher_checkpoint={teacher}", "--trainer.fast_dev_run=1",
         f"--trainer.default_root_dir={tmp_path / 'fastast'}")  # fmt: skip
-    run("test", "eval_pretrained", *TINY_AST, f"--model.init_args.init_from={student}",
+    run("test", "eval_pretrained", *TINY_AST_ARGS, f"--model.init_args.init_from={student}",
         "--trainer.fast_dev_run=1", f"--trainer.default_root_dir={tmp_path / 'eval'}")  # fmt: skip
     assert not list(tmp_path.rglob("*.part"))  # no temporary checkpoint left behind

@@ -22,6 +22,8 @@ from fastast_pl.data.dataset import AudioDataset
 from fastast_pl.data.features import compute_fbank, normalize
 from fastast_pl.models.checkpoints import INFERENCE_CKPT_KEY
 
+from helpers.tiny_run import tiny_args
+
 T, F = 64, 32  # frames, mel bins of the tiny model
 SR = 16000
 
@@ -32,58 +34,20 @@ def _samples(frames: int) -> int:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, repo_root_module):
+def trained(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("train")
     args = [
         "fit",
-        "--config",
-        str(Path(repo_root_module) / "experiments/quickstart.yaml"),
-        "--data.source.init_args.root",
-        str(tmp / "synthetic"),
-        "--data.cache_dir",
-        "null",
-        "--data.loader.num_workers",
-        "0",
-        "--data.features.target_length",
-        str(T),
-        "--data.features.num_mel_bins",
-        str(F),
-        "--data.loader.batch_size",
-        "4",
-        "--data.source.init_args.generator.num_classes",
-        "3",
-        "--data.source.init_args.generator.clips_per_class",
-        "6",
-        "--data.source.init_args.generator.clip_seconds",
-        "0.5",
-        "--model.init_args.ast.embed_dim",
-        "32",
-        "--model.init_args.ast.depth",
-        "2",
-        "--model.init_args.ast.num_heads",
-        "2",
-        "--model.init_args.eval_merge",
-        "2",
-        "--trainer.default_root_dir",
-        str(tmp / "runs"),
-        "--trainer.enable_progress_bar",
-        "false",
-        "--trainer.max_steps",
-        "3",
-        "--trainer.limit_val_batches",
-        "1",
-        "--trainer.logger",
-        "false",
+        *tiny_args(tmp / "synthetic", tmp / "runs"),
+        "--model.init_args.eval_merge=2",
+        "--trainer.max_steps=3",
+        "--trainer.limit_val_batches=1",
+        "--trainer.logger=false",
     ]
     cli = build_cli(args)
     ckpt = tmp / "tiny.ckpt"
     cli.trainer.save_checkpoint(ckpt)
     return cli, ckpt
-
-
-@pytest.fixture(scope="module")
-def repo_root_module():
-    return str(Path(__file__).resolve().parent.parent)
 
 
 @pytest.fixture(scope="module")

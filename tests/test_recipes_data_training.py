@@ -1,4 +1,4 @@
-"""The data/training values of issue 15 reach the composed recipes (items 3, 4, 5, 8):
+"""The data/training values of docs/recipes.md reach the composed recipes:
 AST's weight-averaging windows, PSLA's enhanced balanced-AudioSet labels, AST's Speech
 Commands noise/roll and BCE, and the ESC-50 reporting rule. Parsed through the CLI."""
 

@@ -73,16 +73,34 @@ class FastASTCLI(LightningCLI):
         self._command_line = list(sys.argv[1:] if args is None else args)
         super().__init__(*class_args, args=args, **kwargs)
 
-    def _parse_ckpt_path(self) -> None:
-        """`last`/`best`/PATH resolved and checked (trainer/ckpt_path.py), then Lightning's
-        reading of the checkpoint's hyperparameters, then the command line's `--model.*`."""
+    def parse_arguments(self, parser, args) -> None:
+        """After parsing: `last`/`best`/PATH resolved and checked (trainer/ckpt_path.py), so
+        that LightningCLI reads the hyperparameters of the checkpoint meant; the parsed
+        configuration is kept to restore the command line's `--model.*` values afterwards."""
+        super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
         self._checkpoint = prepare_ckpt_path(self.config[subcommand]) if subcommand else None
-        before = self.config.clone() if subcommand else None
-        super()._parse_ckpt_path()
+        self._config_before_ckpt = self.config.clone() if subcommand else None
+
+    def before_instantiate_classes(self) -> None:
+        """LightningCLI has read the checkpoint's hyperparameters into the configuration
+        (between `parse_arguments` and this hook): the command line's `--model.*` wins over
+        them, and the files the weights were initialised from are not read again.
+
+        A linked model key typed on the command line would be overwritten by the data's
+        value without a word: refuse it, naming the data key to set instead."""
+        given = _command_line_model_keys(self._command_line)
+        for key in given:
+            name = key.rsplit(".", 1)[-1]
+            if key.count(".") == 2 and name in LINKED_FROM_DATA:
+                raise ValueError(
+                    f"--{key} is linked from the data ({LINKED_FROM_DATA[name]}) and would be "
+                    "replaced by its value; set that instead, or drop the option"
+                )
+        before = self._config_before_ckpt
+        subcommand = self.config.get("subcommand")
         if before is None or not self.config[subcommand].get("ckpt_path"):
             return
-        given = _command_line_model_keys(self._command_line)
         # The weights come from the checkpoint: do not re-read the files it was initialised
         # from (they may be gone, or on another machine), unless asked on the command line.
         for key in INIT_WEIGHT_KEYS:
@@ -93,17 +111,6 @@ class FastASTCLI(LightningCLI):
             full_key = f"{subcommand}.{key}"
             if full_key in before:
                 self.config[full_key] = before[full_key]
-
-    def before_instantiate_classes(self) -> None:
-        """A linked model key typed on the command line would be overwritten by the data's
-        value without a word: refuse it, naming the data key to set instead."""
-        for key in _command_line_model_keys(self._command_line):
-            name = key.rsplit(".", 1)[-1]
-            if key.count(".") == 2 and name in LINKED_FROM_DATA:
-                raise ValueError(
-                    f"--{key} is linked from the data ({LINKED_FROM_DATA[name]}) and would be "
-                    "replaced by its value; set that instead, or drop the option"
-                )
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments("data.features.target_length", "model.init_args.target_length")

@@ -7,11 +7,10 @@ import pytest
 import soundfile as sf
 import torch
 import torchaudio.functional as AF
-from data_testkit import one_thread, tone, write  # noqa: F401
 
 from fastast_pl.data.audio import AudioDecodeError, load_audio
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+from helpers.audio import tone, write
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""AST's own augmentation forms as options (issue 15, items 5 and 6).
+"""AST's own augmentation forms as options (docs/recipes.md, "Data and training").
 
 References are written out here from AST's ``src/dataloader.py`` as we read it: noise
 ``fbank + U[0,1)^{TxF} * U[0,1) / 10`` then ``roll`` by ``randint(-10, 10)`` frames after
@@ -15,7 +15,6 @@ import pytest
 import soundfile as sf
 import torch
 import torchaudio.transforms as T
-from data_testkit import MEAN, STD, one_thread, raw_reference, tone, write  # noqa: F401
 from torchaudio.compliance import kaldi
 
 from fastast_pl.data.augment import AugmentConfig, add_noise_and_roll
@@ -23,6 +22,8 @@ from fastast_pl.data.cache import FeatureCache
 from fastast_pl.data.clips import Clip
 from fastast_pl.data.dataset import AudioDataset
 from fastast_pl.data.features import FeatureConfig
+
+from helpers.audio import MEAN, STD, tone, write
 
 TLEN, MELS = 64, 32
 
@@ -97,7 +98,7 @@ def test_noise_is_training_only(tmp_path):
 
 
 @pytest.mark.parametrize("pair", [(0, 1), (0, 2)])
-def test_waveform_mixup_matches_ast(tmp_path, pair, one_thread):  # noqa: F811
+def test_waveform_mixup_matches_ast(tmp_path, pair):
     clips = _clips(tmp_path)
     first, partner = pair
     feats = FeatureConfig(target_length=TLEN, num_mel_bins=MELS)
@@ -137,7 +138,7 @@ def test_waveform_mixup_bypasses_the_cache_with_a_log_line(tmp_path, caplog):
     assert cache.misses == 1  # evaluation clips still use it
 
 
-def test_mask_before_norm_matches_ast(tmp_path, one_thread):  # noqa: F811
+def test_mask_before_norm_matches_ast(tmp_path):
     clips = _clips(tmp_path)
     feats = FeatureConfig(target_length=TLEN, num_mel_bins=MELS)
     raw = _fbank(_wave(clips[0].path))  # (T, F)

@@ -6,14 +6,13 @@ import os
 
 import pytest
 import torch
-from data_testkit import one_thread, raw_reference, reference_fbank, tone, write  # noqa: F401
 
 from fastast_pl.data.cache import FeatureCache
 from fastast_pl.data.clips import Clip
 from fastast_pl.data.dataset import AudioDataset
 from fastast_pl.data.features import FeatureConfig
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+from helpers.audio import raw_reference, reference_fbank, tone, write
 
 
 def _files(tmp_path, n=3):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import soundfile as sf
-from data_testkit import one_thread, tone, write  # noqa: F401
 
 from fastast_pl.data.audio import AudioDecodeError, load_audio
 from fastast_pl.data.checks import inspect_audio, wav_header_frames
@@ -14,7 +13,7 @@ from fastast_pl.data.clips import Clip
 from fastast_pl.data.dataset import AudioDataset
 from fastast_pl.data.features import FeatureConfig
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+from helpers.audio import tone, write
 
 
 def truncated_wav(path, seconds=1.0, keep=0.5, subtype="PCM_16"):

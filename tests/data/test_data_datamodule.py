@@ -11,7 +11,6 @@ import lightning.pytorch as pl
 import numpy as np
 import pytest
 import torch
-from data_testkit import folder_dataset, one_thread, reference_fbank, write  # noqa: F401
 
 from fastast_pl.data.audio import AudioDecodeError
 from fastast_pl.data.augment import AugmentConfig
@@ -21,7 +20,7 @@ from fastast_pl.data.sampling import DistributedWeightedSampler
 from fastast_pl.data.sources import ESC50Source, FolderSource, ManifestSource, SyntheticSource
 from fastast_pl.data.synthetic import SyntheticConfig
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+from helpers.audio import folder_dataset, reference_fbank, write
 
 SMALL = SyntheticConfig(num_classes=5, clips_per_class=6, clip_seconds=0.3)
 
@@ -242,9 +241,9 @@ def test_trainer_fit_reports_skipped_clips_each_epoch(tmp_path, caplog):
 
 
 def test_compute_stats_on_a_datamodule_ignores_training_dither(tmp_path):
-    from data_testkit import raw_reference
-
     from fastast_pl.data.features import compute_stats
+
+    from helpers.audio import raw_reference
 
     dm = _synthetic(tmp_path, dither=5.0, freqm=8, mixup=1.0)
     mean, std = compute_stats(dm, max_clips=4)  # with the progress bar

@@ -6,10 +6,11 @@ import csv
 import json
 
 import pytest
-from data_testkit import folder_dataset, tone, write
 
 from fastast_pl.data.clips import ClipSplits, check_files, check_nonempty
 from fastast_pl.data.sources import ESC50Source, FolderSource, ManifestSource
+
+from helpers.audio import folder_dataset, tone, write
 
 CATEGORIES = [
     (0, "dog", True),

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from data_testkit import MEAN, STD, one_thread, raw_reference, reference_fbank, tone, write  # noqa: F401
 
 from fastast_pl.data.audio import AudioDecodeError, load_audio
 from fastast_pl.data.augment import AugmentConfig
@@ -13,7 +12,7 @@ from fastast_pl.data.clips import Clip
 from fastast_pl.data.dataset import AudioDataset
 from fastast_pl.data.features import FeatureConfig, compute_fbank, compute_stats
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+from helpers.audio import MEAN, STD, raw_reference, reference_fbank, tone, write
 
 
 def _dataset(paths, labels=None, num_classes=2, target_length=100, train=False, **augment):
@@ -53,7 +52,8 @@ def test_silence_gives_finite_features_and_too_short_clips_are_bad_audio(tmp_pat
     ds = _dataset([silent, short], target_length=30)
     fb_silent = ds[0]["fbank"]
     assert torch.isfinite(fb_silent).all()
-    # Issue 12: a clip with no fbank frame was pure padding with a label; now bad audio.
+    # A clip with no fbank frame would be pure padding with a label: bad audio
+    # (docs/reliability.md).
     with pytest.raises(AudioDecodeError, match="short.wav.*shorter than one"):
         ds[1]
     assert compute_fbank(load_audio(short, 16000), FeatureConfig()).shape == (0, 128)

@@ -10,14 +10,13 @@ import zipfile
 
 import pytest
 import soundfile as sf
-from data_testkit import one_thread, tone  # noqa: F401
 
 from fastast_pl.data.datamodule import AudioDataModule, LoaderConfig
 from fastast_pl.data.features import FeatureConfig
 from fastast_pl.data.prepare import UnsafeArchiveError, prepare_dataset
 from fastast_pl.data.sources import ESC50Source, ManifestSource
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+from helpers.audio import tone
 
 
 def _wav_bytes(freq: float) -> bytes:

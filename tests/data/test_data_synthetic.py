@@ -8,7 +8,6 @@ import json
 import numpy as np
 import pytest
 import soundfile as sf
-from data_testkit import one_thread  # noqa: F401
 
 from fastast_pl.data.synthetic import (
     CLASS_NAMES,
@@ -107,7 +106,6 @@ def test_config_validation(field, value):
         SyntheticConfig(**{field: value})
 
 
-@pytest.mark.usefixtures("one_thread")
 def test_classes_differ_in_structure_not_in_level(tmp_path):
     """A nearest-centroid classifier on level-free spectro-temporal statistics beats chance
     clearly, while one on the clip's mean log-mel level (loudness) stays near chance."""

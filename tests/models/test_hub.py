@@ -15,11 +15,12 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import torch
-from hf_tiny import FRAMES, LABELS, MEAN, MELS, STD, hf_logits, save_tiny_hf_ast
 from huggingface_hub import scan_cache_dir
 from transformers import ASTFeatureExtractor
 
 import fastast_pl
+
+from helpers.hf_tiny import FRAMES, LABELS, MEAN, MELS, STD, hf_logits, save_tiny_hf_ast
 
 REPO_ID = "tiny-org/tiny-ast"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"

@@ -6,7 +6,6 @@ from __future__ import annotations
 import lightning as L
 import pytest
 import torch
-from distill_testkit import FAST_OPTIM, TINY_AST, F, T, TinyDataModule, tiny_trainer
 from timm.models.deit import VisionTransformerDistilled
 
 from fastast_pl.losses import cmkd_loss
@@ -14,6 +13,8 @@ from fastast_pl.models.ast import ASTModel
 from fastast_pl.models.frozen import load_frozen_teacher
 from fastast_pl.modules.distill import DistillationModule
 from fastast_pl.modules.student import StudentModule
+
+from helpers.distill import FAST_OPTIM, TINY_AST, F, T, TinyDataModule, tiny_trainer
 
 TEACHER_AST = dict(embed_dim=48, depth=2, num_heads=2, patch_size=16, fstride=16, tstride=16)
 

@@ -8,7 +8,6 @@ import os
 import lightning as L
 import pytest
 import torch
-from distill_testkit import FAST_OPTIM, TINY_AST, T, TinyDataModule, teacher_copy, tiny_trainer
 
 from fastast_pl.modules.distill import DistillationModule
 from fastast_pl.modules.kd_cache import (
@@ -18,6 +17,8 @@ from fastast_pl.modules.kd_cache import (
     teacher_input_augmentations,
 )
 from fastast_pl.modules.teacher import TeacherModule
+
+from helpers.distill import FAST_OPTIM, TINY_AST, T, TinyDataModule, teacher_copy, tiny_trainer
 
 FEATURES = {"num_mel_bins": 32, "target_length": 64, "mean": -4.27}
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 import lightning as L
 import pytest
 import torch
-from distill_testkit import FAST_OPTIM, TINY_AST, T, TinyDataModule, teacher_copy, tiny_trainer
 
 from fastast_pl.modules.distill import DistillationModule
 from fastast_pl.modules.teacher import TeacherModule
+
+from helpers.distill import FAST_OPTIM, TINY_AST, T, TinyDataModule, teacher_copy, tiny_trainer
 
 
 @pytest.fixture(scope="module")

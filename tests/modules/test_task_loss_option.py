@@ -1,5 +1,5 @@
 """`loss: bce` on single-label data (AST Speech Commands, run_sc.sh loss=BCE): BCE on the
-one-hot targets while accuracy stays the metric (issue 15, item 5)."""
+one-hot targets while accuracy stays the metric (docs/recipes.md, Speech Commands)."""
 
 from __future__ import annotations
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from distill_testkit import FAST_OPTIM, TINY_TEACHER, T, TinyDataModule, teacher_copy
 
 from fastast_pl.models.checkpoints import TEACHER_CKPT_KEY
 from fastast_pl.models.teacher import FrozenTeacher
 from fastast_pl.modules.teacher import TeacherModule
+
+from helpers.distill import FAST_OPTIM, TINY_TEACHER, T, TinyDataModule, teacher_copy
 
 
 @pytest.fixture(scope="module")

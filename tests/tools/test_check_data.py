@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +11,7 @@ import yaml
 
 from fastast_pl.cli import main
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
-from data_testkit import folder_dataset, tone, write  # noqa: E402
+from helpers.audio import folder_dataset, tone, write
 
 
 def _config(tmp_path, root) -> Path:

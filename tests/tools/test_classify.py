@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from hf_tiny import LABELS, save_tiny_hf_ast
 
 from fastast_pl.cli import main
 from fastast_pl.data.audio import load_audio
 from fastast_pl.inference import AudioClassifier
+
+from helpers.hf_tiny import LABELS, save_tiny_hf_ast
 
 
 @pytest.fixture(scope="module")

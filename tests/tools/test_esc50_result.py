@@ -1,5 +1,5 @@
 """`report --esc50-folds`: AST's get_esc_result.py rule (best epoch of the five folds' mean
-accuracy curve) and the last-epoch mean, from five fold runs' metrics.csv (issue 15, item 8)."""
+accuracy curve) and the last-epoch mean, from five fold runs' metrics.csv (docs/recipes.md)."""
 
 from __future__ import annotations
 

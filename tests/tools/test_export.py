@@ -7,10 +7,11 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-from hf_tiny import FRAMES, LABELS, MEAN, MELS, save_tiny_hf_ast
 
 from fastast_pl.cli import main
 from fastast_pl.models.ast import ASTModel
+
+from helpers.hf_tiny import FRAMES, LABELS, MEAN, MELS, save_tiny_hf_ast
 
 
 @pytest.fixture(scope="module")

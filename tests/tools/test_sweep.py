@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import os
@@ -351,11 +352,11 @@ def report_main(argv: list[str]) -> int:
 @pytest.mark.slow
 def test_trial_under_wandb_agent_logs_to_the_agents_offline_run(tmp_path):
     """One trial run the way `wandb agent` runs it: its environment, its parameter file,
-    the command expanded from the sweep file; the offline run holds config and metrics."""
+    the command expanded from the sweep file; the W&B offline run is opened with the agent's
+    id, and the CSV beside it holds the swept parameters, the merge statistics and metrics."""
     from wandb.sdk.lib import config_util
 
     from fastast_pl.tools.report import read
-    from fastast_pl.tools.report.wandb_offline import read_offline_run
 
     path = _write(tmp_path, {"model.init_args.merge.overrides.1": {"values": [0.3]}})
     params = {"model.init_args.merge.overrides.1": 0.3}
@@ -372,20 +373,20 @@ def test_trial_under_wandb_agent_logs_to_the_agents_offline_run(tmp_path):
     proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     run_dirs = list((tmp_path / "wandb").glob("offline-run-*-run42"))
-    assert len(run_dirs) == 1
-    offline = read_offline_run(run_dirs[0])
-    assert (offline.run_id, offline.sweep_id, offline.exit_code) == ("run42", "sw1", 0)
-    assert offline.config["model.init_args.merge.overrides.1"] == 0.3  # the agent's config
+    assert len(run_dirs) == 1 and list(run_dirs[0].glob("run-run42.wandb"))
+    csv_dir = tmp_path / "wandb" / "csv-run42"  # Lightning's CSVLogger beside the W&B run
+    hparams = yaml.safe_load((csv_dir / "hparams.yaml").read_text())
+    assert hparams["model.init_args.merge.overrides.1"] == 0.3  # the agent's parameters
     # merge stats of the tiny model (10 patches + 2 prefix tokens): floor(0.3 * 10) = 3 in layer 1
-    assert offline.config["merge/train/r"] == [0, 3]
-    assert offline.config["merge/eval/tokens"] == [12, 12, 9]
-    assert offline.config["lr/initial"] > 0 and "lr-Adam" in offline.summary
-    gflops = offline.summary["val/gflops_per_clip"] * 1e9
-    assert gflops == pytest.approx(_flops([12, 12, 9], 32))
-    assert {"val/acc", "train/loss"} <= set(offline.summary)
-    assert any("val/acc" in row for row in offline.history)
-    # `report` reads the offline run (next to the trial's own CSV run)
+    assert hparams["merge/train/r"] == [0, 3]
+    assert hparams["merge/eval/tokens"] == [12, 12, 9]
+    assert hparams["lr/initial"] > 0
+    # `report` reads the agent's run from the W&B directory (its CSV beside the W&B run)
     runs = read.gather([str(tmp_path / "wandb")])
-    assert [r.status for r in runs] == ["finished"] and runs[0].name
-    assert runs[0].metrics["val/flop_ratio"] == pytest.approx(offline.summary["val/flop_ratio"])
+    assert [r.status for r in runs] == ["finished"] and runs[0].name == "csv-run42"
     assert runs[0].schedule == "merge.overrides.1=0.3"
+    assert "lr-Adam" in runs[0].metrics
+    assert runs[0].metrics["val/gflops_per_clip"] * 1e9 == pytest.approx(_flops([12, 12, 9], 32))
+    assert {"val/acc", "train/loss", "val/flop_ratio"} <= set(runs[0].metrics)
+    with (csv_dir / "metrics.csv").open() as f:
+        assert sum(1 for row in csv.DictReader(f) if row.get("val/acc")) >= 1

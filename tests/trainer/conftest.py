@@ -6,9 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from runkit import run, teacher_model, tiny
 
 from fastast_pl.trainer.ckpt_path import find_last
+
+from helpers.tiny_run import run, teacher_model, tiny
 
 
 @dataclass(frozen=True)

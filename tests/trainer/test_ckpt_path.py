@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from runkit import run, teacher_model, tiny, weights_equal
 
 from fastast_pl.models.ast import ASTModel
 from fastast_pl.models.checkpoints import load_teacher
+
+from helpers.tiny_run import run, teacher_model, tiny, weights_equal
 
 EVAL_SUBCOMMANDS = ("validate", "test", "predict")
 

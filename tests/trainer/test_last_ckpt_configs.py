@@ -7,10 +7,11 @@ import json
 
 import pytest
 import torch
-from last_ckpt import composed_callbacks, last_ckpt_problems
-from runkit import run, tiny
 
 from fastast_pl.trainer.ckpt_path import find_last
+
+from helpers.last_ckpt import composed_callbacks, last_ckpt_problems
+from helpers.tiny_run import run, tiny
 
 # Each config kind as it is composed for `fit` (see the files' headers).
 SHIPPED = {

@@ -7,7 +7,8 @@ import json
 
 import pytest
 import torch
-from runkit import csv_logger, run, snapshot, tiny
+
+from helpers.tiny_run import csv_logger, run, snapshot, tiny
 
 
 def _fit(tmp_path, *extra: str):

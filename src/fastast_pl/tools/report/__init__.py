@@ -1,8 +1,8 @@
 """`python -m fastast_pl report RUNS...`: finished runs -> table + accuracy/cost Pareto plot.
 
-RUNS are local directories (a sweep's output, a `runs/` tree, single run directories, a
-``wandb/`` directory of offline runs; every directory below them holding a ``metrics.csv``
-or a W&B transaction log is one run) or ``wandb:ENTITY/PROJECT[/SWEEP_ID]`` (the W&B API;
+RUNS are local directories (a sweep's output, a `runs/` tree, single run directories, the
+``wandb/`` directory of runs under ``wandb agent``; every directory below them holding
+Lightning's ``metrics.csv`` or a sweep's ``trial.json`` is one run) or ``wandb:ENTITY/PROJECT[/SWEEP_ID]`` (the W&B API;
 needs a login and a network). ``read`` gathers runs, ``analyze`` finds the unmerged
 baseline, speed-ups and the Pareto front, ``render`` writes the table and the plot.
 With ``--esc50-folds`` RUNS are the five ESC-50 fold runs and ``esc50`` prints AST's

@@ -1,8 +1,10 @@
-"""Runs as the report sees them, from local run directories, W&B offline runs and the W&B API.
+"""Runs as the report sees them: local run directories (Lightning's CSVLogger) and the W&B API.
 
-A local run directory holds a CSVLogger ``metrics.csv`` (+ ``hparams.yaml``, the CLI's
-``config.yaml``, the sweep runner's ``trial.json``); a W&B offline run is an
-``offline-run-*`` directory with its transaction log (read by ``wandb_offline``).
+A run directory holds a CSVLogger ``metrics.csv`` (+ ``hparams.yaml``, the CLI's
+``config.yaml``, the sweep runner's ``trial.json``). A run under ``wandb agent`` has one
+beside its W&B run (``wandb/csv-<run id>/``, with the swept parameters in ``hparams.yaml``;
+``trainer/run_logging.py``), so offline W&B runs are read from there; W&B's own run files
+are not read. Online runs come from the W&B API (``wandb.Api()``).
 """
 
 from __future__ import annotations
@@ -16,8 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
-from fastast_pl.tools.report.wandb_offline import is_offline_run_dir, read_offline_run
 
 _STRIP = ("model.init_args.", "model.", "data.init_args.")
 
@@ -113,7 +113,8 @@ def _numbers(values: dict[str, Any]) -> dict[str, float]:
 
 
 def read_local_run(run_dir: Path) -> Run:
-    """A run directory written by the CLI (CSVLogger) or the sweep runner (+ trial.json)."""
+    """A run directory written by the CLI (CSVLogger) or the sweep runner (+ trial.json);
+    without a trial.json the swept parameters are those in hparams.yaml (``wandb agent``)."""
     run = Run(name=run_dir.name, source=str(run_dir))
     if (run_dir / "metrics.csv").is_file():
         run.metrics = last_metrics_csv(run_dir / "metrics.csv")
@@ -124,21 +125,10 @@ def read_local_run(run_dir: Path) -> Run:
         info = json.loads(trial.read_text())
         run.status = str(info.get("status", "finished"))
         run.params = dict(info.get("params") or {})
-        run.schedule = describe_params(run.params)
-    run.schedule = run.schedule or schedule_from_config(run.config)
+    else:
+        run.params = _swept(run.config)
+    run.schedule = describe_params(run.params) or schedule_from_config(run.config)
     return run
-
-
-def read_wandb_offline(run_dir: Path) -> Run:
-    """A W&B offline run directory (``offline-run-*``) as a Run."""
-    offline = read_offline_run(run_dir)
-    status = {None: "running", 0: "finished"}.get(offline.exit_code, "failed")
-    swept = _swept(offline.config)
-    return Run(
-        name=offline.name or offline.run_id, source=str(run_dir), status=status,
-        schedule=describe_params(swept) or schedule_from_config(offline.config),
-        params=swept, metrics=_numbers(offline.summary), config=offline.config,
-    )  # fmt: skip
 
 
 def _swept(config: dict[str, Any]) -> dict[str, Any]:
@@ -152,17 +142,7 @@ def _swept(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def _is_run_dir(path: Path) -> bool:
-    return (
-        (path / "metrics.csv").is_file()
-        or (path / "trial.json").is_file()
-        or is_offline_run_dir(path)
-    )
-
-
-def _read_run_dir(path: Path) -> Run:
-    if (path / "metrics.csv").is_file() or (path / "trial.json").is_file():
-        return read_local_run(path)
-    return read_wandb_offline(path)
+    return (path / "metrics.csv").is_file() or (path / "trial.json").is_file()
 
 
 def find_local_runs(root: Path) -> list[Run]:
@@ -170,13 +150,13 @@ def find_local_runs(root: Path) -> list[Run]:
     if not root.exists():
         raise FileNotFoundError(f"report: run directory {root} does not exist")
     if _is_run_dir(root):
-        return [_read_run_dir(root)]
+        return [read_local_run(root)]
     runs: list[Run] = []
     for dirpath, dirnames, _ in os.walk(root):
         dirnames.sort()
         here = Path(dirpath)
         if here != root and _is_run_dir(here):
-            runs.append(_read_run_dir(here))
+            runs.append(read_local_run(here))
             dirnames.clear()
     return runs
 

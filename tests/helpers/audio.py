@@ -1,4 +1,5 @@
-"""Helpers for the data tests: write short real audio files and build small datamodules."""
+"""Short real audio files for tests: tones written by soundfile, folder datasets, and the AST
+fbank recipe written out with library calls (the reference the feature code is checked against)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import math
 from pathlib import Path
 
 import numpy as np
-import pytest
 import soundfile as sf
 import torch
 import torchaudio.functional as AF
@@ -83,13 +83,3 @@ def folder_dataset(
                 sr,
             )
     return root
-
-
-@pytest.fixture(autouse=False)
-def one_thread():
-    """Run a test with one intra-op thread: on a loaded 2-core machine torch's thread pool
-    makes each small fbank ~100x slower. Restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)

@@ -1,4 +1,5 @@
-"""Tiny CLI runs shared by the run/checkpoint tests: the quickstart shrunk to seconds.
+"""Tiny CLI runs shared by the CLI, run/checkpoint and inference tests: the quickstart
+shrunk to seconds.
 
 Paths are absolute, so the runs do not depend on the working directory.
 """
@@ -22,8 +23,16 @@ TINY_TEACHER = {
 }
 
 
-def tiny(data_root: Path, run_root: Path, *, classes: int = 3) -> list[str]:
-    """The quickstart: 3 classes x 6 clips of 0.5 s, a 2-layer 32-wide AST, 1 batch per stage."""
+TINY_AST_ARGS = [
+    "--model.init_args.ast.embed_dim=32",
+    "--model.init_args.ast.depth=2",
+    "--model.init_args.ast.num_heads=2",
+]
+
+
+def tiny_args(data_root: Path, run_root: Path, *, classes: int = 3) -> list[str]:
+    """The quickstart shrunk to seconds: 3 classes x 6 clips of 0.5 s, a 2-layer 32-wide AST,
+    no feature cache, no progress bar; every batch of every stage (callers set the length)."""
     return [
         "--config", QUICKSTART,
         "--data.source.init_args.root", str(data_root),
@@ -35,11 +44,16 @@ def tiny(data_root: Path, run_root: Path, *, classes: int = 3) -> list[str]:
         "--data.source.init_args.generator.num_classes", str(classes),
         "--data.source.init_args.generator.clips_per_class", "6",
         "--data.source.init_args.generator.clip_seconds", "0.5",
-        "--model.init_args.ast.embed_dim", "32",
-        "--model.init_args.ast.depth", "2",
-        "--model.init_args.ast.num_heads", "2",
+        *TINY_AST_ARGS,
         "--trainer.default_root_dir", str(run_root),
         "--trainer.enable_progress_bar", "false",
+    ]  # fmt: skip
+
+
+def tiny(data_root: Path, run_root: Path, *, classes: int = 3) -> list[str]:
+    """``tiny_args`` with one batch per stage and one epoch."""
+    return [
+        *tiny_args(data_root, run_root, classes=classes),
         "--trainer.limit_train_batches", "1",
         "--trainer.limit_val_batches", "1",
         "--trainer.limit_test_batches", "1",
