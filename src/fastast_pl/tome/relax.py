@@ -59,10 +59,13 @@ class RateRelaxation(nn.Module):
     def probs(self) -> torch.Tensor:
         """``(depth, K)`` probabilities (one-hot forward values when ``hard``)."""
         soft = torch.softmax(self.logits / self.temperature, dim=-1)
-        if not self.hard:
-            return soft
-        one_hot = nn.functional.one_hot(soft.argmax(-1), soft.shape[-1]).to(soft.dtype)
-        return one_hot + soft - soft.detach()
+        return self.straight_through(soft) if self.hard else soft
+
+    @staticmethod
+    def straight_through(probs: torch.Tensor) -> torch.Tensor:
+        """The one-hot of each row's mode in the forward pass, ``probs``' gradient backward."""
+        one_hot = nn.functional.one_hot(probs.argmax(-1), probs.shape[-1]).to(probs.dtype)
+        return one_hot + probs - probs.detach()
 
     def mode(self) -> list[int]:
         """The most likely r of every layer, before capping."""
@@ -188,9 +191,18 @@ def relaxed_merge(
     kept = torch.cat([src[:, r:], info.unm_idx], dim=1).sort(dim=1).values  # (B, Na - r, 1)
     gone = src[:, :r]  # (B, r, 1) the new ghosts
 
+    # ToMe keeps the order when it merges nothing (r = 0): A and B back to their positions.
+    positions = torch.arange(n, device=x.device)
+    in_place = torch.where(positions % 2 == 0, positions // 2, n_a + positions // 2)  # (n,)
+
     def split(t: torch.Tensor, a: torch.Tensor, b: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
         width = t.shape[-1]
-        live = _prefix_first(a.gather(1, kept.expand(-1, -1, width)), b, prefix)  # (B, n - r, .)
+        if r == 0:
+            live = torch.cat([a, b], dim=1).index_select(1, in_place)  # (B, n, .)
+        else:
+            live = _prefix_first(
+                a.gather(1, kept.expand(-1, -1, width)), b, prefix
+            )  # (B, n - r, .)
         return torch.cat([live, old, a.gather(1, gone.expand(-1, -1, width))], dim=1)  # (B, T, .)
 
     state.size = split(size, sa, size_b, size[:, n:])

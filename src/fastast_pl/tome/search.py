@@ -2,7 +2,8 @@
 
 Loss per step: the relaxed model's distillation loss against the unmerged model's own
 outputs on the same inputs (self-distillation: no labels needed), plus
-``flops_weight * (E[FLOPs] / target - 1)^2``. Only the rate logits learn (Adam). The
+``flops_weight * (E[FLOPs] / target - 1)^2``, plus the same term for the FLOPs of the
+mode schedule that the network runs (straight-through: its gradient is the expectation's). Only the rate logits learn (Adam). The
 temperature falls geometrically from 1 to ``final_temperature`` over the soft phase; in the
 last ``hard_fraction`` of the steps the rates are one-hot in the forward pass
 (straight-through), so the expected FLOPs there are exactly the analytic FLOPs
@@ -12,6 +13,7 @@ constant-r schedule nearest the target.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -82,6 +84,23 @@ def count_tokens(model: nn.Module, example: torch.Tensor) -> int:
     return int(seen[0])
 
 
+def constant_start(
+    reduction: float, num_tokens: int, depth: int, prefix: int, dim: int, mlp_ratio: float
+) -> int:
+    """The constant r nearest the FLOPs ``reduction`` (``schedule_for_flops_reduction``); its
+    scan resolves every r, so the capping warnings of the ones not taken are kept quiet."""
+    schedule_log = logging.getLogger("fastast_pl.tome.schedule")
+    level = schedule_log.level
+    schedule_log.setLevel(logging.ERROR)
+    try:
+        spec = schedule_for_flops_reduction(
+            reduction, num_tokens, depth, prefix, dim, mlp_ratio=mlp_ratio
+        )
+    finally:
+        schedule_log.setLevel(level)
+    return int(spec)
+
+
 def temperature_at(step: int, soft_steps: int, final: float) -> float:
     """Geometric from 1 at step 0 to ``final`` at the last soft step."""
     if soft_steps <= 1:
@@ -128,11 +147,7 @@ def search_schedule(
     model.eval().requires_grad_(False)
     try:
         num_tokens = count_tokens(model, inputs[0])
-        start = int(
-            schedule_for_flops_reduction(
-                1.0 / flops, num_tokens, depth, prefix, dim, mlp_ratio=mlp_ratio
-            )
-        )
+        start = constant_start(1.0 / flops, num_tokens, depth, prefix, dim, mlp_ratio)
         full = vit_flops([num_tokens] * (depth + 1), dim, mlp_ratio)
         with torch.no_grad():
             targets = [model(x) for x in inputs]  # the unmerged model's own outputs
@@ -206,7 +221,10 @@ def _optimise(
         student = model(inputs[batch])  # probs drawn once per forward (block 0)
         kd = distill_loss(student, targets[batch], multi_label)
         expected = relaxation.expected_flops(dim, mlp_ratio, state.probs)
-        penalty = (expected / target_flops - 1.0) ** 2
+        # The mode schedule's own FLOPs (straight-through) too: the soft expectation alone can
+        # sit on the target while the schedule that runs does not.
+        hard = relaxation.expected_flops(dim, mlp_ratio, relaxation.straight_through(state.probs))
+        penalty = (expected / target_flops - 1.0) ** 2 + (hard / target_flops - 1.0) ** 2
         loss = kd + flops_weight * penalty
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -214,9 +232,9 @@ def _optimise(
         full = vit_flops([relaxation.num_tokens] * (relaxation.depth + 1), dim, mlp_ratio)
         record = SearchStep(
             step,
-            float(expected) / full,
-            float(kd),
-            float(loss),
+            expected.item() / full,
+            kd.item(),
+            loss.item(),
             relaxation.temperature if not relaxation.hard else 0.0,
             list(state.schedule),
         )
