@@ -54,8 +54,9 @@ def test_fit_then_test_with_another_merge_schedule(tmp_path):
         ]
     )
     metrics = test.trainer.callback_metrics
-    for key in ("test/acc", "test/mAP", "test/d_prime", "test/throughput"):
+    for key in ("test/acc", "test/mAP", "test/d_prime"):
         assert key in metrics, key
+    assert "test/throughput" not in metrics  # speed is measured by fastast_pl.speed, not here
     assert test.model.model.merge_schedule().r == [3, 2]  # the evaluated schedule, not training's 0
 
 

@@ -20,7 +20,7 @@ from fastast_pl.data.audio import AudioDecodeError, load_audio
 from fastast_pl.data.clips import Clip
 from fastast_pl.data.dataset import AudioDataset
 from fastast_pl.data.features import compute_fbank, normalize
-from fastast_pl.models.checkpoints import INFERENCE_CKPT_KEY
+from fastast_pl.models.checkpoints import RECORD_KEY
 
 from helpers.tiny_run import tiny_args
 
@@ -66,7 +66,7 @@ def clips(tmp_path_factory):
 
 def test_checkpoint_carries_inference_settings(trained):
     cli, ckpt = trained
-    saved = torch.load(ckpt, weights_only=False)[INFERENCE_CKPT_KEY]
+    saved = torch.load(ckpt, weights_only=False)[RECORD_KEY]
     data = cli.datamodule
     assert saved["class_names"] == list(data.class_names) and len(saved["class_names"]) == 3
     assert saved["features"] == data.features.to_dict()
@@ -154,7 +154,7 @@ def test_older_checkpoints_say_what_must_be_given(trained, clips, tmp_path, capl
     folder, _ = clips
     checkpoint = torch.load(ckpt, weights_only=False)
     no_names = dict(checkpoint)
-    no_names[INFERENCE_CKPT_KEY] = dict(checkpoint[INFERENCE_CKPT_KEY], class_names=None)
+    no_names[RECORD_KEY] = dict(checkpoint[RECORD_KEY], class_names=None)
     torch.save(no_names, tmp_path / "no_names.ckpt")
     with caplog.at_level(logging.WARNING, logger="fastast_pl"):
         classifier = fastast_pl.AudioClassifier.from_pretrained(tmp_path / "no_names.ckpt")
@@ -162,13 +162,11 @@ def test_older_checkpoints_say_what_must_be_given(trained, clips, tmp_path, capl
     (pred,) = classifier.predict(folder / "equal.wav", top_k=3)
     assert sorted(c.label for c in pred.top_k) == ["0", "1", "2"]
 
-    old = {k: v for k, v in checkpoint.items() if k != INFERENCE_CKPT_KEY}
+    old = {k: v for k, v in checkpoint.items() if k != RECORD_KEY}
     torch.save(old, tmp_path / "old.ckpt")
     with pytest.raises(ValueError, match=r"feature settings.*features=\{'sample_rate'"):
         fastast_pl.AudioClassifier.from_pretrained(tmp_path / "old.ckpt")
-    given = {
-        k: checkpoint[INFERENCE_CKPT_KEY]["features"][k] for k in ("sample_rate", "mean", "std")
-    }
+    given = {k: checkpoint[RECORD_KEY]["features"][k] for k in ("sample_rate", "mean", "std")}
     classifier = fastast_pl.AudioClassifier.from_pretrained(tmp_path / "old.ckpt", features=given)
     assert classifier.features.target_length == T and classifier.features.num_mel_bins == F
     assert classifier.model.merge_schedule().r == [2, 2]  # eval_merge from the hyper-parameters

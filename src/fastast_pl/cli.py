@@ -25,7 +25,7 @@ from fastast_pl.trainer.run_logging import add_run_logging
 # subcommand -> "module:function" taking argv (list[str]) and returning an exit code or None.
 TOOLS: dict[str, tuple[str, str]] = {
     "demo": (
-        "fastast_pl.tools.demo:main",
+        "fastast_pl.demo:main",
         "teacher -> distilled ToMe student on synthetic audio, with a table",
     ),
     "benchmark": ("fastast_pl.tools.benchmark:main", "throughput/latency/FLOPs per merge schedule"),

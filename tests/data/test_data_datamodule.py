@@ -80,6 +80,40 @@ def test_synthetic_batches_follow_the_contract(tmp_path):
     assert (config["target_length"], config["num_mel_bins"]) == (40, 32)
 
 
+def test_batches_carry_clip_keys_and_the_augmented_flag(tmp_path):
+    """What a module needs about a clip comes in the batch: its file's fingerprint (strings
+    collate to a list) and whether its input was randomly changed this time."""
+    from fastast_pl.data.cache import file_fingerprint
+
+    plain = _synthetic(tmp_path)
+    plain.setup("fit")
+    assert plain.training_augmentations() == []
+    val = next(iter(plain.val_dataloader()))
+    clips = plain.datasets["val"].clips
+    assert val["clip_key"] == [file_fingerprint(clips[int(i)].path) for i in val["index"]]
+    assert len(set(val["clip_key"])) == 4
+    assert val["augmented"].dtype == torch.bool and not val["augmented"].any()
+    train = next(iter(plain.train_dataloader()))
+    assert not train["augmented"].any()  # no augmentation configured: the same every epoch
+
+    masked = _synthetic(tmp_path, dither=0.1, freqm=4)
+    masked.setup("fit")
+    assert masked.training_augmentations() == ["freqm=4", "dither=0.1"]
+    assert next(iter(masked.train_dataloader()))["augmented"].all()
+    assert not next(iter(masked.val_dataloader()))["augmented"].any()  # evaluation: never
+
+    mixed = _synthetic(tmp_path, mixup=0.5)
+    mixed.setup("fit")
+    torch.manual_seed(0)
+    batches = list(mixed.train_dataloader())
+    flags = torch.cat([b["augmented"] for b in batches])  # (N,)
+    targets = torch.cat([b["target"] for b in batches])  # (N, C)
+    assert flags.any() and not flags.all()  # each clip: mixed (True) or left alone (False)
+    one_hot = ((targets == 0) | (targets == 1)).all(dim=1)  # (N,)
+    assert one_hot[~flags].all()  # a clip left alone keeps its one-hot target
+    assert not one_hot[flags].all()  # mixed ones blend two (unless both had one class)
+
+
 def test_augmentation_is_training_only(tmp_path):
     dm = _synthetic(tmp_path, freqm=16, timem=16, mixup=1.0)
     dm.setup("fit")  # no Trainer: setup generates the synthetic data itself

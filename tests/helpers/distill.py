@@ -49,7 +49,8 @@ class _Clips(Dataset):
 
 
 class TinyDataModule(L.LightningDataModule):
-    """Stands in for AudioDataModule: dict batches, feature_config(), features and augment."""
+    """Stands in for AudioDataModule: dict batches (without clip keys: the cache hashes the
+    fbank), feature_config() and training_augmentations()."""
 
     def __init__(
         self,
@@ -85,6 +86,9 @@ class TinyDataModule(L.LightningDataModule):
             "std": 4.57,
             "dither": 0.0,
         }
+
+    def training_augmentations(self) -> list[str]:
+        return self.augment.active()  # no dither in these features
 
     def train_dataloader(self) -> DataLoader:
         return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True)

@@ -14,7 +14,6 @@ from fastast_pl.modules.kd_cache import (
     TeacherLogitsCache,
     cache_key,
     fbank_keys,
-    teacher_input_augmentations,
 )
 from fastast_pl.modules.teacher import TeacherModule
 
@@ -78,8 +77,8 @@ def test_key_follows_checkpoint_features_and_split(tmp_path) -> None:
 
 
 def test_augmentations_are_detected() -> None:
-    assert teacher_input_augmentations(TinyDataModule()) == []
-    found = teacher_input_augmentations(TinyDataModule(freqm=4, mixup=0.5))
+    assert TinyDataModule().training_augmentations() == []
+    found = TinyDataModule(freqm=4, mixup=0.5).training_augmentations()
     assert found == ["freqm=4", "mixup=0.5"]
 
 
@@ -117,6 +116,24 @@ def test_distillation_fills_then_reads_the_cache(tmp_path, teacher_ckpt) -> None
 
     second = _distill(tmp_path, teacher_ckpt, dm)  # a new run: every clip is a hit
     assert second.cache_counts == {"misses": 0, "hits": 16}
+
+
+def test_clips_marked_augmented_bypass_the_cache(tmp_path, teacher_ckpt) -> None:
+    """A batch's ``augmented`` clips are distilled against the teacher's output on what the
+    student sees, never against (or into) the stored logits of the clean clip."""
+    dm = TinyDataModule(num_classes=4)
+    module = _distill(tmp_path, teacher_ckpt, dm)
+    assert module._cache is not None
+    x = dm.train_set.fbank[:2] + 1.0  # (2, T, F): not the clips the cache holds
+    keys = fbank_keys(dm.train_set.fbank[:2])  # ... but keyed as those clips
+    stored_before, _ = module._cache.lookup(keys)
+    batch = {"fbank": x, "clip_key": keys, "augmented": torch.tensor([True, False])}
+    used = module.teacher_logits(batch)
+    truth = module.teacher(x)
+    torch.testing.assert_close(used[0], truth[0])  # augmented: computed on its input
+    torch.testing.assert_close(used[1], stored_before[1])  # clean: read from the cache
+    stored_after, _ = module._cache.lookup(keys)
+    assert torch.equal(stored_after, stored_before)  # nothing of the augmented clip stored
 
 
 def test_changed_teacher_rebuilds_the_cache(tmp_path, teacher_ckpt) -> None:

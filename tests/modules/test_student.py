@@ -92,6 +92,7 @@ def test_training_and_evaluation_use_their_own_merge_schedules(tmp_path):
     assert record.train and record.val
     assert all(tokens == expected_train for tokens in record.train)
     assert all(tokens == expected_val for tokens in record.val)
-    for key in ("val/acc", "val/mAP", "val/d_prime", "val/loss", "val/throughput", "train/loss"):
+    for key in ("val/acc", "val/mAP", "val/d_prime", "val/loss", "train/loss"):
         assert key in trainer.callback_metrics, key
-    assert trainer.callback_metrics["val/throughput"] > 0
+    # no clips/s timed inside the loop: speed is measured by fastast_pl.speed
+    assert not any(key.endswith("throughput") for key in trainer.callback_metrics)

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fastast_pl.models.checkpoints import TEACHER_CKPT_KEY
+from fastast_pl.models.checkpoints import RECORD_KEY
 from fastast_pl.models.teacher import FrozenTeacher
 from fastast_pl.modules.teacher import TeacherModule
 
@@ -21,7 +21,8 @@ def trained(tmp_path_factory):
 
 def test_checkpoint_carries_data_settings(trained) -> None:
     dm, path = trained
-    saved = torch.load(path, map_location="cpu", weights_only=False)[TEACHER_CKPT_KEY]
+    record = torch.load(path, map_location="cpu", weights_only=False)[RECORD_KEY]
+    saved = dict(record, feature_config=record["features"])  # the record's names
     assert saved["num_classes"] == 4
     assert saved["multi_label"] is False
     assert saved["feature_config"] == dm.feature_config()
@@ -73,5 +74,5 @@ def test_bad_checkpoints_are_named(tmp_path) -> None:
         TeacherModule.load_frozen(tmp_path / "missing.ckpt")
     other = tmp_path / "student.ckpt"
     torch.save({"state_dict": {}, "hyper_parameters": {}}, other)
-    with pytest.raises(ValueError, match=f"student.ckpt.*{TEACHER_CKPT_KEY}"):
+    with pytest.raises(ValueError, match=f"student.ckpt.*{RECORD_KEY}"):
         TeacherModule.load_frozen(other)

@@ -41,7 +41,7 @@ def _averaging(cfg: dict) -> list[dict]:
 def test_cmkd_teachers_use_mean_pooling(dataset) -> None:
     cfg = _print_config(f"{dataset}/data", f"{dataset}/trainer", "callbacks", f"{dataset}/teacher")
     teacher = cfg["model"]["init_args"]["teacher"]
-    assert teacher["backbone"] == "efficientnet_b2"
+    assert teacher["backbone"] == "tf_efficientnet_b2"  # PSLA's (TensorFlow-ported) variant
     assert teacher["pooling"] == "mean"  # CMKD: EfficientNet without the attention module
 
 

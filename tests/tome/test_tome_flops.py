@@ -11,11 +11,13 @@ from fastast_pl.tome import (
     MergeSchedule,
     apply_tome,
     flops_ratio,
+    plan_schedules,
     resolve_schedule,
     schedule_for_flops_reduction,
     tome_state,
     training_flops,
     vit_flops,
+    vit_macs,
 )
 
 DIM, HEADS, DEPTH = 32, 4, 3
@@ -112,3 +114,48 @@ def test_training_flops_match_torch_counter_forward_and_backward(r):
     expected = training_flops(tokens, DIM, 4.0, include_matching=True, head_dim=DIM // HEADS)
     assert counted == expected
     assert expected >= 3 * forward and (r == 0) == (expected == 3 * forward)
+
+
+def test_gmacs_are_half_of_what_torch_counts():
+    """GMACs (1 per multiply-add, fvcore's and the papers' unit) against FlopCounterMode,
+    which counts 2 FLOPs per multiply-add."""
+    for r in (0, [6, 4, 2]):
+        counted, tokens = counted_block_flops(r)
+        matching = vit_flops(tokens, DIM, 4.0, True, DIM // HEADS) - vit_flops(tokens, DIM)
+        assert 2 * vit_macs(tokens, DIM) == counted - matching
+
+
+def _by_hand(tokens, dim):
+    """Block FLOPs written out: attention on tokens[l] (qkv 3NC^2, scores and AV 2N^2C,
+    proj NC^2), MLP on tokens[l + 1] (8NC^2); 2 per multiply-add."""
+    return sum(2 * (4 * n * dim * dim + 2 * n * n * dim) + 2 * 8 * m * dim * dim
+               for n, m in zip(tokens[:-1], tokens[1:]))  # fmt: skip
+
+
+def test_weighted_schedule_reaches_the_target_in_the_shape_of_the_weights():
+    r = schedule_for_flops_reduction(1.4, 202, 4, 2, 64, weights=[0.0, 1.0, 0.5, 0.0])
+    assert r[0] == 0 and r[3] == 0 and r[1] > r[2] > 0
+    tokens = [202]
+    for r_l in r:
+        tokens.append(tokens[-1] - r_l)
+    ratio = _by_hand([202] * 5, 64) / _by_hand(tokens, 64)
+    assert ratio >= 1.4
+    fewer = [202, 202, 202 - (r[1] - 1)]  # one token less merged in layer 1: below the target
+    fewer += [fewer[-1] - r[2], fewer[-1] - r[2]]
+    assert _by_hand([202] * 5, 64) / _by_hand(fewer, 64) < 1.4
+    with pytest.raises(ValueError, match="out of reach"):
+        schedule_for_flops_reduction(5.0, 202, 4, 2, 64, weights=[1.0, 0, 0, 0])
+    with pytest.raises(ValueError, match="4 numbers >= 0"):
+        schedule_for_flops_reduction(1.4, 202, 4, 2, 64, weights=[1.0, 1.0])
+
+
+def test_plan_schedules_lists_r0_then_one_schedule_per_target():
+    plans = plan_schedules([1.5, 2.0], 1214, 12, 2, 768)
+    assert [p.name for p in plans] == ["r=0", "1.5x", "2x"]
+    assert plans[0].spec == 0 and plans[0].flop_ratio == 1.0 and not any(plans[0].r)
+    for plan in plans[1:]:
+        assert plan.spec == schedule_for_flops_reduction(plan.target, 1214, 12, 2, 768)
+        assert plan.flop_ratio == pytest.approx(plan.target, rel=0.01)
+        assert plan.flop_ratio == pytest.approx(
+            _by_hand([1214] * 13, 768) / _by_hand(plan.tokens, 768), rel=1e-12
+        )

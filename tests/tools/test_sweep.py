@@ -195,7 +195,7 @@ def test_sweep_runs_trials_and_records_a_failed_one(tmp_path, monkeypatch):
     assert "max_steps" in (out / "trial-000" / "stdout.log").read_text()
     good = record["trials"][1]
     assert good["params"]["model.init_args.merge.ratio"] == 0.2
-    assert {"val/acc", "val/throughput"} <= set(good["metrics"])
+    assert {"val/acc", "val/loss"} <= set(good["metrics"])
     # the CLI saved the trial's full config with the swept values in place
     saved = yaml.safe_load((out / "trial-001" / "config.yaml").read_text())
     assert saved["model"]["init_args"]["merge"] == {

@@ -19,6 +19,7 @@ from fastast_pl.cli import main
 from fastast_pl.data.features import FeatureConfig
 from fastast_pl.models.arch import ASTArch
 from fastast_pl.models.ast import ASTModel
+from fastast_pl.models.checkpoints.record import RECORD_KEY, ast_arch_record, make_record
 from fastast_pl.tome import apply_tome, tome_state
 from fastast_pl.tools.visualize import merge_view
 
@@ -193,19 +194,24 @@ def _partition(source: torch.Tensor, prefix: int) -> set[frozenset[int]]:
 
 @pytest.fixture()
 def tiny_ckpt(tmp_path):
-    """A Lightning-format checkpoint of a tiny AST with the datamodule's saved settings."""
+    """A Lightning-format checkpoint of a tiny AST with the record of its data's settings."""
     torch.manual_seed(0)
     model = ASTModel(**TINY)
-    ast_args = {
-        k: getattr(TINY_ARCH, k)
-        for k in ("size", "embed_dim", "depth", "num_heads", "fstride", "tstride")
-    }
+    features = FeatureConfig(num_mel_bins=32, target_length=64, mean=-5.0, std=3.0)
+    state = {f"model.{k}": v for k, v in model.state_dict().items()}
     ckpt = {
-        "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
-        "hyper_parameters": {"num_mel_bins": 32, "target_length": 64, "ast": ast_args},
-        "datamodule_hyper_parameters": {
-            "features": FeatureConfig(num_mel_bins=32, target_length=64, mean=-5.0, std=3.0),
-        },
+        "state_dict": state,
+        RECORD_KEY: make_record(
+            module="fastast_pl.modules.student.StudentModule",
+            class_names=None,
+            num_classes=model.num_classes,
+            multi_label=False,
+            target_length=64,
+            num_mel_bins=32,
+            features=features.to_dict(),
+            arch=ast_arch_record(TINY_ARCH),
+            state=state,
+        ),
     }
     path = tmp_path / "tiny.ckpt"
     torch.save(ckpt, path)

@@ -68,7 +68,12 @@ class LoaderConfig:
 
 
 class AudioDataModule(pl.LightningDataModule):
-    """Audio clips -> normalized Kaldi fbank batches ``{"fbank", "target", "index"}``.
+    """Audio clips -> normalized Kaldi fbank batches ``{"fbank", "target", "index",
+    "clip_key", "augmented"}`` (docs/architecture.md, "Batches").
+
+    What a LightningModule may read of it (docs/architecture.md, "Data -> model links"):
+    ``num_classes``, ``multi_label``, ``class_names``, ``feature_config()``,
+    ``data_identity()`` and ``training_augmentations()``; everything else is the loaders'.
 
     Splits: ``fit`` uses train and val, ``validate`` val, ``test`` and ``predict`` the test
     split (ESC-50: the validation fold; manifests without a test manifest: val).
@@ -173,6 +178,15 @@ class AudioDataModule(pl.LightningDataModule):
             "augment": dataclasses.asdict(self.augment),
             "seed": self.seed,
         }
+
+    def training_augmentations(self) -> list[str]:
+        """What makes a training clip's fbank differ from epoch to epoch, as ``"name=value"``
+        (``augment``'s active settings and a training dither). Empty: every clip gives the
+        same input in every epoch, so per-clip results (cached teacher logits) stay valid."""
+        found = self.augment.active()
+        if self.features.dither:
+            found.append(f"dither={self.features.dither}")
+        return found
 
     # ------------------------------------------------------------------ Lightning hooks
     def prepare_data(self) -> None:

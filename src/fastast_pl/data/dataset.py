@@ -2,7 +2,9 @@
 
 It decodes, computes the fbank (or reads it from the cache), and for training applies
 mixup, SpecAugment, noise and time roll (``augment.py``); it yields
-``{"fbank": (T, F), "target": (C,), "index": ()}``.
+``{"fbank": (T, F), "target": (C,), "index": (), "clip_key": str, "augmented": ()}``
+(docs/architecture.md, "Batches"): what a LightningModule needs to know about a clip comes
+with the clip, so no module reads the dataset behind the batch.
 """
 
 from __future__ import annotations
@@ -182,9 +184,10 @@ class AudioDataset(Dataset):
         target = lam * self.target(index) + (1 - lam) * self.target(other)
         return index, pad_or_crop(fbank, self.features.target_length), target
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
         aug = self.augment
-        if self.mixup > 0 and float(torch.rand(())) < self.mixup:
+        mixed = self.mixup > 0 and float(torch.rand(())) < self.mixup
+        if mixed:
             if aug.mixup_domain == "waveform":
                 index, fbank, target = self._mixed_from_waveforms(index)  # (T, F), (C,)
             else:
@@ -202,15 +205,21 @@ class AudioDataset(Dataset):
             fbank = self.specaug(fbank)
         if aug.noise > 0 or aug.time_roll > 0:
             fbank = add_noise_and_roll(fbank, aug.noise, aug.time_roll)
+        # A random change of this clip's input (this draw differs from the next epoch's).
+        augmented = mixed or self.specaug is not None or bool(aug.noise or aug.time_roll)
+        augmented = augmented or self.dither > 0
         return {
             "fbank": fbank.float(),
             "target": target,
             "index": torch.tensor(index, dtype=torch.int64),
+            "clip_key": self.clip_key(index),
+            "augmented": torch.tensor(bool(augmented)),
         }
 
     def clip_key(self, index: int) -> str:
         """What clip ``index`` is, independent of its row number: its file's fingerprint
-        (path, size, mtime), for the teacher-logits cache; computed once per clip."""
+        (path, size, mtime; ``cache.file_fingerprint``), e.g. for the teacher-logits cache;
+        computed once per clip (per DataLoader worker)."""
         key = self._clip_keys.get(index)
         if key is None:
             key = self._clip_keys[index] = file_fingerprint(self.clips[index].path)

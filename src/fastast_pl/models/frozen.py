@@ -2,7 +2,7 @@
 
 CMKD distils from a CNN teacher; FastAST (Behera et al. 2024) also distils from a
 transformer. A teacher checkpoint is either a TeacherModule checkpoint (a ``.ckpt``
-carrying the ``fastast_teacher`` entry: the CNN teacher) or any AST checkpoint that
+whose record, ``checkpoints/record.py``, names the CNN teacher) or any AST checkpoint that
 ``ASTModel.from_pretrained`` reads (our Lightning/plain checkpoints, official AST
 releases, HF transformers directories). Both come back as a ``FrozenTeacher``.
 """
@@ -12,24 +12,25 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from collections.abc import Mapping
 from pathlib import Path
 
 from fastast_pl.models.ast import ASTModel
 from fastast_pl.models.checkpoints import load_fitted, pretrained_arguments, read_lightning
-from fastast_pl.models.checkpoints.teacher import TEACHER_CKPT_KEY, load_teacher
+from fastast_pl.models.checkpoints.record import CheckpointRecord, record_of, verify_state
+from fastast_pl.models.checkpoints.teacher import load_teacher
 from fastast_pl.models.teacher import FrozenTeacher, TeacherInfo
 
 log = logging.getLogger(__name__)
 
 
-def _lightning_hparams(path: Path) -> tuple[bool, Mapping]:
-    """(is a TeacherModule checkpoint, hyper-parameters) of a ``.ckpt``; (False, {}) otherwise."""
+def _lightning_record(path: Path) -> CheckpointRecord | None:
+    """The record of one of our ``.ckpt`` files, its weights checked; None for other files."""
     if path.suffix != ".ckpt" or not path.is_file():
-        return False, {}
+        return None
     raw = read_lightning(path, mmap=True)
-    hparams = raw.get("hyper_parameters") or {}
-    return TEACHER_CKPT_KEY in raw, hparams if isinstance(hparams, Mapping) else {}
+    record = record_of(raw, path)
+    verify_state(raw, record)
+    return record
 
 
 def load_frozen_teacher(
@@ -41,12 +42,13 @@ def load_frozen_teacher(
     teacher by ``ASTModel.from_pretrained``: its own head and classes (a checkpoint
     without an audio head, e.g. ImageNet DeiT, is refused), run without Token Merging,
     and fitted to ``target_length`` frames when given (positional embedding cut or
-    interpolated, as AST does). Its label kind is known only from our Lightning
-    checkpoints (``multi_label`` None otherwise, and then not checked).
+    interpolated, as AST does). Its label kind, feature settings and class names are known
+    only from our Lightning checkpoints' record (None otherwise, and then not checked). A
+    record's weight checksum is checked: edited weights are refused.
     """
     path = Path(path)
-    is_cnn, hparams = _lightning_hparams(path)
-    if is_cnn:
+    record = _lightning_record(path)
+    if record is not None and record.is_teacher:
         return FrozenTeacher(*load_teacher(path))
     overrides: dict[str, object] = {"merge": 0}
     if target_length is not None:
@@ -59,16 +61,17 @@ def load_frozen_teacher(
         )
     model = ASTModel(**arguments)
     load_fitted(model, ckpt)
-    multi_label = hparams.get("multi_label")
     info = TeacherInfo(
         num_classes=model.num_classes,
-        multi_label=bool(multi_label) if multi_label is not None else None,
+        multi_label=None if record is None else record.multi_label,
         target_length=model.input_tdim,
         num_mel_bins=model.input_fdim,
-        feature_config=None,
+        feature_config=None if record is None else record.features,
         arch=dataclasses.asdict(model.arch),
         path=str(path),
         kind="ast",
+        class_names=None if record is None else record.class_names,
+        data=None if record is None else record.data,
     )
     log.info("%s: %s AST checkpoint as a frozen teacher (%d classes)", path, ckpt.format,
              info.num_classes)  # fmt: skip

@@ -244,6 +244,8 @@ class TeacherInfo:
 
     ``multi_label`` is None where the checkpoint does not say (official AST releases, HF
     directories, plain state dicts); ``kind`` is "cnn" (CNNTeacher) or "ast" (ASTModel).
+    ``class_names`` and ``data`` (the training data's identity) come from our checkpoints'
+    record; None elsewhere.
     """
 
     num_classes: int
@@ -254,6 +256,8 @@ class TeacherInfo:
     arch: dict[str, Any]
     path: str = ""
     kind: str = "cnn"
+    class_names: list[str] | None = None
+    data: dict[str, Any] | None = None
 
 
 class FrozenTeacher(nn.Module):

@@ -1,15 +1,16 @@
 """ClassificationModule: what every fastast-pl LightningModule shares.
 
 The student, the teacher and the distillation differ only in the model they run and the
-loss they optimise; the data contract (dict batches), the task loss, the metrics, the
-throughput measurement and the AST optimiser recipe live here once.
+loss they optimise; the data contract (dict batches), the task loss, the metrics and the
+AST optimiser recipe live here once. Speed is not measured here: a clips/s figure timed
+inside an evaluation loop depends on the batch, the loader and the machine's load; it is
+measured per merge schedule by ``fastast_pl.speed`` (``benchmark``, ``report``, the demo).
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import lightning as L
 import torch
@@ -17,9 +18,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from fastast_pl.metrics import ClassificationMetrics, accuracy_metric
-from fastast_pl.models.checkpoints.metadata import INFERENCE_CKPT_KEY, inference_metadata
+from fastast_pl.models.checkpoints.record import RECORD_KEY, make_record
 
 Batch = dict[str, Tensor]
+#: The record's name of what the datamodule offers under another name.
+_RECORD_NAMES = {"feature_config": "features", "data_identity": "data"}
 
 
 @dataclass
@@ -66,13 +69,8 @@ class OptimConfig:
         return warmup * self.decay_factor**decays
 
 
-def _fresh_timing() -> dict:
-    """Clips and seconds of the timed forwards of one evaluation epoch."""
-    return {"clips": 0, "seconds": 0.0, "batches": 0, "first": (0, 0.0)}
-
-
 class ClassificationModule(L.LightningModule):
-    """Base LightningModule: task loss, metrics per stage, throughput, optimiser.
+    """Base LightningModule: task loss, metrics per stage, optimiser.
 
     Subclasses build their network in `__init__` and implement `forward(fbank) -> logits`;
     they may override `training_loss` (distillation does).
@@ -123,7 +121,6 @@ class ClassificationModule(L.LightningModule):
             }
         )
         self.train_acc = accuracy_metric(num_classes, multi_label)
-        self._timing = _fresh_timing()
 
     # ----------------------------------------------------------------- losses
     def task_loss(self, logits: Tensor, target: Tensor) -> Tensor:
@@ -157,7 +154,7 @@ class ClassificationModule(L.LightningModule):
 
     def _eval_step(self, batch: Batch, stage: str) -> Tensor:
         fbank = batch["fbank"]
-        logits = self._timed_forward(fbank)
+        logits = self(fbank)
         loss = self.task_loss(logits, batch["target"])
         self.log(
             f"{stage}/loss",
@@ -181,17 +178,11 @@ class ClassificationModule(L.LightningModule):
         return {"index": batch["index"], "probs": probs}
 
     # ------------------------------------------------------- epoch boundaries
-    def on_validation_epoch_start(self) -> None:
-        self._timing = _fresh_timing()
-
-    def on_test_epoch_start(self) -> None:
-        self._timing = _fresh_timing()
-
     def on_validation_epoch_end(self) -> None:
-        self._log_metrics("val")
+        self.log_and_reset(self.metrics["val"], prog_bar=True)
 
     def on_test_epoch_end(self) -> None:
-        self._log_metrics("test")
+        self.log_and_reset(self.metrics["test"], prog_bar=True)
 
     def log_and_reset(self, metrics: ClassificationMetrics, prog_bar: bool = False) -> bool:
         """Log a metric collection's epoch values and reset it; False if it saw no batch."""
@@ -207,57 +198,47 @@ class ClassificationModule(L.LightningModule):
         metrics.reset()
         return True
 
-    def _log_metrics(self, stage: str) -> None:
-        if not self.log_and_reset(self.metrics[stage], prog_bar=True):
-            return
-        timing = self._timing
-        if timing["batches"] == 1:  # a single batch: nothing else to time
-            timing["clips"], timing["seconds"] = timing["first"]
-        if timing["seconds"] > 0:
-            throughput = timing["clips"] / timing["seconds"]
-            self.log(f"{stage}/throughput", throughput, sync_dist=True)
-
-    def _timed_forward(self, fbank: Tensor) -> Tensor:
-        """Forward pass timed for the clips/s figure logged with the metrics."""
-        if fbank.device.type == "cuda":
-            torch.cuda.synchronize(fbank.device)
-        start = time.perf_counter()
-        logits = self(fbank)
-        if fbank.device.type == "cuda":
-            torch.cuda.synchronize(fbank.device)
-        elapsed = time.perf_counter() - start
-        timing = self._timing
-        timing["batches"] += 1
-        if timing["batches"] == 1:  # warm-up: allocator, kernel selection, lazy init
-            timing["first"] = (fbank.shape[0], elapsed)
-            return logits
-        timing["seconds"] += elapsed
-        timing["clips"] += fbank.shape[0]
-        return logits
-
     # ------------------------------------------------------------ checkpoints
     def merge_metadata(self) -> tuple[list[int] | None, list[int] | None]:
         """(evaluation, training) merge schedules as r per layer; None for unmerged models."""
         return None, None
 
+    def architecture(self) -> dict[str, Any]:
+        """The network's architecture for the checkpoint record (``kind`` "ast" or "cnn")."""
+        raise NotImplementedError(f"{type(self).__name__} must say its architecture()")
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        """Store what inference needs (``fastast_pl.models.checkpoints.metadata``): class
-        names and feature settings from the trainer's datamodule, label kind, merge."""
+        """Write the checkpoint's one record (``fastast_pl.models.checkpoints.record``): class
+        names, feature settings and data identity from the trainer's datamodule (else those
+        of the checkpoint this module was loaded from), sizes, label kind, architecture,
+        merge schedules and the checksum of the weights."""
         datamodule = getattr(self._trainer, "datamodule", None) if self._trainer else None
-        features = getattr(datamodule, "features", None)
-        saved = checkpoint.get(INFERENCE_CKPT_KEY) or getattr(self, "_loaded_inference", {})
+        loaded = getattr(self, "_loaded_record", None) or {}
+
+        def from_data(name: str) -> Any:
+            value = getattr(datamodule, name, None)
+            value = value() if callable(value) else value
+            return value if value is not None else loaded.get(_RECORD_NAMES.get(name, name))
+
         merge, train_merge = self.merge_metadata()
-        checkpoint[INFERENCE_CKPT_KEY] = inference_metadata(
-            getattr(datamodule, "class_names", None) or saved.get("class_names"),
-            self.multi_label,
-            features.to_dict() if hasattr(features, "to_dict") else saved.get("features"),
-            merge,
-            train_merge,
+        checkpoint[RECORD_KEY] = make_record(
+            module=f"{type(self).__module__}.{type(self).__qualname__}",
+            class_names=from_data("class_names"),
+            num_classes=self.num_classes,
+            multi_label=self.multi_label,
+            target_length=self.target_length,
+            num_mel_bins=self.num_mel_bins,
+            features=from_data("feature_config"),
+            arch=self.architecture(),
+            merge=merge,
+            train_merge=train_merge,
+            data=from_data("data_identity"),
+            state=checkpoint["state_dict"],
         )
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         # kept for a later save without a datamodule (e.g. a Trainer given bare loaders)
-        self._loaded_inference = dict(checkpoint.get(INFERENCE_CKPT_KEY) or {})
+        self._loaded_record = dict(checkpoint.get(RECORD_KEY) or {})
 
     # -------------------------------------------------------------- optimiser
     def trainable_parameters(self) -> list[torch.nn.Parameter]:

@@ -7,9 +7,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
-from fastast_pl.data.datamodule import AudioDataModule
 from fastast_pl.losses import (
     DEFAULT_KD_FORM,
     DEFAULT_KD_LAMBDA,
@@ -26,7 +26,6 @@ from fastast_pl.modules.kd_cache import (
     TeacherLogitsCache,
     batch_clip_keys,
     cache_key,
-    teacher_input_augmentations,
 )
 from fastast_pl.modules.student import StudentModule
 from fastast_pl.modules.teacher import datamodule_feature_config
@@ -138,9 +137,16 @@ class DistillationModule(StudentModule):
 
     # ------------------------------------------------------------------ teacher
     def setup(self, stage: str) -> None:
+        """Before the run: load the teacher, check it against the data (every stage: the
+        data may be another) and, for fit, decide on the teacher-logits cache."""
         if self.teacher is None:
             self._load_teacher(stage)
-        if stage == "fit" and self.teacher is not None:
+        if self.teacher is None:
+            return
+        check_teacher_compatibility(
+            self.teacher.info, self.num_classes, self.multi_label, self._data_feature_config()
+        )
+        if stage == "fit":
             self._setup_cache()
 
     def _load_teacher(self, stage: str) -> None:
@@ -155,11 +161,7 @@ class DistillationModule(StudentModule):
                 "no teacher checkpoint (%r) for %s: evaluating the student only", path, stage
             )
             return
-        teacher = load_frozen_teacher(path, target_length=self.target_length)
-        check_teacher_compatibility(
-            teacher.info, self.num_classes, self.multi_label, self._data_feature_config()
-        )
-        self.teacher = teacher.to(self.device)
+        self.teacher = load_frozen_teacher(path, target_length=self.target_length).to(self.device)
 
     def _data_feature_config(self) -> dict[str, Any]:
         features = datamodule_feature_config(self._trainer)
@@ -175,7 +177,7 @@ class DistillationModule(StudentModule):
         if datamodule is None:
             log.warning("not caching teacher logits: no datamodule to check augmentation on")
             return
-        augmentations = teacher_input_augmentations(datamodule)
+        augmentations = _training_augmentations(datamodule)
         if augmentations:
             log.warning(
                 "not caching teacher logits: training augmentation changes the teacher's input "
@@ -200,13 +202,19 @@ class DistillationModule(StudentModule):
         )  # fmt: skip
 
     def teacher_logits(self, batch: Batch) -> Tensor:
-        """(B, C) teacher logits for a training batch, from the cache where it has them."""
+        """(B, C) teacher logits for a training batch, from the cache where it has them.
+
+        A clip the batch marks ``augmented`` is neither read from nor stored in the cache:
+        its stored logits belong to its clean input, not to the one the student sees.
+        """
         assert self.teacher is not None
         fbank = batch["fbank"]
         if self._cache is None:
             return self.teacher(fbank)
-        keys = batch_clip_keys(getattr(self._trainer, "datamodule", None), batch)
+        keys = batch_clip_keys(batch)
         stored, found = self._cache.lookup(keys)
+        clean = ~batch["augmented"].cpu() if "augmented" in batch else torch.ones_like(found)
+        found &= clean
         out = stored.to(fbank.device)  # (B, C)
         missing = (~found).nonzero().squeeze(1)  # (M,)
         self.cache_counts["hits"] += int(found.sum())
@@ -214,7 +222,8 @@ class DistillationModule(StudentModule):
         if missing.numel():
             computed = self.teacher(fbank[missing.to(fbank.device)]).float()  # (M, C)
             out[missing.to(fbank.device)] = computed
-            self._cache.store([keys[i] for i in missing.tolist()], computed)
+            kept = clean[missing].nonzero().squeeze(1).tolist()  # rows of `computed` to store
+            self._cache.store([keys[int(missing[i])] for i in kept], computed[kept])
         return out
 
     # --------------------------------------------------------------------- loss
@@ -266,14 +275,15 @@ class DistillationModule(StudentModule):
 
     # -------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Drop the teacher's weights: they live in the teacher's own checkpoint."""
-        super().on_save_checkpoint(checkpoint)  # inference metadata
+        """Drop the teacher's weights (they live in the teacher's own checkpoint), then record."""
         state = checkpoint["state_dict"]
         for key in [k for k in state if k.startswith("teacher.")]:
             del state[key]
+        super().on_save_checkpoint(checkpoint)  # the record, with the checksum of what is kept
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Put the loaded teacher's weights back so strict loading of the student succeeds."""
+        super().on_load_checkpoint(checkpoint)
         if self.teacher is not None:
             state = checkpoint["state_dict"]
             for key, value in self.teacher.state_dict().items():
@@ -281,8 +291,19 @@ class DistillationModule(StudentModule):
 
 
 def _data_identity(datamodule: Any) -> dict[str, Any]:
-    """What tells one training set from another beyond the feature settings (for the cache key)."""
+    """What tells one training set from another beyond the feature settings (for the cache
+    key): the datamodule's ``data_identity()`` where it offers one (docs/architecture.md)."""
     identity: dict[str, Any] = {"class": type(datamodule).__qualname__}
-    if isinstance(datamodule, AudioDataModule):
-        identity["data"] = datamodule.data_identity()
+    data_identity = getattr(datamodule, "data_identity", None)
+    if callable(data_identity):
+        identity["data"] = data_identity()
     return identity
+
+
+def _training_augmentations(datamodule: Any) -> list[str]:
+    """The datamodule's ``training_augmentations()`` (what changes a training clip's input
+    from epoch to epoch); a datamodule without it cannot say, and is listed as unknown."""
+    augmentations = getattr(datamodule, "training_augmentations", None)
+    if not callable(augmentations):
+        return [f"unknown ({type(datamodule).__name__} has no training_augmentations())"]
+    return list(augmentations())

@@ -1,8 +1,9 @@
 """On-disk cache of a frozen teacher's logits per clip, so distillation epochs cost only the student.
 
 Valid only while the teacher sees the same input for a clip in every epoch, i.e. when the
-training data has no random augmentation of the fbank (SpecAugment, mixup, dither);
-`teacher_input_augmentations` says what would break that.
+training data has no random augmentation of the fbank (SpecAugment, mixup, dither): the
+datamodule's ``training_augmentations()`` says before the run what would break that, and
+each batch's ``augmented`` flag says it per clip (docs/architecture.md, "Batches").
 
 One file per split, ``<dir>/teacher_logits_<split>.pt``, holding a key and the logits
 computed so far. The file's key hashes the teacher checkpoint (absolute path, size,
@@ -28,28 +29,12 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from fastast_pl.data.augment import AugmentConfig
-from fastast_pl.data.features import FeatureConfig
 from fastast_pl.models.checkpoints.files import load_torch
 from fastast_pl.utils.io import atomic_write
 
 log = logging.getLogger(__name__)
 
 CacheStatus = Literal["hit", "miss", "rebuild"]
-
-
-def teacher_input_augmentations(datamodule: Any) -> list[str]:
-    """What makes the datamodule's training fbanks differ from epoch to epoch, as
-    ``"name=value"``: its ``augment`` (AugmentConfig) and a training dither in its
-    ``features`` (FeatureConfig). An empty list means the teacher's input is the same every
-    epoch; a datamodule without those two cannot say, and is listed as unknown."""
-    augment, features = getattr(datamodule, "augment", None), getattr(datamodule, "features", None)
-    if not (isinstance(augment, AugmentConfig) and isinstance(features, FeatureConfig)):
-        return [f"unknown ({type(datamodule).__name__} has no AugmentConfig and FeatureConfig)"]
-    found = augment.active()
-    if features.dither:
-        found.append(f"dither={features.dither}")
-    return found
 
 
 def cache_key(
@@ -83,13 +68,13 @@ def fbank_keys(fbank: Tensor) -> list[str]:
     return [hashlib.blake2b(row.tobytes(), digest_size=16).hexdigest() for row in rows]
 
 
-def batch_clip_keys(datamodule: Any, batch: dict[str, Tensor], split: str = "train") -> list[str]:
-    """What each clip of ``batch`` is, independent of its row number: the audio file's
-    fingerprint (path, size, mtime) when the split's dataset has files
-    (``AudioDataset.clip_key``), else a hash of the teacher's input itself."""
-    dataset = getattr(datamodule, "datasets", {}).get(split) if datamodule is not None else None
-    if dataset is not None and hasattr(dataset, "clip_key"):
-        return [dataset.clip_key(int(i)) for i in batch["index"].tolist()]
+def batch_clip_keys(batch: dict[str, Any]) -> list[str]:
+    """What each clip of ``batch`` is, independent of its row number: the batch's
+    ``clip_key`` (``AudioDataset`` puts the audio file's fingerprint there), else, for data
+    without files, a hash of the teacher's input itself."""
+    keys = batch.get("clip_key")
+    if keys is not None:
+        return list(keys)
     return fbank_keys(batch["fbank"])
 
 

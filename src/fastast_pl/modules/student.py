@@ -14,6 +14,7 @@ from torch import Tensor
 
 from fastast_pl.models.arch import ASTArch
 from fastast_pl.models.ast import ASTModel
+from fastast_pl.models.checkpoints.record import ast_arch_record
 from fastast_pl.modules.base import ClassificationModule
 from fastast_pl.tome import MergeSpec
 
@@ -85,6 +86,10 @@ class StudentModule(ClassificationModule):
 
     def on_predict_epoch_start(self) -> None:
         self.model.set_merge(self.eval_merge)
+
+    def architecture(self) -> dict[str, Any]:
+        """The AST's architecture for the checkpoint record."""
+        return ast_arch_record(self.model.arch)
 
     def merge_metadata(self) -> tuple[list[int] | None, list[int] | None]:
         """(eval, train) schedules as r per layer, stored for inference with the checkpoint."""

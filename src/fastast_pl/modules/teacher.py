@@ -1,9 +1,8 @@
 """TeacherModule: trains the CNN teacher on labels; loads a trained one frozen for distillation.
 
-The checkpoint carries what a student needs to check compatibility before training: the
-number of classes, the label kind and the data's feature settings (``feature_config()``
-of the datamodule), under the ``"fastast_teacher"`` key (read back by
-``fastast_pl.models.checkpoints.teacher``).
+The checkpoint's record (``fastast_pl.models.checkpoints.record``, written by
+``ClassificationModule``) carries what a student checks before training: classes, label
+kind, the data's feature settings and identity, and the CNN's architecture.
 """
 
 from __future__ import annotations
@@ -15,7 +14,8 @@ from typing import Any
 
 from torch import Tensor
 
-from fastast_pl.models.checkpoints.teacher import TEACHER_CKPT_KEY, load_teacher
+from fastast_pl.models.checkpoints.cnn_weights import init_cnn_teacher
+from fastast_pl.models.checkpoints.teacher import load_teacher
 from fastast_pl.models.teacher import CNNTeacher, FrozenTeacher, TeacherArch
 from fastast_pl.modules.base import ClassificationModule
 
@@ -44,42 +44,49 @@ class TeacherModule(ClassificationModule):
 
     Args:
         teacher: the teacher's architecture (backbone, pooling, heads, ImageNet file).
+        init_from: a trained teacher to start from (fine-tuning): a TeacherModule checkpoint,
+            a timm checkpoint of ``teacher.backbone`` (a directory or hub id with timm's
+            config.json, or a state dict file) or PSLA's released EfficientNet
+            (``efficientnet_pytorch`` keys, converted to timm's ``tf_efficientnet_bX``). A
+            file recording another backbone variant than ``teacher.backbone`` is refused
+            (``efficientnet_bX`` and ``tf_efficientnet_bX`` share keys and shapes, not
+            padding and BatchNorm eps). The pooling head is loaded where its shapes fit
+            (same pooling, heads and classes), else starts fresh (logged). Give either this
+            or ``teacher.pretrained_path``.
     """
 
-    def __init__(self, *, teacher: TeacherArch | None = None, **shared_args: Any) -> None:
+    def __init__(
+        self,
+        *,
+        teacher: TeacherArch | None = None,
+        init_from: str | None = None,
+        **shared_args: Any,
+    ) -> None:
         super().__init__(**shared_args)
         self.save_hyperparameters()
         if isinstance(teacher, dict):  # hyper-parameters read back from YAML
             teacher = TeacherArch(**teacher)
         self.arch = teacher or TeacherArch()
+        if init_from and self.arch.pretrained_path:
+            raise ValueError(
+                f"TeacherModule: give model.init_from ({init_from!r}) or "
+                f"model.teacher.pretrained_path ({self.arch.pretrained_path!r}), not both"
+            )
         self.model = CNNTeacher(
             num_classes=self.num_classes,
             input_fdim=self.num_mel_bins,
             **dataclasses.asdict(self.arch),
         )
-        self._feature_config: dict[str, Any] | None = None
+        if init_from:
+            init_cnn_teacher(self.model, init_from, self.arch.backbone)
 
     def forward(self, fbank: Tensor) -> Tensor:
         """(B, T, F) normalized fbank -> (B, num_classes) logits."""
         return self.model.logits(fbank)
 
-    def setup(self, stage: str) -> None:
-        self._feature_config = datamodule_feature_config(self.trainer)
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        super().on_save_checkpoint(checkpoint)  # inference metadata
-        checkpoint[TEACHER_CKPT_KEY] = {
-            "num_classes": self.num_classes,
-            "multi_label": self.multi_label,
-            "target_length": self.target_length,
-            "num_mel_bins": self.num_mel_bins,
-            "feature_config": self._feature_config,
-            "arch": dataclasses.asdict(self.arch),
-        }
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        saved = checkpoint.get(TEACHER_CKPT_KEY, {})
-        self._feature_config = saved.get("feature_config", self._feature_config)
+    def architecture(self) -> dict[str, Any]:
+        """The CNN teacher's architecture for the checkpoint record."""
+        return {"kind": "cnn", **dataclasses.asdict(self.arch)}
 
     @staticmethod
     def load_frozen(path: str | Path) -> FrozenTeacher:

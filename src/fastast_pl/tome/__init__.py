@@ -5,9 +5,11 @@ from fastast_pl.tome.flops import (
     flops_ratio,
     matching_flops,
     mlp_flops,
+    plan_schedules,
     schedule_for_flops_reduction,
     training_flops,
     vit_flops,
+    vit_macs,
 )
 from fastast_pl.tome.merge import bipartite_soft_matching, merge_source, merge_wavg
 from fastast_pl.tome.patch import apply_tome, remove_tome, tome_state
@@ -30,9 +32,11 @@ __all__ = [
     "flops_ratio",
     "matching_flops",
     "mlp_flops",
+    "plan_schedules",
     "schedule_for_flops_reduction",
     "training_flops",
     "vit_flops",
+    "vit_macs",
     "bipartite_soft_matching",
     "merge_source",
     "merge_wavg",

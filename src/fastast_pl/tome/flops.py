@@ -1,6 +1,12 @@
-"""Analytic FLOPs of a ViT block stack under a merge schedule, and schedules for a FLOPs target.
+"""Analytic FLOPs of a ViT block stack under a merge schedule, and the one planner of schedules
+for a FLOP target (``schedule_for_flops_reduction``, ``plan_schedules``).
 
-Counts 2 FLOPs per multiply-add of the matrix products only: qkv (N x C x 3C), attention
+Units: ``vit_flops`` counts 2 FLOPs per multiply-add (MAC), as ``torch.utils.flop_counter``
+does; ``vit_macs`` counts 1 per multiply-add, the "GFLOPs" of fvcore and of the ToMe and AST
+papers. ViT-B/16 at 224 x 224: 17.4 GMACs = 34.9 GFLOPs in the blocks (fvcore's 17.6 G adds
+the patch embedding and the head). The FLOP ratio is the same in both units.
+
+Counts the matrix products only: qkv (N x C x 3C), attention
 scores (N x N x C), attention x V (N x N x C), output projection (N x C x C) and the MLP
 (2 x N x C x mlp_ratio*C). Norms, softmax, GELU and residual adds are left out (a few % at
 ViT sizes). In block l, attention sees ``tokens[l]`` tokens and the MLP, which runs after
@@ -17,6 +23,7 @@ is not counted.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from fastast_pl.tome.schedule import MergeSchedule, MergeSpec, ResolvedSchedule, resolve_schedule
 
@@ -56,6 +63,11 @@ def vit_flops(
         if include_matching and n_out < n_in:
             total += matching_flops(n_in, head_dim)
     return total
+
+
+def vit_macs(tokens: Sequence[int], dim: int, mlp_ratio: float = 4.0) -> int:
+    """Multiply-adds of the blocks (fvcore's and the papers' "FLOPs"): half of ``vit_flops``."""
+    return vit_flops(tokens, dim, mlp_ratio) // 2
 
 
 def training_flops(
@@ -98,12 +110,17 @@ def schedule_for_flops_reduction(
     mlp_ratio: float = 4.0,
     use_ratio: bool = False,
     include_matching: bool = False,
+    weights: Sequence[float] | None = None,
 ) -> MergeSpec:
     """The schedule whose FLOPs ratio (``flops_ratio``) is closest to ``target_ratio``.
 
     shape "constant" without ``use_ratio`` searches the int r of ToMe's constant schedule;
     otherwise it searches ``MergeSchedule(ratio=..., shape=shape)`` over ratios in steps of
-    1e-4 (coarse 1e-3 grid, then refined). Raises ValueError if the target is below 1 or beyond what the shape can reach.
+    1e-4 (coarse 1e-3 grid, then refined). With per-layer ``weights`` (``w_l >= 0``, one per
+    layer; ``shape`` ignored) layer l merges the ratio ``s * w_l / max(w)`` of its mergeable
+    tokens, ``s`` the smallest scale (bisection on [0, 0.5)) whose schedule reaches the
+    target, and the r per layer (a list) is returned. Raises ValueError if the target is below
+    1 or beyond what the shape can reach.
     """
     if not target_ratio >= 1.0:
         raise ValueError(f"target_ratio={target_ratio!r}: expected a FLOPs reduction >= 1.0")
@@ -112,6 +129,9 @@ def schedule_for_flops_reduction(
         resolved = resolve_schedule(spec, num_tokens, depth, num_prefix_tokens)
         return flops_ratio(resolved, dim, mlp_ratio, include_matching)
 
+    if weights is not None:
+        return _weighted_schedule(list(weights), target_ratio, ratio_of, num_tokens, depth,
+                                  num_prefix_tokens)  # fmt: skip
     if shape == "constant" and not use_ratio:
         scored = [(ratio_of(r), r) for r in range((num_tokens - num_prefix_tokens) // 2 + 1)]
     else:
@@ -133,3 +153,70 @@ def schedule_for_flops_reduction(
             f"for {num_tokens} tokens, depth {depth}, dim {dim}"
         )
     return min(scored, key=lambda item: abs(item[0] - target_ratio))[1]
+
+
+_MAX_MERGE_RATIO = 0.4999  # MergeSchedule ratios live in [0, 0.5)
+
+
+def _weighted_schedule(
+    weights: list[float], target: float, ratio_of, num_tokens: int, depth: int,
+    num_prefix_tokens: int,
+) -> list[int]:  # fmt: skip
+    """r per layer in the shape of ``weights`` whose FLOP ratio first reaches ``target``."""
+    if len(weights) != depth or any(not w >= 0 for w in weights):
+        raise ValueError(f"weights={weights}: expected {depth} numbers >= 0, one per layer")
+    top = max(weights)
+
+    def spec(scale: float) -> MergeSchedule:
+        return MergeSchedule(ratio=[scale * w / top if top > 0 else 0.0 for w in weights])
+
+    if target == 1.0:
+        return [0] * depth
+    reach = ratio_of(spec(_MAX_MERGE_RATIO))
+    if reach < target:
+        raise ValueError(
+            f"target_ratio={target} is out of reach with weights {weights}: this shape gives "
+            f"at most {reach:.3f}x on {num_tokens} tokens, depth {depth}"
+        )
+    lo, hi = 0.0, _MAX_MERGE_RATIO  # ratio(lo) < target <= ratio(hi); r grows with the scale
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        lo, hi = (lo, mid) if ratio_of(spec(mid)) >= target else (mid, hi)
+    return list(resolve_schedule(spec(hi), num_tokens, depth, num_prefix_tokens).r)
+
+
+@dataclass(frozen=True)
+class PlannedSchedule:
+    """A schedule planned for a FLOP target: its name, the target, the spec, what it gives."""
+
+    name: str  # "r=0", "1.5x", ...
+    target: float  # requested FLOP reduction factor (1.0 for none)
+    spec: MergeSpec
+    r: tuple[int, ...]  # per layer
+    tokens: tuple[int, ...]  # entering each block, then leaving the last
+    flop_ratio: float  # unmerged FLOPs / these FLOPs (``flops_ratio``)
+
+
+def plan_schedules(
+    targets: Sequence[float],
+    num_tokens: int,
+    depth: int,
+    num_prefix_tokens: int,
+    dim: int,
+    mlp_ratio: float = 4.0,
+    shape: str = "constant",
+) -> list[PlannedSchedule]:
+    """No merging, then per FLOP target the ``shape`` schedule closest to it
+    (``schedule_for_flops_reduction``): what the benchmark and the demo measure."""
+    planned = []
+    for target in (1.0, *targets):
+        spec: MergeSpec = 0
+        if target > 1.0:
+            spec = schedule_for_flops_reduction(target, num_tokens, depth, num_prefix_tokens,
+                                                dim, shape, mlp_ratio)  # fmt: skip
+        resolved = resolve_schedule(spec, num_tokens, depth, num_prefix_tokens)
+        name = "r=0" if target == 1.0 else f"{target:g}x"
+        ratio = flops_ratio(resolved, dim, mlp_ratio)
+        planned.append(PlannedSchedule(name, target, spec, tuple(resolved.r),
+                                       tuple(resolved.tokens), ratio))  # fmt: skip
+    return planned

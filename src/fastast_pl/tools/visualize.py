@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping, Sequence
+import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -14,7 +14,7 @@ import torch
 from fastast_pl.data.audio import load_audio
 from fastast_pl.data.features import FeatureConfig, compute_fbank, normalize, pad_or_crop
 from fastast_pl.models.ast import ASTModel
-from fastast_pl.models.checkpoints import read_lightning
+from fastast_pl.models.checkpoints import read_inference_info
 from fastast_pl.tome import apply_tome, remove_tome, tome_state
 from fastast_pl.tome.visualize import Box, patch_boxes, plot_merged_patches
 from fastast_pl.tools.common import USER_ERRORS, ToolError, fail, read_data_config
@@ -50,28 +50,24 @@ def patch_groups(source: torch.Tensor, num_prefix_tokens: int, grid: tuple[int, 
     return owner.reshape(grid).cpu().numpy()  # (f_grid, t_grid), frequency-major like the tokens
 
 
-def _checkpoint_data_hparams(checkpoint: Path) -> Mapping[str, Any] | None:
-    """The datamodule hyperparameters Lightning saved in a ``.ckpt`` (None if absent)."""
-    if not (checkpoint.is_file() and checkpoint.suffix == ".ckpt"):
-        return None
-    try:
-        ckpt = read_lightning(checkpoint, mmap=True)
-    except ValueError:  # from_pretrained reports unreadable files properly
-        return None
-    hp = ckpt.get("datamodule_hyper_parameters")
-    return hp if isinstance(hp, Mapping) else None
-
-
 def feature_settings(
     checkpoint: str | Path, configs: Sequence[str | Path] = ()
 ) -> FeatureConfig | None:
-    """Feature settings: the configs' ``data.features`` if given, else the checkpoint's saved
-    datamodule ``features``, else None (AST defaults at the model's input size)."""
+    """Feature settings: the configs' ``data.features`` if given, else those the checkpoint's
+    record carries, else None (AST defaults at the model's input size)."""
     if configs:
         return FeatureConfig(**read_data_config(configs).data.features.as_dict())
-    hparams = _checkpoint_data_hparams(Path(checkpoint))
-    features = hparams.get("features") if hparams is not None else None
-    return features if isinstance(features, FeatureConfig) else None
+    path = Path(checkpoint)
+    if not (path.is_file() and path.suffix == ".ckpt"):
+        return None
+    try:
+        stored = read_inference_info(path).features or {}
+    except ValueError:  # from_pretrained reports unreadable files properly
+        return None
+    if not {"mean", "std", "sample_rate"} <= set(stored):
+        return None
+    fields = {f.name for f in dataclasses.fields(FeatureConfig)}
+    return FeatureConfig(**{k: v for k, v in stored.items() if k in fields})
 
 
 def merge_view(

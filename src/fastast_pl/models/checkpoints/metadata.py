@@ -1,16 +1,7 @@
 """What inference needs besides the weights: class names, feature settings, label kind, merge.
 
-Our LightningModules store it under ``INFERENCE_CKPT_KEY`` (``"fastast_inference"``) in every
-checkpoint they save (``ClassificationModule.on_save_checkpoint``)::
-
-    {"version": 1,
-     "class_names": ["dog", ...] | None,     # by class index
-     "multi_label": bool,
-     "features": {"sample_rate": 16000, "num_mel_bins": 128, "target_length": 1024,
-                  "frame_shift": 10.0, "frame_length": 25.0, "mean": ..., "std": ..., ...}
-                 | None,                      # FeatureConfig.to_dict() of the training data
-     "merge": [r per layer] | None,           # the schedule evaluated with (eval_merge)
-     "train_merge": [r per layer] | None}     # the schedule trained with
+Our Lightning checkpoints give it from their record (``record.py``: class names, label kind,
+the training data's feature settings, the evaluation and training merge schedules).
 
 HF transformers models give the same from ``config.json`` (``id2label``, ``problem_type``) and
 ``preprocessor_config.json`` (AST feature extractor: ``sampling_rate``, ``num_mel_bins``,
@@ -23,19 +14,16 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from fastast_pl.models.checkpoints.files import read_json, read_lightning
 from fastast_pl.models.checkpoints.hub import resolve_source
+from fastast_pl.models.checkpoints.record import old_version_note, record_of
 
 log = logging.getLogger(__name__)
-
-#: Checkpoint entry holding what inference needs (see the module docstring).
-INFERENCE_CKPT_KEY = "fastast_inference"
-METADATA_VERSION = 1
 
 
 @dataclass
@@ -56,24 +44,6 @@ class InferenceInfo:
     missing: list[str] = field(default_factory=list)
 
 
-def inference_metadata(
-    class_names: Sequence[str] | None,
-    multi_label: bool,
-    features: Mapping[str, Any] | None,
-    merge: list[int] | None = None,
-    train_merge: list[int] | None = None,
-) -> dict[str, Any]:
-    """The ``INFERENCE_CKPT_KEY`` entry (plain, JSON-able values)."""
-    return {
-        "version": METADATA_VERSION,
-        "class_names": None if class_names is None else [str(n) for n in class_names],
-        "multi_label": bool(multi_label),
-        "features": None if features is None else dict(features),
-        "merge": None if merge is None else [int(r) for r in merge],
-        "train_merge": None if train_merge is None else [int(r) for r in train_merge],
-    }
-
-
 def read_inference_info(path_or_id: str | os.PathLike) -> InferenceInfo:
     """The inference settings stored with a checkpoint (path or hub id); never the weights."""
     p = resolve_source(path_or_id)
@@ -87,34 +57,24 @@ def read_inference_info(path_or_id: str | os.PathLike) -> InferenceInfo:
 
 
 def _from_lightning(p: Path, checkpoint: Mapping[str, Any]) -> InferenceInfo:
-    saved = checkpoint.get(INFERENCE_CKPT_KEY)
-    hp = checkpoint.get("hyper_parameters") or {}
-    if isinstance(saved, Mapping):
-        if int(saved.get("version", 0)) > METADATA_VERSION:
-            raise ValueError(
-                f"{p}: {INFERENCE_CKPT_KEY!r} version {saved.get('version')} is newer than this "
-                f"fastast_pl reads ({METADATA_VERSION}); upgrade fastast_pl"
-            )
-        info = InferenceInfo(
-            p,
-            "fastast",
-            class_names=saved.get("class_names"),
-            multi_label=saved.get("multi_label"),
-            features=saved.get("features"),
-            merge=saved.get("merge"),
-            train_merge=saved.get("train_merge"),
-        )
-    else:  # written before checkpoints carried their inference settings
-        sizes = {k: hp[k] for k in ("num_mel_bins", "target_length") if isinstance(hp.get(k), int)}
-        info = InferenceInfo(
-            p,
-            "fastast-old",
-            multi_label=hp.get("multi_label") if isinstance(hp.get("multi_label"), bool) else None,
-            features=sizes or None,
-            merge=hp.get("eval_merge") if hp.get("eval_merge") is not None else hp.get("merge"),
-            train_merge=hp.get("merge"),
-        )
+    record = record_of(checkpoint, p)
+    features = record.features
+    if features is None:  # no record: the sizes Lightning's hyper-parameters give
+        sizes = {"num_mel_bins": record.num_mel_bins, "target_length": record.target_length}
+        features = {k: v for k, v in sizes.items() if v is not None} or None
+    info = InferenceInfo(
+        p,
+        "fastast" if record.version is not None else "fastast-old",
+        class_names=record.class_names,
+        multi_label=record.multi_label,
+        features=features,
+        merge=record.merge,
+        train_merge=record.train_merge,
+    )
     info.missing = _missing(info)
+    note = old_version_note(checkpoint)
+    if note:
+        info.missing.append(f"({note})")
     return info
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from fastast_pl.models.checkpoints.files import read_lightning
+from fastast_pl.models.checkpoints.record import CheckpointRecord, record_of
 
 #: What ``--ckpt_path`` expects, for error messages.
 EXPECTED = "Expected a Lightning checkpoint (.ckpt) written by `python -m fastast_pl fit`."
@@ -29,10 +30,11 @@ class ModuleCheckpoint:
     """What a Lightning checkpoint says about the module it was saved from."""
 
     path: Path
-    class_path: str | None  # hyper_parameters._class_path (LightningCLI runs store it)
+    class_path: str | None  # the record's module (LightningCLI's _class_path without a record)
     num_classes: int | None
     shapes: dict[str, tuple[int, ...]]
     callbacks: dict[str, Any] = field(default_factory=dict)  # each callback's saved state
+    record: CheckpointRecord | None = None  # what it says about its model and data
 
 
 def read_module_checkpoint(path: str | os.PathLike) -> ModuleCheckpoint:
@@ -47,16 +49,15 @@ def read_module_checkpoint(path: str | os.PathLike) -> ModuleCheckpoint:
             f"{EXPECTED} To start training from other weights, use "
             f"--model.init_args.init_from={path} instead."
         )
-    hparams = raw.get("hyper_parameters") or {}
-    num_classes = hparams.get("num_classes") if isinstance(hparams, Mapping) else None
-    class_path = hparams.get("_class_path") if isinstance(hparams, Mapping) else None
+    record = record_of(raw, path)
     callbacks = raw.get("callbacks") if isinstance(raw.get("callbacks"), Mapping) else {}
     return ModuleCheckpoint(
         path=path,
-        class_path=str(class_path) if class_path else None,
-        num_classes=int(num_classes) if isinstance(num_classes, int) else None,
+        class_path=record.module,
+        num_classes=record.num_classes,
         shapes={str(k): tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)},
         callbacks=dict(callbacks),
+        record=record,
     )
 
 
@@ -98,7 +99,7 @@ def check_module_state(
     if ckpt.num_classes is not None and num_classes is not None and ckpt.num_classes != num_classes:
         raise ValueError(
             f"{ckpt.path}: the checkpoint was trained for {ckpt.num_classes} classes "
-            f"(hyper_parameters.num_classes), but the data has {num_classes} (data.num_classes). "
+            f"(its record's num_classes), but the data has {num_classes} (data.num_classes). "
             f"Evaluate or resume it on data with the same {ckpt.num_classes} classes, or start "
             f"a new run from its weights with --model.init_args.init_from={ckpt.path} "
             "(the head is then re-initialised)."

@@ -2,7 +2,7 @@
 
 The format is detected from the keys (never from the file name alone); the architecture
 is read from the file's metadata where it has some (HF ``config.json``, our Lightning
-hyper-parameters) and from the tensor shapes otherwise, with the assumptions logged.
+checkpoints' record, ``record.py``) and from the tensor shapes otherwise, with the assumptions logged.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from fastast_pl.models.arch import ARCHS, ASTArch, arch_dims, patch_grid, size_name
+from fastast_pl.models.arch import patch_grid, size_name
 from fastast_pl.models.checkpoints.files import (
     AST_FORMATS,
     is_tensor_dict,
@@ -32,13 +32,12 @@ from fastast_pl.models.checkpoints.formats import (
     convert_deit,
     convert_hf,
     convert_official,
-    field_of,
     lightning_prefix,
     require,
     unknown_format,
 )
 from fastast_pl.models.checkpoints.hub import resolve_source
-from fastast_pl.models.checkpoints.teacher import TEACHER_CKPT_KEY
+from fastast_pl.models.checkpoints.record import record_of
 
 log = logging.getLogger(__name__)
 
@@ -250,8 +249,8 @@ def _from_ours(
 
 def _from_lightning(p: Path, raw: Mapping[str, object], hints: dict) -> Checkpoint:
     full = raw["state_dict"]
-    class_path = str((raw.get("hyper_parameters") or {}).get("_class_path", ""))
-    if TEACHER_CKPT_KEY in raw or class_path.endswith("TeacherModule"):
+    record = record_of(raw, p)
+    if record.is_teacher:
         raise ValueError(
             f"{p}: a TeacherModule checkpoint (a CNN teacher), not an AST; expected an AST "
             "checkpoint (a StudentModule/DistillationModule .ckpt or another supported format). "
@@ -260,26 +259,18 @@ def _from_lightning(p: Path, raw: Mapping[str, object], hints: dict) -> Checkpoi
         )
     prefix = lightning_prefix(full, p)
     sd = {k[len(prefix) :]: v for k, v in full.items() if k.startswith(prefix)}
-    hp = raw.get("hyper_parameters") or {}
-    meta: dict[str, object] = {}
-    ast = field_of(hp, "ast")
-    if ast is None and isinstance(hp, Mapping) and "ast" in hp:
-        ast = ASTArch()  # StudentModule builds ASTArch() when given ast=None
-    for name in ("fstride", "tstride", "norm_eps", "drop_path_rate"):
-        value = field_of(ast, name)
-        if value is not None:
-            meta[name] = value
-    size = field_of(ast, "size")
-    if ast is not None and isinstance(size, str) and size in ARCHS:
-        dims = arch_dims(
-            size, field_of(ast, "embed_dim"), field_of(ast, "depth"), field_of(ast, "num_heads")
-        )
-        if dims[0] == sd["cls_token"].shape[-1]:
-            meta["num_heads"] = dims[2]
-    for src, dst in (("num_mel_bins", "input_fdim"), ("target_length", "input_tdim")):
-        value = field_of(hp, src)
-        if isinstance(value, int):
-            meta[dst] = value
+    arch = record.arch or {}
+    meta: dict[str, object] = {
+        name: arch[name]
+        for name in ("fstride", "tstride", "norm_eps", "drop_path_rate")
+        if arch.get(name) is not None
+    }
+    if arch.get("num_heads") is not None and arch.get("embed_dim") == sd["cls_token"].shape[-1]:
+        meta["num_heads"] = arch["num_heads"]
+    if record.num_mel_bins is not None:
+        meta["input_fdim"] = record.num_mel_bins
+    if record.target_length is not None:
+        meta["input_tdim"] = record.target_length
     return _from_ours(p, sd, hints, "lightning", meta)
 
 

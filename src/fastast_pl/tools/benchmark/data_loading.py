@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m fastast_pl bench-data [options]``: measure, print, write JSON."""
     args = build_parser().parse_args(argv)
     _check_args(args)
-    from fastast_pl.tools.benchmark.measure import cpu_model
+    from fastast_pl.speed.machine import cpu_model
 
     features = FeatureConfig(num_mel_bins=args.num_mel_bins, target_length=args.target_length)
     threads_before = torch.get_num_threads()

@@ -20,16 +20,13 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
+from fastast_pl.speed.engine import CLOCKS, Variant, interleaved_times, progress
 from fastast_pl.tome import MergeSpec
 from fastast_pl.tome.flops import vit_flops
 from fastast_pl.tools.benchmark.measure import (
-    CLOCKS,
     RunSettings,
-    Variant,
     finish_meta,
     flop_ratio_checks,
-    interleaved_times,
-    progress,
     start_meta,
     summarise,
 )

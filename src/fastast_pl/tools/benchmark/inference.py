@@ -15,11 +15,11 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from fastast_pl.speed.engine import Variant
 from fastast_pl.tome import MergeSpec
 from fastast_pl.tome.flops import vit_flops
 from fastast_pl.tools.benchmark.measure import (
     RunSettings,
-    Variant,
     finish_meta,
     flop_ratio_checks,
     measure_batches,

@@ -15,7 +15,8 @@ from fastast_pl.models.arch import ASTArch
 from fastast_pl.models.ast import ASTModel
 from fastast_pl.tome import MergeSpec, apply_tome
 from fastast_pl.tome.attention import AttentionBackend
-from fastast_pl.tome.flops import schedule_for_flops_reduction
+from fastast_pl.tome.flops import PlannedSchedule
+from fastast_pl.tome.flops import plan_schedules as tome_plan
 
 
 @dataclass(frozen=True)
@@ -35,15 +36,6 @@ class ModelSize:
 BASE = ModelSize(768, 12, 12, 4.0, 1024, 128, 527)
 # A small model for smoke tests: 12 x 12 patches + 2 = 146 tokens.
 TINY = ModelSize(64, 4, 4, 4.0, 128, 128, 10)
-
-
-@dataclass(frozen=True)
-class PlannedSchedule:
-    """One merge schedule to measure: its display name, the FLOP target and the spec."""
-
-    name: str  # "r=0", "1.5x", ...
-    target: float  # requested FLOP reduction factor (1.0 for none)
-    spec: MergeSpec
 
 
 def build_student(size: ModelSize) -> ASTModel:
@@ -99,18 +91,7 @@ def set_schedule(model: ASTModel, spec: MergeSpec, attn_backend: AttentionBacken
 def plan_schedules(
     model: ASTModel, targets: Sequence[float], shape: str = "constant"
 ) -> list[PlannedSchedule]:
-    """r=0 plus, per FLOP target, the ``shape`` schedule ``schedule_for_flops_reduction``
-    finds closest to it (forward FLOPs; the training ratio is the same, see tome.flops)."""
-    planned = [PlannedSchedule("r=0", 1.0, 0)]
-    for target in targets:
-        spec = schedule_for_flops_reduction(
-            target,
-            model.num_tokens,
-            model.depth,
-            model.num_prefix_tokens,
-            model.embed_dim,
-            shape,
-            model.arch.mlp_ratio,
-        )
-        planned.append(PlannedSchedule(f"{target:g}x", target, spec))
-    return planned
+    """r=0 plus, per FLOP target, the ``shape`` schedule closest to it (``tome.flops``'s
+    planner; forward FLOPs: the training ratio is the same, see tome.flops)."""
+    return tome_plan(targets, model.num_tokens, model.depth, model.num_prefix_tokens,
+                     model.embed_dim, model.arch.mlp_ratio, shape)  # fmt: skip

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from fastast_pl.tools.demo import CONFIG_FILES, main
+from fastast_pl.demo import CONFIG_FILES, main
 
 
 def _shrink(src: Path, dst: Path, tmp_path: Path) -> None:

@@ -24,16 +24,13 @@ from rich.console import Console
 from rich.table import Table
 
 from fastast_pl.cli import build_cli
+from fastast_pl.demo.clip import merge_map_of_test_clip
+from fastast_pl.demo.plots import ParetoPoint, plot_pareto
 from fastast_pl.metrics import chance_accuracy
-from fastast_pl.tools.demo_clip import merge_map_of_test_clip
-from fastast_pl.tools.demo_measure import (
-    TimedSchedule,
-    load_ast,
-    schedules_for,
-    time_schedules,
-    timing_note,
-)
-from fastast_pl.tools.demo_plots import ParetoPoint, plot_pareto
+from fastast_pl.models.ast import ASTModel
+from fastast_pl.models.checkpoints import read_record
+from fastast_pl.speed.schedules import ScheduleSpeed, TimingSettings, time_schedules
+from fastast_pl.tome.flops import PlannedSchedule, plan_schedules
 
 CONFIGS = Path("experiments/demo")
 CONFIG_FILES = ("data.yaml", "teacher.yaml", "ast.yaml", "fastast.yaml")
@@ -62,8 +59,9 @@ class Row:
     name: str
     meaning: str
     accuracy: float
-    schedule: TimedSchedule | None = None
+    schedule: PlannedSchedule
     run_dir: str | None = None
+    speed: ScheduleSpeed | None = None
     extra: dict = field(default_factory=dict)
 
 
@@ -100,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timing-batch", type=int, default=64, help="clips per timed batch")
     p.add_argument("--timing-rounds", type=int, default=7, help="interleaved timing rounds")
     p.add_argument("--timing-threads", type=int, default=1, help="torch threads while timing")
+    p.add_argument("--timing-clock", choices=["cpu", "wall"], default="cpu",
+                   help="cpu: this process's CPU time (robust to other load with one thread)")  # fmt: skip
     p.add_argument("--seed", type=int, default=None,
                    help="training seed of every stage (default: the configs' seed_everything); "
                    "the synthetic data keep their own seed (data.synthetic.seed)")  # fmt: skip
@@ -134,25 +134,27 @@ def main(argv: list[str] | None = None) -> int:
         if stage.best_checkpoint is None:
             raise SystemExit(f"demo: the run in {stage.log_dir} wrote no checkpoint")
 
-    schedules = schedules_for(load_ast(ast.best_checkpoint), args.flop_targets)
+    trained = ASTModel.from_pretrained(ast.best_checkpoint).eval()
+    schedules = plan_schedules(args.flop_targets, trained.num_tokens, trained.depth,
+                               trained.num_prefix_tokens, trained.embed_dim, trained.arch.mlp_ratio)  # fmt: skip
     rows = []
     for schedule in schedules:
-        label = "no merging" if schedule.r == 0 else f"ToMe r={schedule.r}"
+        label = "no merging" if schedule.spec == 0 else f"ToMe r={schedule.spec}"
         test = run_stage(console, f"3/7 test the AST, {label} (no retraining)",
                          ["test", *data, *cfg["ast.yaml"], "--model.init_args.eval_merge",
-                          str(schedule.r), "--ckpt_path", ast.best_checkpoint,
+                          str(schedule.spec), "--ckpt_path", ast.best_checkpoint,
                           "--trainer.default_root_dir", str(root / "test_ast"), *seed], timings)  # fmt: skip
         meaning = (
             "the AST as trained: every patch is a token in every layer"
-            if schedule.r == 0
-            else f"the same weights, {schedule.r} most similar token pairs merged in every "
+            if schedule.spec == 0
+            else f"the same weights, {schedule.spec} most similar token pairs merged in every "
             "layer at test time only (no retraining)"
         )
         rows.append(Row(f"AST, {label}", meaning, test.metrics.get("test/acc", float("nan")),
                         schedule, test.log_dir))  # fmt: skip
 
     merged = schedules[-1]
-    merged_ast = [*cfg["fastast.yaml"], "--model.init_args.merge", str(merged.r),
+    merged_ast = [*cfg["fastast.yaml"], "--model.init_args.merge", str(merged.spec),
                   "--model.init_args.teacher_checkpoint", teacher.best_checkpoint]  # fmt: skip
 
     def fine_tune(
@@ -170,39 +172,38 @@ def main(argv: list[str] | None = None) -> int:
         return fit, test
 
     student, student_test = fine_tune(
-        (f"4/7 fine-tune the merged AST (r={merged.r}) with CMKD from the teacher",
+        (f"4/7 fine-tune the merged AST (r={merged.spec}) with CMKD from the teacher",
          "5/7 test the CMKD student and the teacher"), "student")  # fmt: skip
     labels_only, labels_test = fine_tune(
         ("6/7 the same fine-tuning on labels only (kd_lambda 0), the control",
          "7/7 test the labels-only control"), "student_labels", "--model.init_args.kd_lambda", "0")  # fmt: skip
-    labels_schedule = TimedSchedule(merged.r, merged.flops_ratio, merged.tokens)
-    rows.append(Row(f"AST, ToMe r={merged.r}, labels only", "the control: the same fine-tuning "
+    rows.append(Row(f"AST, ToMe r={merged.spec}, labels only", "the control: the same fine-tuning "
                     "of the merged AST (same epochs and optimiser) on labels alone, no teacher",
-                    labels_test.metrics.get("test/acc", float("nan")), labels_schedule,
+                    labels_test.metrics.get("test/acc", float("nan")), merged,
                     labels_only.log_dir))  # fmt: skip
-    student_schedule = TimedSchedule(merged.r, merged.flops_ratio, merged.tokens)
-    rows.append(Row(f"AST, ToMe r={merged.r}, CMKD", "the merged AST fine-tuned for a few epochs "
+    rows.append(Row(f"AST, ToMe r={merged.spec}, CMKD", "the merged AST fine-tuned for a few epochs "
                     "on labels + the teacher's predictions (CMKD), the same cost as the two rows above",
-                    student_test.metrics.get("test/acc", float("nan")), student_schedule,
+                    student_test.metrics.get("test/acc", float("nan")), merged,
                     student.log_dir))  # fmt: skip
     teacher_acc = student_test.metrics.get("test/teacher_acc", float("nan"))
 
-    console.rule("[bold]timing the trained models (batched, interleaved)")
+    # Speed depends on the schedule, not the weights: every distinct schedule is timed once
+    # (interleaved, speed.engine) and rows with the same schedule share that measurement.
+    console.rule("[bold]timing each distinct schedule once (batched, interleaved)")
     wall, cpu = time.perf_counter(), time.process_time()
-    time_args = dict(
-        batch_size=args.timing_batch, rounds=args.timing_rounds, threads=args.timing_threads
-    )
-    time_schedules(load_ast(ast.best_checkpoint), schedules, **time_args)
-    time_schedules(load_ast(labels_only.best_checkpoint), [labels_schedule], **time_args)
-    time_schedules(load_ast(student.best_checkpoint), [student_schedule], **time_args)
+    settings = TimingSettings(batch_size=args.timing_batch, rounds=args.timing_rounds,
+                              threads=args.timing_threads, clock=args.timing_clock)  # fmt: skip
+    speeds = time_schedules(trained, [row.schedule.spec for row in rows], settings)
+    for row, speed in zip(rows, speeds):
+        row.speed = speed
     timings["8/7 timing"] = (time.perf_counter() - wall, time.process_time() - cpu)
-    note = timing_note(args.timing_batch, args.timing_rounds, 2, args.timing_threads)
+    note = "clips/s: each distinct schedule timed once, " + settings.describe()
 
-    short_note = f", batch {args.timing_batch}, {args.timing_threads} thread(s)"
+    short_note = f", batch {args.timing_batch}, {args.timing_threads} thread(s), median of rounds"
     pictures = _draw(
-        rows, teacher_acc, root, args.configs, student.best_checkpoint, merged.r, short_note
+        rows, teacher_acc, root, args.configs, student.best_checkpoint, merged.spec, short_note
     )
-    num_classes = int(_hparam(ast.best_checkpoint, "num_classes"))
+    num_classes = int(read_record(ast.best_checkpoint).num_classes)
     _print_table(console, teacher_acc, rows, note, num_classes, root)
     checks = _print_checks(console, teacher_acc, rows)
     total = time.perf_counter() - start
@@ -217,13 +218,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _hparam(checkpoint: str, key: str) -> object:
-    """One hyperparameter (e.g. the number of classes) of a checkpoint of ours."""
-    from fastast_pl.models.checkpoints import read_lightning
-
-    return read_lightning(checkpoint)["hyper_parameters"][key]
-
-
 def _draw(
     rows: list[Row],
     teacher_acc: float,
@@ -235,9 +229,9 @@ def _draw(
 ) -> dict[str, Path]:
     """The Pareto plot and the merge map of one test clip under the CMKD student's schedule."""
     points = [
-        ParetoPoint(row.name.removeprefix("AST, "), row.accuracy, row.schedule.flops_ratio,
-                    row.schedule.clips_per_s, _family(row.name))
-        for row in rows if row.schedule is not None
+        ParetoPoint(row.name.removeprefix("AST, "), row.accuracy, row.schedule.flop_ratio,
+                    row.speed.clips_per_s, _family(row.name))
+        for row in rows if row.speed is not None
     ]  # fmt: skip
     pareto = plot_pareto(points, root / "pareto.png", teacher_acc, timing)
     merge_map = merge_map_of_test_clip(configs / "data.yaml", checkpoint, r, root / "merge_map.png")
@@ -254,23 +248,31 @@ def _family(name: str) -> str:
 def _print_table(
     console: Console, teacher_acc: float, rows: list[Row], note: str, num_classes: int, root: Path
 ) -> None:
-    base = rows[0].schedule.clips_per_s if rows and rows[0].schedule else float("nan")
     table = Table(title="FastAST demo (synthetic audio, test split)", show_lines=True)
     for column in ("model", "what it means", "test acc"):
         table.add_column(column, justify="right" if column == "test acc" else "left")
-    for column in ("FLOPs", "tokens in->out", "clips/s", "speed-up"):
+    for column in (
+        "FLOPs",
+        "MMACs/clip",
+        "tokens in->out",
+        "clips/s (min-max)",
+        "speed-up (min-max)",
+    ):
         table.add_column(column, justify="right")
     table.add_row("CNN teacher", "a small CNN trained on labels; frozen, it teaches the "
-                  "merged AST in the last row", f"{teacher_acc:.3f}", "", "", "", "")  # fmt: skip
+                  "merged AST in the last row", f"{teacher_acc:.3f}", "", "", "", "", "")  # fmt: skip
     for row in rows:
-        s = row.schedule
-        table.add_row(row.name, row.meaning, f"{row.accuracy:.3f}", f"1/{s.flops_ratio:.2f}",
-                      f"{s.tokens[0]}->{s.tokens[-1]}", f"{s.clips_per_s:.0f}",
-                      f"{s.clips_per_s / base:.2f}x")  # fmt: skip
+        s, v = row.schedule, row.speed
+        table.add_row(row.name, row.meaning, f"{row.accuracy:.3f}", f"1/{s.flop_ratio:.2f}",
+                      f"{1e3 * v.gmacs:.1f}", f"{s.tokens[0]}->{s.tokens[-1]}",
+                      f"{v.clips_per_s:.0f} ({v.clips_per_s_min:.0f}-{v.clips_per_s_max:.0f})",
+                      f"{v.speedup:.2f}x ({v.speedup_min:.2f}-{v.speedup_max:.2f})")  # fmt: skip
     console.print(table)
     console.print(
         f"FLOPs: analytic count of the transformer blocks relative to no merging "
-        f"(fastast_pl.tome.flops). {note}. Chance accuracy {chance_accuracy(num_classes):.3f}. "
+        f"(fastast_pl.tome.flops); MMACs: millions of multiply-adds per clip (1 MAC = 2 FLOPs, "
+        f"the unit of fvcore and the papers). Rows with the same schedule share one "
+        f"measurement. {note}. Chance accuracy {chance_accuracy(num_classes):.3f}. "
         f"Runs (configs, logs, checkpoints) are under {root}/: teacher/, ast/, test_ast/, student/, "
         "test_student/, student_labels/, test_student_labels/."
     )
@@ -279,10 +281,11 @@ def _print_table(
 def _print_checks(console: Console, teacher_acc: float, rows: list[Row]) -> dict[str, bool]:
     """The done-when targets, each said plainly as met or NOT met, with the numbers."""
     base, merged, labels, student = rows[0], rows[-3], rows[-2], rows[-1]
-    speedup = merged.schedule.clips_per_s / base.schedule.clips_per_s
+    speedup = merged.speed.speedup
     checks = {
-        f"measured speed-up at ~{merged.schedule.flops_ratio:.1f}x fewer FLOPs is "
-        f"{speedup:.2f}x (target >= {MIN_SPEEDUP_AT_2X}x)": speedup >= MIN_SPEEDUP_AT_2X,
+        f"measured speed-up at ~{merged.schedule.flop_ratio:.1f}x fewer FLOPs is "
+        f"{speedup:.2f}x, {merged.speed.speedup_min:.2f}-{merged.speed.speedup_max:.2f} over "
+        f"rounds (target >= {MIN_SPEEDUP_AT_2X}x)": speedup >= MIN_SPEEDUP_AT_2X,
         f"teacher is {100 * (teacher_acc - base.accuracy):+.1f} points vs the unmerged AST "
         f"(target >= +{100 * MIN_TEACHER_MARGIN:.0f})": teacher_acc - base.accuracy >= MIN_TEACHER_MARGIN - 1e-9,
         f"CMKD merged AST is {100 * (student.accuracy - base.accuracy):+.1f} points vs the "
@@ -291,7 +294,7 @@ def _print_checks(console: Console, teacher_acc: float, rows: list[Row]) -> dict
     for text, ok in checks.items():
         console.print(("[green]target met:[/] " if ok else "[bold red]target NOT met:[/] ") + text)
     console.print(
-        f"note: merging off the shelf at ~{merged.schedule.flops_ratio:.1f}x changed accuracy by "
+        f"note: merging off the shelf at ~{merged.schedule.flop_ratio:.1f}x changed accuracy by "
         f"{100 * (merged.accuracy - base.accuracy):+.1f} points; fine-tuning on labels only "
         f"gave {100 * (labels.accuracy - merged.accuracy):+.1f} points back, CMKD "
         f"{100 * (student.accuracy - merged.accuracy):+.1f} (the teacher's share: "

@@ -12,8 +12,8 @@ from pathlib import Path
 from fastast_pl.data.audio import load_audio
 from fastast_pl.data.features import FeatureConfig, compute_fbank
 from fastast_pl.data.synthetic import MANIFEST_FILE
+from fastast_pl.demo.plots import plot_merge_map
 from fastast_pl.tools.common import read_data_config
-from fastast_pl.tools.demo_plots import plot_merge_map
 from fastast_pl.tools.visualize import feature_settings, merge_view
 
 #: Classes whose structure (a sweep, a modulation) reads well in a merge map, in order.
