@@ -20,7 +20,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from fastast_pl.models.ast import ASTModel
 from fastast_pl.models.checkpoints import read_inference_info, read_lightning
-from fastast_pl.models.checkpoints.metadata import INFERENCE_CKPT_KEY
+from fastast_pl.models.checkpoints.record import RECORD_KEY, record_of
 from fastast_pl.tome.search import SearchResult, SearchStep, search_schedule
 from fastast_pl.tools.common import USER_ERRORS, ToolError, build_datamodule, fail
 from fastast_pl.utils.io import atomic_write
@@ -71,17 +71,17 @@ def yaml_snippet(result: SearchResult, command: str) -> str:
 
 
 def save_checkpoint(source: str, out: Path, schedule: list[int]) -> None:
-    """A copy of a fastast-pl ``.ckpt`` whose metadata and ``eval_merge`` carry the schedule."""
+    """A copy of a fastast-pl ``.ckpt`` whose record (``models/checkpoints/record.py``: the
+    evaluation schedule) and ``eval_merge`` hyper-parameter carry the schedule."""
     if not Path(source).is_file() or Path(source).suffix != ".ckpt":
         raise ToolError(
             f"--save-checkpoint needs a fastast-pl .ckpt as --checkpoint, got {source}; "
             "use the YAML snippet with other checkpoints"
         )
     checkpoint = read_lightning(source)
-    metadata = checkpoint.get(INFERENCE_CKPT_KEY)
-    if not isinstance(metadata, dict):
-        raise ToolError(f"{source} has no {INFERENCE_CKPT_KEY!r} metadata (an older checkpoint)")
-    metadata["merge"] = list(schedule)
+    if record_of(checkpoint, source).version is None:  # raises on a record it cannot read
+        raise ToolError(f"{source} carries no {RECORD_KEY!r} record (saved by another version)")
+    checkpoint[RECORD_KEY]["merge"] = list(schedule)
     hparams = checkpoint.get("hyper_parameters")
     if isinstance(hparams, dict) and "eval_merge" in hparams:
         hparams["eval_merge"] = list(schedule)
