@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from fastast_pl.cli import build_cli, main
+from fastast_pl.tome import tome_state
 
 from helpers.tiny_run import tiny_args
 
@@ -57,7 +58,10 @@ def test_fit_then_test_with_another_merge_schedule(tmp_path):
     for key in ("test/acc", "test/mAP", "test/d_prime"):
         assert key in metrics, key
     assert "test/throughput" not in metrics  # speed is measured by fastast_pl.speed, not here
-    assert test.model.model.merge_schedule().r == [3, 2]  # the evaluated schedule, not training's 0
+    ast = test.model.model
+    assert ast.eval_merge == [3, 2] and ast.merge == 0  # training's 0 stays the training one
+    # the test batches ran the evaluation schedule, not training's 0
+    assert tome_state(ast).tokens_seen == ast.merge_schedule([3, 2]).tokens
 
 
 def test_each_run_gets_its_own_directory(tmp_path):
@@ -96,6 +100,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_unknown_key_is_named_before_training(tmp_path):
     result = run_cli("fit", *_tiny(tmp_path), "--model.init_args.no_such_option", "1")
     assert result.returncode != 0
@@ -103,12 +108,14 @@ def test_unknown_key_is_named_before_training(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.slow
 def test_wrong_type_is_named(tmp_path):
     result = run_cli("fit", *_tiny(tmp_path), "--trainer.max_epochs", "many")
     assert result.returncode != 0
     assert "max_epochs" in result.stderr
 
 
+@pytest.mark.slow
 def test_missing_data_directory_is_named(tmp_path):
     missing = tmp_path / "no_esc50_here"
     result = run_cli(

@@ -4,10 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from fastast_pl._compat import check_torch_family
-
-check_torch_family()
-
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:

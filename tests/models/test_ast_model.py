@@ -17,7 +17,7 @@ from timm.models.vision_transformer import Block
 from transformers import ASTConfig, ASTForAudioClassification
 
 from fastast_pl.models import ASTArch, ASTModel
-from fastast_pl.tome import tome_state
+from fastast_pl.tome import apply_tome, tome_state
 
 TINY = ASTArch(embed_dim=64, depth=2, num_heads=4)
 
@@ -195,3 +195,51 @@ def test_bad_merge_fails_at_construction_and_set_merge() -> None:
     with pytest.raises(ValueError, match="merge"):
         m.set_merge(100)  # more than half of the 60 patches
     assert m.merge == 0
+
+
+def test_train_mode_runs_merge_and_eval_mode_runs_eval_merge() -> None:
+    torch.manual_seed(0)
+    m = ASTModel(
+        num_classes=4, input_tdim=128, input_fdim=64, arch=TINY, merge=10, eval_merge=[5, 0]
+    )
+    fbank = torch.randn(2, 128, 64)
+    assert m.training and m.merge_schedule().r == [10, 10]
+    m(fbank)
+    assert tome_state(m).tokens_seen == [62, 52, 42]
+    with torch.no_grad():
+        m.eval()(fbank)
+    assert tome_state(m).tokens_seen == [62, 57, 57] == m.merge_schedule().tokens
+    m.train()(fbank)
+    assert tome_state(m).tokens_seen == [62, 52, 42] == m.merge_schedule().tokens
+    # a flag set without train(), as Lightning restores modes after validation, is followed
+    m.training = False
+    with torch.no_grad():
+        m(fbank)
+    assert tome_state(m).tokens_seen == [62, 57, 57]
+
+
+def test_eval_merge_zero_matches_the_unmerged_model_and_keeps_tome_settings() -> None:
+    torch.manual_seed(0)
+    plain = ASTModel(num_classes=4, input_tdim=128, input_fdim=64, arch=TINY).eval()
+    m = ASTModel(num_classes=4, input_tdim=128, input_fdim=64, arch=TINY, merge=10, eval_merge=0)
+    m.load_state_dict(plain.state_dict())
+    apply_tome(m, r=m.merge, trace_source=True)  # a caller's own ToMe setting
+    fbank = torch.randn(2, 128, 64)
+    with torch.no_grad():
+        assert torch.equal(m.eval()(fbank), plain(fbank))  # r=0 parity in eval mode
+    assert tome_state(m).trace_source and tome_state(m).tokens_seen == [62, 62, 62]
+    m.train()
+    assert tome_state(m).spec == 10 and tome_state(m).trace_source
+
+
+def test_set_merge_sets_both_schedules_and_zero_removes_tome() -> None:
+    m = ASTModel(num_classes=2, input_tdim=128, input_fdim=64, arch=TINY)
+    m.set_merge(4)
+    assert (m.merge, m.eval_merge) == (4, 4)
+    m.set_merge(4, eval_merge=[2, 0])
+    assert m.eval().merge_schedule().r == [2, 0] and m.train().merge_schedule().r == [4, 4]
+    with pytest.raises(ValueError, match="merge"):
+        m.set_merge(0, eval_merge=100)
+    assert (m.merge, m.eval_merge) == (4, [2, 0])  # unchanged after a refused schedule
+    m.set_merge(0)
+    assert all(type(b) is Block for b in m.blocks)

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
 import torch
 from huggingface_hub import scan_cache_dir
@@ -63,6 +64,7 @@ def place_in_hub_cache(model_dir: Path, cache: Path, repo_id: str, commit: str) 
     return snapshot
 
 
+@pytest.mark.slow
 def test_hub_id_offline_matches_the_hf_model(tmp_path):
     hf = save_tiny_hf_ast(tmp_path / "hf")
     cache = tmp_path / "hub"
@@ -116,3 +118,21 @@ def test_features_follow_the_hf_feature_extractor(tmp_path):
     want = extractor(wave, sampling_rate=16000, return_tensors="np")["input_values"][0]
     (got,) = classifier.windows(torch.from_numpy(wave)[None])  # one window: padded clip
     torch.testing.assert_close(got, torch.from_numpy(want), atol=1e-5, rtol=1e-4)
+
+
+def test_hub_unreachable_without_offline_does_not_say_unset_it(tmp_path, monkeypatch):
+    """HF_HUB_OFFLINE not set and the hub unreachable (a refused local port stands in for
+    a machine without network): the message names the endpoint, not HF_HUB_OFFLINE."""
+    from huggingface_hub import constants
+
+    from fastast_pl.models.checkpoints.hub import resolve_source
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    with pytest.raises(FileNotFoundError) as err:
+        resolve_source("tiny-org/not-cached")
+    message = str(err.value)
+    assert "HF_HUB_OFFLINE" not in message, message
+    assert "http://127.0.0.1:9" in message and "hf download tiny-org/not-cached" in message
+    assert str(tmp_path / "hub") in message

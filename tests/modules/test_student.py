@@ -96,3 +96,57 @@ def test_training_and_evaluation_use_their_own_merge_schedules(tmp_path):
         assert key in trainer.callback_metrics, key
     # no clips/s timed inside the loop: speed is measured by fastast_pl.speed
     assert not any(key.endswith("throughput") for key in trainer.callback_metrics)
+
+
+class _RecordOrder(L.Callback):
+    """("train" | "val", tokens per layer) for every batch, in the order they ran."""
+
+    def __init__(self) -> None:
+        self.batches: list[tuple[str, list[int]]] = []
+
+    def on_train_batch_end(self, trainer, module, *args) -> None:
+        self.batches.append(("train", list(tome_state(module.model).tokens_seen)))
+
+    def on_validation_batch_end(self, trainer, module, *args) -> None:
+        self.batches.append(("val", list(tome_state(module.model).tokens_seen)))
+
+
+def test_mid_epoch_validation_runs_eval_schedule_then_training_resumes_its_own(tmp_path):
+    data = AudioDataModule(
+        SyntheticSource(
+            str(tmp_path / "synthetic"),
+            SyntheticConfig(num_classes=3, clips_per_class=6, clip_seconds=0.5),
+        ),
+        features=FeatureConfig(target_length=64, num_mel_bins=32),
+        loader=LoaderConfig(batch_size=2),
+    )
+    module = StudentModule(
+        num_classes=data.num_classes,
+        target_length=64,
+        num_mel_bins=32,
+        ast=TINY,
+        merge=4,
+        eval_merge=[2, 0],
+    )
+    train_tokens = module.model.merge_schedule(4).tokens
+    val_tokens = module.model.merge_schedule([2, 0]).tokens
+    record = _RecordOrder()
+    trainer = L.Trainer(
+        max_epochs=1,
+        limit_train_batches=4,
+        val_check_interval=2,  # validation after batches 2 and 4 of the epoch
+        limit_val_batches=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        num_sanity_val_steps=0,
+        callbacks=[record],
+    )
+    trainer.fit(module, datamodule=data)
+    kinds = [kind for kind, _ in record.batches]
+    assert kinds == ["train", "train", "val", "train", "train", "val"]
+    for kind, tokens in record.batches:
+        assert tokens == (train_tokens if kind == "train" else val_tokens), kind
+    # outside a Trainer, eval() alone selects the evaluation schedule
+    assert module.eval().model.merge_schedule().tokens == val_tokens
+    assert module.train().model.merge_schedule().tokens == train_tokens

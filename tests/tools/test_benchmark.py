@@ -14,6 +14,7 @@ from fastast_pl.tome.flops import vit_flops
 from fastast_pl.tools import benchmark
 
 
+@pytest.mark.slow
 def test_tiny_benchmark_writes_json_and_png(tmp_path):
     out = tmp_path / "bench"
     code = benchmark.main(
@@ -198,6 +199,7 @@ def test_epoch_benchmark_reads_the_cache(tmp_path):
     assert doc["meta"]["clips"] == 4 and doc["meta"]["loader_batch_size"] == 2
 
 
+@pytest.mark.slow
 def test_bf16_and_compile_columns(tmp_path, monkeypatch):
     """Mode columns: bf16 autocast, and torch.compile of one merged copy per schedule.
 
@@ -223,6 +225,7 @@ def test_bf16_and_compile_columns(tmp_path, monkeypatch):
         assert r["tokens"] == rows[("eager", r["schedule"])]["tokens"]
 
 
+@pytest.mark.slow
 def test_compiled_merged_model_matches_eager():
     """The compiled merged copy computes what the eager model computes."""
     import torch
@@ -238,6 +241,7 @@ def test_compiled_merged_model_matches_eager():
     torch.testing.assert_close(got, eager, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_gpu_command_needs_only_torch_timm_transformers_lightning(tmp_path):
     """``make bench-gpu`` runs ``python -m fastast_pl.tools.benchmark``: it must work without
     rich, matplotlib, soundfile, jsonargparse or wandb (absent on the GPU machine)."""

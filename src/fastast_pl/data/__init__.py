@@ -1,5 +1,11 @@
 """Audio data: decoding, Kaldi fbank features, dataset sources and the AudioDataModule."""
 
+from fastast_pl.data._compat import check_torch_family
+
+# Before any module below imports torchaudio: a broken pair fails here, with the fix.
+check_torch_family()
+
+# ruff: noqa: E402
 from fastast_pl.data.audio import AudioDecodeError, load_audio
 from fastast_pl.data.augment import AugmentConfig, SpecAugment
 from fastast_pl.data.cache import FeatureCache

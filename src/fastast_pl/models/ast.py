@@ -41,9 +41,13 @@ class ASTModel(nn.Module):
     """Audio Spectrogram Transformer over normalized fbank ``(B, T, F)`` -> logits ``(B, C)``.
 
     ``arch`` gives the size (a named size, overridden by explicit ``embed_dim``/``depth``/
-    ``num_heads``), patching and norms; it is kept resolved as ``self.arch``. ``merge`` is any
-    ``fastast_pl.tome.MergeSpec``; it is validated here so that a bad schedule fails when the
-    model is configured, not in the first forward.
+    ``num_heads``), patching and norms; it is kept resolved as ``self.arch``.
+
+    Token Merging follows the module's mode, like dropout: ``merge`` (any
+    ``fastast_pl.tome.MergeSpec``) runs in training mode, ``eval_merge`` (default: the same)
+    in evaluation mode, so ``.eval()`` anywhere (inference, export, a validation loop)
+    selects the evaluation schedule. Both are validated here, so that a bad schedule fails
+    when the model is configured, not in the first forward.
     """
 
     num_prefix_tokens = 2  # class token, distillation token
@@ -55,6 +59,7 @@ class ASTModel(nn.Module):
         input_fdim: int = 128,
         arch: ASTArch | None = None,
         merge: MergeSpec = 0,
+        eval_merge: MergeSpec | None = None,
         prop_attn: bool = True,
     ) -> None:
         super().__init__()
@@ -115,9 +120,10 @@ class ASTModel(nn.Module):
         self.head = nn.Sequential(norm_layer(embed_dim), nn.Linear(embed_dim, num_classes))
         self.init_weights()
 
-        self.merge: MergeSpec = 0
         self.prop_attn = prop_attn
-        self.set_merge(merge, prop_attn)
+        self.merge: MergeSpec = 0
+        self.eval_merge: MergeSpec = 0
+        self.set_merge(merge, eval_merge)
 
     # ------------------------------------------------------------------ weights
     def init_weights(self) -> None:
@@ -148,20 +154,50 @@ class ASTModel(nn.Module):
         """Tokens entering the first block: prefix tokens plus patches."""
         return self.num_prefix_tokens + self.num_patches
 
+    @property
+    def active_merge(self) -> MergeSpec:
+        """The schedule the current mode runs: ``merge`` in training, ``eval_merge`` in eval."""
+        return self.merge if self.training else self.eval_merge
+
     def merge_schedule(self, merge: MergeSpec | None = None) -> ResolvedSchedule:
-        """The per-layer schedule ``merge`` (default: the model's own) resolves to here."""
-        spec = self.merge if merge is None else merge
+        """The per-layer schedule ``merge`` (default: ``active_merge``) resolves to here."""
+        spec = self.active_merge if merge is None else merge
         return resolve_schedule(spec, self.num_tokens, self.depth, self.num_prefix_tokens)
 
-    def set_merge(self, merge: MergeSpec, prop_attn: bool | None = None) -> None:
-        """Validate and switch the Token Merging schedule; an all-zero schedule removes ToMe."""
-        prop_attn = self.prop_attn if prop_attn is None else prop_attn
-        resolved = self.merge_schedule(merge)  # raises ValueError on a bad schedule
+    def set_merge(self, merge: MergeSpec, eval_merge: MergeSpec | None = None) -> None:
+        """Validate and set the training schedule ``merge`` and the evaluation schedule
+        ``eval_merge`` (None: the same as ``merge``). When neither merges, ToMe is removed
+        and the blocks are timm's own again."""
+        eval_merge = merge if eval_merge is None else eval_merge
+        merging = [any(self.merge_schedule(spec).r) for spec in (merge, eval_merge)]  # raises
         remove_tome(self)  # no-op when not patched
-        if any(resolved.r):
-            apply_tome(self, r=merge, prop_attn=prop_attn)
-        self.merge = merge
-        self.prop_attn = prop_attn
+        self.merge, self.eval_merge = merge, eval_merge
+        self._merge_mode = self.training  # the mode whose schedule the blocks run
+        if any(merging):
+            apply_tome(self, r=self.active_merge, prop_attn=self.prop_attn)
+
+    def train(self, mode: bool = True) -> ASTModel:
+        """Set the mode (``eval()`` calls this too) and run that mode's merge schedule."""
+        super().train(mode)
+        self._follow_mode()
+        return self
+
+    def _follow_mode(self) -> None:
+        """After a mode change, put ``active_merge`` into the patched blocks, keeping the other
+        ToMe settings (proportional attention, source tracing, kernel)."""
+        if self._merge_mode == self.training:
+            return
+        self._merge_mode = self.training
+        state = getattr(self, "_tome_state", None)
+        if state is None or state.spec == self.active_merge:
+            return
+        apply_tome(
+            self,
+            r=self.active_merge,
+            prop_attn=state.prop_attn,
+            trace_source=state.trace_source,
+            attn_backend=state.attn_backend,
+        )
 
     # ------------------------------------------------------------------ forward
     def _check_input(self, fbank: torch.Tensor) -> None:
@@ -184,6 +220,9 @@ class ASTModel(nn.Module):
     def forward_features(self, fbank: torch.Tensor) -> torch.Tensor:
         """Normalized token sequence after the last block, ``(B, N', D)``."""
         self._check_input(fbank)
+        # `training` is sometimes set without train() (Lightning restores each submodule's
+        # flag after validation, `_ModuleMode.restore`): the schedule follows it here too.
+        self._follow_mode()
         x = self.patch_embed(fbank)  # (B, N, D)
         b = x.shape[0]
         prefix = torch.cat(
@@ -218,7 +257,7 @@ class ASTModel(nn.Module):
 
         The architecture is read from the checkpoint; ``overrides`` replace it: any
         ``ASTModel`` argument (``num_classes``, ``input_tdim``, ``input_fdim``, ``merge``,
-        ``prop_attn``, a whole ``arch=ASTArch(...)``) or single ``ASTArch`` fields
+        ``eval_merge``, ``prop_attn``, a whole ``arch=ASTArch(...)``) or single ``ASTArch`` fields
         (``num_heads=4``, ``norm_eps=1e-12``...). A different ``num_classes`` re-initialises
         the head; a different input size adapts the positional embedding (see
         ``fastast_pl.models.checkpoints``). ``checkpoint_fdim``/``checkpoint_fstride``: the mel

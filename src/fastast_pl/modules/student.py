@@ -55,12 +55,9 @@ class StudentModule(ClassificationModule):
             input_fdim=self.num_mel_bins,
             arch=ast or ASTArch(),
             merge=merge,
+            eval_merge=eval_merge,
             prop_attn=prop_attn,
         )
-        self.train_merge = merge
-        self.eval_merge = merge if eval_merge is None else eval_merge
-        # Validate the evaluation schedule now, not after an epoch of training.
-        self.model.merge_schedule(self.eval_merge)
         if init_from:
             self.model.load_pretrained(init_from)
 
@@ -68,37 +65,19 @@ class StudentModule(ClassificationModule):
         """(B, T, F) normalized fbank -> (B, num_classes) logits."""
         return self.model(fbank)
 
-    # Training runs under `merge`, every evaluation under `eval_merge`.
-    def on_train_epoch_start(self) -> None:
-        self.model.set_merge(self.train_merge)
-
-    def on_validation_epoch_start(self) -> None:
-        super().on_validation_epoch_start()
-        self.model.set_merge(self.eval_merge)
-
-    def on_validation_epoch_end(self) -> None:
-        super().on_validation_epoch_end()
-        self.model.set_merge(self.train_merge)  # validation may run mid-epoch
-
-    def on_test_epoch_start(self) -> None:
-        super().on_test_epoch_start()
-        self.model.set_merge(self.eval_merge)
-
-    def on_predict_epoch_start(self) -> None:
-        self.model.set_merge(self.eval_merge)
-
     def architecture(self) -> dict[str, Any]:
         """The AST's architecture for the checkpoint record."""
         return ast_arch_record(self.model.arch)
 
+    # ASTModel runs `merge` in training mode and `eval_merge` in eval mode: Lightning's
+    # train()/eval() around every loop pick the schedule, with no hook here.
     def merge_metadata(self) -> tuple[list[int] | None, list[int] | None]:
         """(eval, train) schedules as r per layer, stored for inference with the checkpoint."""
-        return self.model.merge_schedule(self.eval_merge).r, self.model.merge_schedule(
-            self.train_merge
-        ).r
+        model = self.model
+        return model.merge_schedule(model.eval_merge).r, model.merge_schedule(model.merge).r
 
     def on_fit_start(self) -> None:
-        schedule = self.model.merge_schedule()
+        schedule = self.model.merge_schedule(self.model.merge)
         log.info(
             "Token Merging for training: r per layer %s, tokens %s", schedule.r, schedule.tokens
         )

@@ -104,7 +104,7 @@ def time_schedules(
         raise ValueError(f"clock 'cpu' measures CPU time; it means nothing on {device.type}")
     resolved = [tuple(model.merge_schedule(s).r) for s in schedules]
     distinct = list(dict.fromkeys([(0,) * model.depth, *resolved]))
-    own = model.merge
+    own = (model.merge, model.eval_merge)
     dim, mlp = model.embed_dim, model.arch.mlp_ratio
     variants = []
     for r in distinct:
@@ -123,7 +123,7 @@ def time_schedules(
                                         settings.rounds, settings.clock,
                                         lambda: bar.advance(task))  # fmt: skip
     finally:
-        model.set_merge(own)
+        model.set_merge(*own)
     base_times = timings.times[id(variants[0])]
     speeds = {}
     for r, v in zip(distinct, variants):

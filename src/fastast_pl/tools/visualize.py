@@ -15,7 +15,7 @@ from fastast_pl.data.audio import load_audio
 from fastast_pl.data.features import FeatureConfig, compute_fbank, normalize, pad_or_crop
 from fastast_pl.models.ast import ASTModel
 from fastast_pl.models.checkpoints import read_inference_info
-from fastast_pl.tome import apply_tome, remove_tome, tome_state
+from fastast_pl.tome import apply_tome, tome_state
 from fastast_pl.tome.visualize import Box, patch_boxes, plot_merged_patches
 from fastast_pl.tools.common import USER_ERRORS, ToolError, fail, read_data_config
 
@@ -92,7 +92,7 @@ def merge_view(
     if not 1 <= layer <= model.depth:
         raise ToolError(f"--layer {layer}: expected 1..{model.depth} (the model's depth)")
     r = model.merge_schedule(merge).r[:layer] + [0] * (model.depth - layer)  # raises on bad r
-    remove_tome(model)
+    model.set_merge(r)
     apply_tome(model, r=r, prop_attn=model.prop_attn, trace_source=True)
 
     fbank = pad_or_crop(compute_fbank(waveform, features), features.target_length)  # (T, F)

@@ -22,15 +22,14 @@ from fastast_pl.tome.schedule import ResolvedSchedule
 def module_schedules(pl_module: L.LightningModule) -> dict[str, Any] | None:
     """{"train": spec, "eval": spec} of a module with a merging AST, else None.
 
-    The one place that knows how a module exposes its schedules (``train_merge`` /
-    ``eval_merge`` on the module, ``merge_schedule(spec)`` on its ``model``).
+    The one place that knows how a module exposes its schedules: its ``model`` (an
+    ``ASTModel``) holds ``merge`` (training) and ``eval_merge`` and resolves them with
+    ``merge_schedule(spec)``.
     """
     model = getattr(pl_module, "model", None)
     if not callable(getattr(model, "merge_schedule", None)):
         return None
-    current = getattr(model, "merge", 0)
-    train = getattr(pl_module, "train_merge", current)
-    return {"train": train, "eval": getattr(pl_module, "eval_merge", train)}
+    return {"train": model.merge, "eval": model.eval_merge}
 
 
 def schedule_stats(schedule: ResolvedSchedule, dim: int, mlp_ratio: float) -> dict[str, Any]:

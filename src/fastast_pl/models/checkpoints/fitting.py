@@ -24,7 +24,7 @@ from fastast_pl.models.checkpoints.reading import Checkpoint, read_checkpoint
 log = logging.getLogger(__name__)
 
 #: ``ASTModel`` arguments besides ``arch`` that ``from_pretrained`` overrides may name.
-MODEL_ARGUMENTS = ("num_classes", "input_tdim", "input_fdim", "merge", "prop_attn")
+MODEL_ARGUMENTS = ("num_classes", "input_tdim", "input_fdim", "merge", "eval_merge", "prop_attn")
 _ARCH_FIELDS = tuple(f.name for f in dataclasses.fields(ASTArch))
 
 

@@ -1,4 +1,8 @@
-"""Check, when fastast_pl is imported, that torchaudio really works beside this torch.
+"""Check, when ``fastast_pl.data`` is imported, that torchaudio really works beside this torch.
+
+It runs where audio is first needed (every feature, decoding and augmentation module is in
+``fastast_pl.data``; ``inference`` and the CLI import it), not in the package ``__init__``:
+``fastast_pl.tome`` and ``fastast_pl.models`` need no audio and import without torchaudio.
 
 torchaudio's native library is built against one torch release; beside another it can
 fail deep inside the loader (an undefined symbol) with a message that does not say what to
@@ -15,7 +19,7 @@ from importlib import metadata
 from pathlib import Path
 
 # Present in a source checkout (make install); absent from an installed wheel.
-_LOCK = Path(__file__).resolve().parents[2] / "requirements.lock"
+_LOCK = Path(__file__).resolve().parents[3] / "requirements.lock"
 
 
 def _installed_version(name: str) -> str:

@@ -1,9 +1,11 @@
-"""The torchaudio-beside-torch check that runs when fastast_pl is imported.
+"""The torchaudio-beside-torch check that runs when fastast_pl.data is imported, and the
+parts that need no audio (tome, models) importing without torchaudio.
 
 Each broken case is real: a stub ``torchaudio`` package placed first on the path of a
-fresh interpreter, which then imports fastast_pl. Without the check those imports either
-succeed (nothing fastast_pl imports at top level touches torchaudio) or fail with the stub's
-bare error, so every assertion below fails if the check is removed.
+fresh interpreter, which then imports fastast_pl.data (or the inference API). Without the
+check those imports fail with the stub's bare error (or, for the missing function, with an
+ImportError naming neither version nor fix), so every assertion below fails if the check is
+removed.
 """
 
 import os
@@ -12,6 +14,8 @@ import sys
 import textwrap
 from importlib import metadata
 from pathlib import Path
+
+import pytest
 
 import fastast_pl
 
@@ -23,14 +27,16 @@ LOADER_ERROR = (
 )
 
 
-def _import_with_stub(tmp_path: Path, stub_init: str) -> subprocess.CompletedProcess:
-    """Import fastast_pl in a new interpreter whose `torchaudio` is the given stub."""
+def _import_with_stub(
+    tmp_path: Path, stub_init: str, code: str = "import fastast_pl.data"
+) -> subprocess.CompletedProcess:
+    """Run ``code`` in a new interpreter whose `torchaudio` is the given stub."""
     stub = tmp_path / "stub" / "torchaudio"
     stub.mkdir(parents=True)
     (stub / "__init__.py").write_text(textwrap.dedent(stub_init))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(stub.parent), str(SRC)])}
     return subprocess.run(
-        [sys.executable, "-c", "import fastast_pl"],
+        [sys.executable, "-c", code],
         env=env,
         capture_output=True,
         text=True,
@@ -38,6 +44,7 @@ def _import_with_stub(tmp_path: Path, stub_init: str) -> subprocess.CompletedPro
     )
 
 
+@pytest.mark.slow
 def test_unloadable_extension_names_versions_loader_line_and_fix(tmp_path):
     result = _import_with_stub(tmp_path, f"raise OSError({LOADER_ERROR!r})")
     assert result.returncode != 0
@@ -49,6 +56,7 @@ def test_unloadable_extension_names_versions_loader_line_and_fix(tmp_path):
     assert "torch==" in last and "torchaudio==" in last  # the pair from the lock
 
 
+@pytest.mark.slow
 def test_missing_function_is_caught_too(tmp_path):
     # The library loads, but a function the pipeline needs is not there.
     result = _import_with_stub(
@@ -64,9 +72,29 @@ def test_missing_function_is_caught_too(tmp_path):
     assert "kaldi" in last
 
 
+@pytest.mark.slow
+def test_inference_api_runs_the_check_too(tmp_path):
+    result = _import_with_stub(
+        tmp_path, f"raise OSError({LOADER_ERROR!r})", "from fastast_pl import AudioClassifier"
+    )
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("ImportError: torchaudio ") and "make install" in last
+
+
+@pytest.mark.slow
+def test_tome_and_models_import_without_torchaudio(tmp_path):
+    # As if torchaudio were not installed: importing it raises ImportError.
+    code = "import fastast_pl, fastast_pl.tome, fastast_pl.models; print('imported')"
+    result = _import_with_stub(tmp_path, "raise ImportError('No module named torchaudio')", code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "imported"
+
+
+@pytest.mark.slow
 def test_working_stack_imports_in_a_fresh_interpreter():
     env = {**os.environ, "PYTHONPATH": str(SRC)}
     result = subprocess.run(
-        [sys.executable, "-c", "import fastast_pl"], env=env, capture_output=True, text=True
+        [sys.executable, "-c", "import fastast_pl.data"], env=env, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr
