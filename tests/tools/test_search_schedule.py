@@ -17,6 +17,8 @@ from fastast_pl.tome import resolve_schedule
 
 from helpers.tiny_run import run, tiny
 
+pytestmark = pytest.mark.slow  # a fit, a search, test, classify and an ONNX export end to end
+
 DEPTH = ["--model.init_args.ast.depth=4"]  # four layers: a schedule with some shape
 
 
@@ -86,10 +88,10 @@ def test_schedule_loads_into_test(searched):
     schedule = searched["record"]["schedule"]
     base = ["test", *tiny(searched["data"], searched["root"] / "t"), *DEPTH]
     given = run([*base, "--ckpt_path", searched["ckpt"], "--model.eval_merge", str(schedule)])
-    assert given.model.model.merge_schedule().r == schedule
+    assert given.model.model.eval().merge_schedule().r == schedule  # what evaluation runs
     stored = run([*base, "--ckpt_path", str(searched["saved"])])
-    assert stored.model.eval_merge == schedule
-    assert stored.model.model.merge_schedule().r == schedule
+    assert stored.model.model.eval_merge == schedule
+    assert stored.model.model.eval().merge_schedule().r == schedule
     tokens = resolve_schedule(schedule, stored.model.model.num_tokens, 4, 2).tokens
     assert tokens[-1] < tokens[0]
 

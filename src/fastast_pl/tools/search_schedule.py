@@ -54,6 +54,7 @@ def load_frozen_ast(checkpoint: str, features: dict) -> ASTModel:
         input_tdim=int(features["target_length"]),
         input_fdim=int(features["num_mel_bins"]),
         merge=0,
+        eval_merge=0,
     )
 
 
