@@ -5,7 +5,6 @@ refs}) and checked with huggingface_hub's own ``scan_cache_dir``; loading runs i
 interpreter so that HF_HUB_OFFLINE and HF_HUB_CACHE are read the way a user's are.
 """
 
-import hashlib
 import json
 import os
 import subprocess
@@ -21,7 +20,16 @@ from transformers import ASTFeatureExtractor
 
 import fastast_pl
 
-from helpers.hf_tiny import FRAMES, LABELS, MEAN, MELS, STD, hf_logits, save_tiny_hf_ast
+from helpers.hf_tiny import (
+    FRAMES,
+    LABELS,
+    MEAN,
+    MELS,
+    STD,
+    hf_logits,
+    place_in_hub_cache,
+    save_tiny_hf_ast,
+)
 
 REPO_ID = "tiny-org/tiny-ast"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -46,22 +54,6 @@ code = main(["classify", "tiny-org/tiny-ast", wav, "--top-k", "3", "--out", out 
 json.dump({"logits": logits.tolist(), "names": clf.class_names,
            "features": clf.features.__dict__, "missing": missing, "code": code}, open(out, "w"))
 """
-
-
-def place_in_hub_cache(model_dir: Path, cache: Path, repo_id: str, commit: str) -> Path:
-    """Blobs named by content hash, snapshot entries linking to them, refs/main -> commit."""
-    repo = cache / f"models--{repo_id.replace('/', '--')}"
-    snapshot = repo / "snapshots" / commit
-    (repo / "blobs").mkdir(parents=True)
-    snapshot.mkdir(parents=True)
-    for file in sorted(model_dir.iterdir()):
-        data = file.read_bytes()
-        blob = repo / "blobs" / hashlib.sha256(data).hexdigest()
-        blob.write_bytes(data)
-        (snapshot / file.name).symlink_to(os.path.relpath(blob, snapshot))
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text(commit)
-    return snapshot
 
 
 @pytest.mark.slow

@@ -29,6 +29,7 @@ SECTIONS: list[tuple[str, str, str]] = [
     ("Features", "data.features", "fastast_pl.data.features.FeatureConfig"),
     ("Augmentation", "data.augment", "fastast_pl.data.augment.AugmentConfig"),
     ("Loading", "data.loader", "fastast_pl.data.datamodule.LoaderConfig"),
+    ("Unlabeled audio", "data.unlabeled", "fastast_pl.data.unlabeled.UnlabeledConfig"),
     ("Every model", "model.init_args", "fastast_pl.modules.base.ClassificationModule"),
     (
         "AST student (adds to every model)",
