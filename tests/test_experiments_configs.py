@@ -16,7 +16,8 @@ import soundfile as sf
 import yaml
 
 from fastast_pl import cli
-from fastast_pl.tools import sweep
+from fastast_pl.tools.sweep import check, spec
+from fastast_pl.tools.sweep.run import plan_trials
 
 from helpers.tiny_run import TINY_AST_ARGS
 
@@ -139,12 +140,14 @@ def test_audioset_full_overlay_quickstart_and_demo():
 
 @pytest.mark.parametrize("path", sorted((EXP / "sweeps").glob("*.yaml")), ids=lambda p: p.stem)
 def test_sweep_files_parse_through_the_cli(path, monkeypatch):
-    """Every planned trial of every sweep file is accepted by the CLI's parser (the model
-    build, which needs the recipes' pretrained files, is covered in test_sweep.py)."""
+    """Every value of every sweep file is accepted by the CLI's parser (the model build, which
+    needs the recipes' pretrained files, is covered in test_sweep.py), as are its first trials."""
     monkeypatch.chdir(ROOT)  # the command's --config paths are relative to the repository
-    sw = sweep.load_sweep(path)
-    trials = sweep.plan_trials(sw, count=6, seed=0)
-    sweep.validate_sweep(sw, trials, sweep.TrialChecker(build_models=False))
+    sw = spec.load_sweep(path)
+    checker = check.TrialChecker(build_models=False)
+    check.validate_sweep(sw, checker)
+    for params in plan_trials(sw, count=6, seed=0):
+        assert checker.trial_error(sw, params) is None
     names = {p.name for p in sw.params}
     assert any("merge." in n for n in names)  # they sweep the merge schedule
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fastast_pl.tools.sweep import check, plan, run, spec
+from fastast_pl.tools.sweep import check, run, spec
 
 TINY_CONFIG = {
     "seed_everything": 0,
@@ -66,12 +66,14 @@ def test_grid_plan_and_command_like_the_wandb_agent(tmp_path):
         "model.init_args.merge.ratio_overrides": {"value": {0: 0.3}},
     })  # fmt: skip
     sw = spec.load_sweep(path)
-    trials = plan.plan_trials(sw, count=None)
+    trials = run.plan_trials(sw, count=None)
     assert len(trials) == 4
     assert {
         (t["model.init_args.merge.ratio"], t["model.init_args.merge.shape"]) for t in trials
     } == {(0.1, "constant"), (0.1, "late"), (0.2, "constant"), (0.2, "late")}
-    cmd = spec.expand_command(sw, trials[0])
+    first = next(t for t in trials if t["model.init_args.merge.ratio"] == 0.1
+                 and t["model.init_args.merge.shape"] == "constant")  # fmt: skip
+    cmd = spec.expand_command(sw, first)
     # the agent writes --name=str(value) for ${args} and drops nothing else
     assert cmd[:3] == [sys.executable, "-m", "fastast_pl"]
     assert cmd[-3:] == [
@@ -80,7 +82,7 @@ def test_grid_plan_and_command_like_the_wandb_agent(tmp_path):
         "--model.init_args.merge.ratio_overrides={0: 0.3}",
     ]
     assert spec.cli_args(cmd, "x")[:1] == ["fit"]
-    assert len(plan.plan_trials(sw, count=3)) == 3
+    assert len(run.plan_trials(sw, count=3)) == 3
 
 
 def test_random_plan_is_seeded_and_inside_the_bounds(tmp_path):
@@ -90,14 +92,14 @@ def test_random_plan_is_seeded_and_inside_the_bounds(tmp_path):
         "data.loader.batch_size": {"min": 2, "max": 5},
     }, method="random")  # fmt: skip
     sw = spec.load_sweep(path)
-    a = plan.plan_trials(sw, count=20, seed=3)
-    assert a == plan.plan_trials(sw, count=20, seed=3) != plan.plan_trials(sw, count=20, seed=4)
+    a = run.plan_trials(sw, count=20, seed=3)
+    assert a == run.plan_trials(sw, count=20, seed=3) != run.plan_trials(sw, count=20, seed=4)
     ratios = [t["model.init_args.merge.ratio"] for t in a]
     assert all(0.05 <= r <= 0.3 for r in ratios)
     sizes = [t["data.loader.batch_size"] for t in a]
     assert all(isinstance(b, int) and 2 <= b <= 5 for b in sizes)
     with pytest.raises(spec.SweepError, match="--count"):
-        plan.plan_trials(sw, count=None)
+        run.plan_trials(sw, count=None)
 
 
 @pytest.mark.parametrize(
@@ -155,9 +157,8 @@ def test_bad_parameters_rejected_before_any_trial(tmp_path, checker, parameters,
     method = "random" if any("distribution" in v for v in parameters.values()) else "grid"
     path = _write(tmp_path, parameters, method=method)
     sw = spec.load_sweep(path)
-    trials = plan.plan_trials(sw, count=2, seed=0)
     with pytest.raises(spec.SweepError) as info:
-        check.validate_sweep(sw, trials, checker)
+        check.validate_sweep(sw, checker)
     message = str(info.value)
     assert f"parameter {blamed}" in message and why in message
     assert "no trial was started" in message
@@ -172,7 +173,8 @@ def test_good_sweep_passes_validation(tmp_path, checker):
         "model.init_args.merge.r_overrides": {"values": [{0: 4}]},
     })  # fmt: skip
     sw = spec.load_sweep(path)
-    check.validate_sweep(sw, plan.plan_trials(sw, None), checker)
+    check.validate_sweep(sw, checker)
+    assert all(checker.trial_error(sw, t) is None for t in run.plan_trials(sw, None))
 
 
 @pytest.mark.slow
@@ -192,13 +194,14 @@ def test_sweep_runs_trials_and_records_a_failed_one(tmp_path, monkeypatch):
     )
     assert code == 1  # one trial failed
     record = json.loads((out / "sweep.json").read_text())
-    assert [t["status"] for t in record["trials"]] == ["failed", "finished"]
-    assert "max_steps" in (out / "trial-000" / "stdout.log").read_text()
-    good = record["trials"][1]
+    status = {t["params"]["trainer.max_steps"]: t["status"] for t in record["trials"]}
+    assert status == {-7: "failed", 2: "finished"}  # in the grid order of Optuna's GridSampler
+    bad, good = sorted(record["trials"], key=lambda t: t["params"]["trainer.max_steps"])
+    assert "max_steps" in (Path(bad["run_dir"]) / "stdout.log").read_text()
     assert good["params"]["model.init_args.merge.ratio"] == 0.2
     assert {"val/acc", "val/loss"} <= set(good["metrics"])
     # the CLI saved the trial's full config with the swept values in place
-    saved = yaml.safe_load((out / "trial-001" / "config.yaml").read_text())
+    saved = yaml.safe_load((Path(good["run_dir"]) / "config.yaml").read_text())
     assert saved["model"]["init_args"]["merge"] == {
         "ratio": 0.2,
         "shape": "late",
@@ -207,13 +210,54 @@ def test_sweep_runs_trials_and_records_a_failed_one(tmp_path, monkeypatch):
     }
     assert saved["trainer"]["max_steps"] == 2
     # the W&B offline run holds the config (the swept values) and the logged metrics
-    wandb_log = next((out / "trial-001" / "wandb").glob("offline-run-*/run-*.wandb")).read_bytes()
+    wandb_log = next(
+        (Path(good["run_dir"]) / "wandb").glob("offline-run-*/run-*.wandb")
+    ).read_bytes()
     assert b"val/acc" in wandb_log and b"merge" in wandb_log
     # and the report reads the sweep directory
     from fastast_pl.tools import report
 
     rep = report.build_report(report.gather([str(out)]), acc_key="val/acc")
-    assert [r["status"] for r in rep.rows] == ["failed", "finished"]
+    assert [r["status"] for r in rep.rows] == [t["status"] for t in record["trials"]]
+
+
+# ------------------------------------------------ a rerun never changes earlier trials
+def _files(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
+
+
+def test_a_rerun_into_the_same_out_changes_nothing_unless_resumed_or_overwritten(tmp_path, capsys):
+    """Real trials (a two-line Python program as the command, so no check through the CLI),
+    a real Optuna journal: a second run refuses before touching OUT; --resume continues the
+    study with new trials beside the untouched earlier ones; --overwrite starts afresh."""
+    path = _write(tmp_path, {"x": {"distribution": "uniform", "min": 0.0, "max": 1.0}}, "random")
+    doc = yaml.safe_load(path.read_text())
+    doc["command"] = ["${env}", "python", "-c", "import sys; print(sys.argv[1:])", "${args}"]
+    path.write_text(yaml.safe_dump(doc))
+    out = tmp_path / "out"
+    argv = [str(path), "--out", str(out), "--no-validate", "--logger", "none"]
+    assert run.main([*argv, "--count", "2"]) == 0
+    before = _files(out)
+    assert {"trial-000/trial.json", "trial-001/stdout.log", "sweep.json"} <= set(before)
+    capsys.readouterr()
+    assert run.main([*argv, "--count", "3"]) == 2
+    err = capsys.readouterr().err
+    assert str(out) in err and "--resume" in err and "--overwrite" in err
+    assert _files(out) == before  # nothing changed, nothing added
+    assert run.main([*argv, "--count", "3", "--resume"]) == 0
+    after = _files(out)
+    assert {k: after[k] for k in before if k.startswith("trial-")} == {
+        k: v for k, v in before.items() if k.startswith("trial-")
+    }
+    trials = json.loads((out / "sweep.json").read_text())["trials"]
+    assert [t["index"] for t in trials] == [0, 1, 2]
+    assert len({t["params"]["x"] for t in trials}) == 3  # the resumed study draws anew
+    assert run.main([*argv, "--count", "1", "--overwrite"]) == 0
+    assert sorted(p.name for p in out.glob("trial-*")) == ["trial-000"]
+    assert run.main([str(path), "--out", str(tmp_path / "none"), "--resume", "--count", "1",
+                     "--no-validate"]) == 2  # fmt: skip
 
 
 # ------------------------------------------------------------- engine (Optuna)
@@ -227,12 +271,13 @@ def test_bayes_is_model_based_not_random(tmp_path):
     than random ones (same seed, same number of trials): bayes learns from results."""
 
     def mean_distance(method: str) -> float:
-        planner = plan.SweepPlanner(_toy_sweep(tmp_path, method), seed=0, startup_trials=5)
+        sweep = _toy_sweep(tmp_path, method)
+        study = run.make_study(sweep, seed=0, startup_trials=5)
         late = []
         for i in range(30):
-            trial = planner.ask()
-            x = trial.params["x"]
-            planner.tell(trial, {"val/acc": -((x - 0.9) ** 2)})
+            trial = study.ask()
+            x = sweep.suggest(trial)["x"]
+            study.tell(trial, -((x - 0.9) ** 2))
             if i >= 15:
                 late.append(abs(x - 0.9))
         return sum(late) / len(late)
@@ -247,7 +292,7 @@ def test_distributions_translated_or_refused_by_name(tmp_path):
         "c": {"distribution": "q_log_uniform_values", "min": 1, "max": 64, "q": 4},
         "d": {"values": [{}, {0: 0.1}]},
     }, method="random")  # fmt: skip
-    trials = plan.plan_trials(spec.load_sweep(path), count=40, seed=1)
+    trials = run.plan_trials(spec.load_sweep(path), count=40, seed=1)
     a = [t["a"] for t in trials]
     assert all(0.0 <= v <= 0.3 and abs(v / 0.05 - round(v / 0.05)) < 1e-9 for v in a)
     assert len(set(a)) > 3
@@ -259,7 +304,7 @@ def test_distributions_translated_or_refused_by_name(tmp_path):
         spec.load_sweep(bad)
     weighted = _write(tmp_path, {"a": {"values": [1, 2], "probabilities": [0.3, 0.7]}}, "random")
     with pytest.raises(spec.SweepError, match=r"parameters\.a\.probabilities"):
-        plan.plan_trials(spec.load_sweep(weighted), count=2)
+        spec.load_sweep(weighted)
 
 
 # ------------------------------------------------------------- FLOP budget

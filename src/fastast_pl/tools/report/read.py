@@ -187,7 +187,7 @@ def runs_from_wandb(path: str, api: Any = None) -> list[Run]:
                 params=swept,
                 metrics=_numbers(dict(r.summary)),
                 config=config,
-            )  # fmt: skip
+            )
         )
     return out
 

@@ -49,16 +49,23 @@ def _model_dims(module: Any) -> dict[str, Any]:
     """Token count, depth and width of a module's AST (the one place that reads them)."""
     model = module.model
     return {
-        "num_tokens": model.num_tokens, "depth": model.depth,
-        "num_prefix_tokens": model.num_prefix_tokens, "dim": model.embed_dim,
+        "num_tokens": model.num_tokens,
+        "depth": model.depth,
+        "num_prefix_tokens": model.num_prefix_tokens,
+        "dim": model.embed_dim,
         "mlp_ratio": model.arch.mlp_ratio,
-    }  # fmt: skip
+    }
 
 
 def budget_schedule(
-    weights: list[float], target: float, num_tokens: int, depth: int,
-    num_prefix_tokens: int, dim: int, mlp_ratio: float = 4.0,
-) -> list[int]:  # fmt: skip
+    weights: list[float],
+    target: float,
+    num_tokens: int,
+    depth: int,
+    num_prefix_tokens: int,
+    dim: int,
+    mlp_ratio: float = 4.0,
+) -> list[int]:
     """r per layer in the shape of `weights` whose FLOP ratio first reaches `target`."""
     if len(weights) != depth or any(w < 0 for w in weights):
         raise SweepError(f"budget weights {weights}: expected {depth} numbers >= 0")

@@ -1,138 +1,160 @@
-"""Run a sweep locally: ask the planner, check, run each trial as a subprocess, tell the result.
+"""Run a sweep file locally: an Optuna study asks for trials, each runs as a subprocess, its
+final metric is told back.
 
-Each trial is the file's ``command:`` with the W&B macros expanded the way the W&B agent
-expands them, run as a subprocess, so a trial that crashes is recorded as failed and the
-sweep goes on. Grid and random trials do not depend on results: all are planned and
-checked before the first starts. Bayes trials are proposed one at a time from the results
-so far; every value a parameter can take (categorical values, distribution bounds) is
-checked before the first starts, and each proposed trial is checked again just before it
-runs (a rejected one is recorded as failed and told to the sampler as failed).
+The W&B methods are Optuna's samplers: ``grid`` -> ``GridSampler``, ``random`` ->
+``RandomSampler``, ``bayes`` -> ``TPESampler`` (model-based like W&B's Bayesian search:
+after ``--startup-trials`` random trials each proposal comes from the results so far). The
+study lives in ``OUT/optuna.journal`` (Optuna's ``JournalStorage``). A trial that crashes, is
+rejected by the check before its start, or lacks the file's ``metric.name`` returns NaN
+(Optuna records it as failed, and the samplers learn nothing from it); the sweep goes on. W&B's ``early_terminate`` is not applied locally.
 
-Results: ``OUT/sweep.json`` (one record per trial: parameters, status, final metrics) and
-one run directory per trial (``OUT/trial-000/``: CSV metrics, hparams.yaml with the merge
-statistics, the CLI's config.yaml, ``trial.json``, and the W&B offline run with
-``--logger wandb``), which ``python -m fastast_pl report OUT`` turns into a table and plots.
+Results: one run directory per trial (``OUT/trial-000/``: CSV metrics, hparams.yaml with the
+merge statistics, the CLI's config.yaml, stdout.log, ``trial.json``; the W&B offline run
+with ``--logger wandb``) and ``OUT/sweep.json`` (every trial.json), which
+``python -m fastast_pl report OUT`` turns into a table and plots. A second run into an OUT
+that holds a sweep changes nothing and stops, unless ``--resume`` (continue its study up to
+``--count`` trials in all; earlier trials stay as they are) or ``--overwrite`` (delete it).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import re
+import math
 import shlex
+import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import optuna
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import TrialState
+
 from fastast_pl.tools.report.read import last_metrics_csv
 from fastast_pl.tools.sweep.check import TrialChecker, validate_sweep
-from fastast_pl.tools.sweep.plan import PlannedTrial, SweepPlanner
-from fastast_pl.tools.sweep.spec import SweepError, SweepFile, cli_args, expand_command, load_sweep
+from fastast_pl.tools.sweep.spec import SweepError, SweepFile, expand_command, load_sweep
+
+optuna.logging.set_verbosity(optuna.logging.ERROR)  # each trial's line is printed here
+STORAGE = "optuna.journal"
 
 
-@dataclass
-class TrialResult:
-    """What the sweep records about one trial."""
-
-    index: int
-    params: dict[str, Any]
-    status: str  # "finished" | "failed"
-    returncode: int
-    run_dir: str
-    seconds: float
-    metrics: dict[str, float] = field(default_factory=dict)
-    command: list[str] = field(default_factory=list)
-
-
-def logger_args(
-    kind: str, run_dir: Path, sweep_name: str, trial_name: str, online: bool
-) -> list[str]:
-    """CLI overrides that send a trial's logs, config and checkpoints to its run directory.
-
-    A CSVLogger always writes ``metrics.csv`` (the report reads it); ``wandb`` adds a
-    WandbLogger (offline unless `online`) in the same directory.
-    """
-    loggers: list[dict[str, Any]] = []
-    if kind in ("csv", "wandb"):
-        loggers.append({
-            "class_path": "lightning.pytorch.loggers.CSVLogger",
-            "init_args": {"save_dir": str(run_dir), "name": "", "version": ""},
-        })  # fmt: skip
-    if kind == "wandb":
-        loggers.append({
-            "class_path": "lightning.pytorch.loggers.WandbLogger",
-            "init_args": {
-                "save_dir": str(run_dir), "project": sweep_name, "name": trial_name,
-                "group": sweep_name, "offline": not online,
-            },
-        })  # fmt: skip
-    args = [f"--trainer.default_root_dir={run_dir}"]
-    if loggers:
-        args.append("--trainer.logger=" + json.dumps(loggers))
-    return args
+def make_study(
+    sweep: SweepFile, seed: int = 0, startup_trials: int = 10, storage: Any = None
+) -> optuna.Study:
+    """The Optuna study of `sweep` (in memory, or loaded from / created in `storage`)."""
+    if sweep.method == "grid":
+        space = {p.name: list(range(len(p.values))) for p in sweep.params}  # type: ignore[arg-type]
+        sampler: optuna.samplers.BaseSampler = optuna.samplers.GridSampler(space, seed=seed)
+    elif sweep.method == "random":
+        sampler = optuna.samplers.RandomSampler(seed=seed)
+    else:
+        sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup_trials)
+    goal = sweep.metric.get("goal", "maximize")
+    if goal not in ("maximize", "minimize") or (sweep.method == "bayes" and not metric_name(sweep)):
+        raise SweepError(
+            f"{sweep.path}: metric={sweep.metric!r}; expected a name (what to "
+            "optimise; bayes needs it) and goal 'maximize' or 'minimize'"
+        )
+    return optuna.create_study(
+        storage=storage,
+        sampler=sampler,
+        direction=goal,
+        study_name=sweep.name or sweep.path.stem,
+        load_if_exists=True,
+    )
 
 
-def read_final_metrics(run_dir: Path) -> dict[str, float]:
-    """Last value of every metric in the trial's ``metrics.csv`` (empty if none)."""
-    path = run_dir / "metrics.csv"
-    return last_metrics_csv(path) if path.is_file() else {}
+def metric_name(sweep: SweepFile) -> str | None:
+    return sweep.metric.get("name")
+
+
+def trial_count(sweep: SweepFile, count: int | None) -> int:
+    """Trials in all: the grid (cut at `count`), else `count` or the file's ``run_cap``."""
+    if sweep.method == "grid":
+        size = math.prod(len(p.values) for p in sweep.params)  # type: ignore[arg-type]
+        return min(count, size) if count else size
+    if not (count or sweep.run_cap):
+        raise SweepError(
+            f"{sweep.path}: method {sweep.method!r} needs --count (or run_cap in the file)"
+        )
+    return int(count or sweep.run_cap)  # type: ignore[arg-type]
+
+
+def plan_trials(sweep: SweepFile, count: int | None, seed: int = 0) -> list[dict[str, Any]]:
+    """The first `count` parameter sets the sampler proposes before any result is told (all
+    of a grid or random sweep; the random start of a bayes one): for --dry-run and tests."""
+    study = make_study(sweep, seed)
+    return [sweep.suggest(study.ask()) for _ in range(trial_count(sweep, count))]
+
+
+def logger_args(kind: str, run_dir: Path, sweep_name: str, online: bool) -> list[str]:
+    """CLI overrides that send a trial's logs, config and checkpoints to its run directory:
+    a CSVLogger's ``metrics.csv`` (read back here and by the report), with ``wandb`` also a
+    WandbLogger (offline unless `online`) in the same directory."""
+    csv = {
+        "class_path": "lightning.pytorch.loggers.CSVLogger",
+        "init_args": {"save_dir": str(run_dir), "name": "", "version": ""},
+    }
+    wandb = {
+        "class_path": "lightning.pytorch.loggers.WandbLogger",
+        "init_args": {
+            "save_dir": str(run_dir),
+            "project": sweep_name,
+            "name": run_dir.name,
+            "group": sweep_name,
+            "offline": not online,
+        },
+    }
+    loggers = {"csv": [csv], "wandb": [csv, wandb], "none": []}[kind]
+    return [f"--trainer.default_root_dir={run_dir}"] + (
+        ["--trainer.logger=" + json.dumps(loggers)] if loggers else []
+    )
 
 
 def run_trial(
     sweep: SweepFile,
-    index: int,
+    number: int,
     params: dict[str, Any],
     out_dir: Path,
-    logger: str = "csv",
-    online: bool = False,
-    extra_args: Sequence[str] = (),
-    timeout: float | None = None,
-) -> TrialResult:
-    """Run one trial in ``out_dir/trial-NNN``; a failure is recorded, never raised."""
-    name = sweep.name or sweep.path.stem
-    trial_name = f"trial-{index:03d}"
-    run_dir = out_dir / trial_name
-    run_dir.mkdir(parents=True, exist_ok=True)
+    args: argparse.Namespace,
+    rejected: str | None = None,
+) -> dict[str, Any]:
+    """Run trial `number` in ``out_dir/trial-NNN`` (or record why the check rejected it);
+    a failure is recorded, never raised; an existing directory is never written into."""
+    run_dir = out_dir / f"trial-{number:03d}"
+    run_dir.mkdir(parents=True)
     command = expand_command(sweep, params, json_file=run_dir / "params.json")
-    command += list(extra_args) + logger_args(logger, run_dir, name, trial_name, online)
-    start = time.perf_counter()
-    with (run_dir / "stdout.log").open("w") as log:
-        try:
-            code = subprocess.run(
-                command, stdout=log, stderr=subprocess.STDOUT, timeout=timeout
-            ).returncode
-        except subprocess.TimeoutExpired:
-            log.write(f"\n[sweep] trial killed after the {timeout} s timeout\n")
-            code = -9
-    return _record(
-        TrialResult(
-            index=index,
-            params=params,
-            status="finished" if code == 0 else "failed",
-            returncode=code,
-            run_dir=str(run_dir),
-            seconds=round(time.perf_counter() - start, 2),
-            metrics=read_final_metrics(run_dir),
-            command=command,
-        )  # fmt: skip
+    command += list(args.extra) + logger_args(
+        args.logger, run_dir, sweep.name or sweep.path.stem, args.online
     )
-
-
-def rejected_trial(index: int, params: dict[str, Any], out_dir: Path, why: str) -> TrialResult:
-    """A bayes trial the pre-flight check rejected: recorded as failed, never started."""
-    run_dir = out_dir / f"trial-{index:03d}"
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "stdout.log").write_text(f"[sweep] rejected before the start:\n{why}\n")
-    return _record(TrialResult(index, params, "failed", 2, str(run_dir), 0.0))
-
-
-def _record(result: TrialResult) -> TrialResult:
-    path = Path(result.run_dir) / "trial.json"
-    path.write_text(json.dumps(asdict(result), indent=2, default=str))
+    start, code = time.perf_counter(), 2
+    with (run_dir / "stdout.log").open("w") as log:
+        if rejected is not None:
+            log.write(f"[sweep] rejected before the start:\n{rejected}\n")
+        else:
+            try:
+                code = subprocess.run(
+                    command, stdout=log, stderr=subprocess.STDOUT, timeout=args.timeout
+                ).returncode
+            except subprocess.TimeoutExpired:
+                log.write(f"\n[sweep] trial killed after the {args.timeout} s timeout\n")
+                code = -9
+    csv = run_dir / "metrics.csv"
+    result = {
+        "index": number,
+        "params": params,
+        "status": "finished" if code == 0 else "failed",
+        "returncode": code,
+        "run_dir": str(run_dir),
+        "seconds": round(time.perf_counter() - start, 2),
+        "metrics": last_metrics_csv(csv) if csv.is_file() else {},
+        "command": command,
+    }
+    (run_dir / "trial.json").write_text(json.dumps(result, indent=2, default=str))
     return result
 
 
@@ -144,34 +166,111 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
         "every trial's command.",
     )
     p.add_argument("file", help="W&B sweep YAML (experiments/sweeps/*.yaml)")
-    p.add_argument("--method", choices=["grid", "random", "bayes"],
-                   help="override the file's method")  # fmt: skip
-    p.add_argument("--count", type=int,
-                   help="number of trials (random/bayes: required unless run_cap; grid: the first N)")  # fmt: skip
+    p.add_argument(
+        "--method", choices=["grid", "random", "bayes"], help="override the file's method"
+    )
+    p.add_argument(
+        "--count",
+        type=int,
+        help="trials in all (random/bayes: required unless run_cap; grid: the first N)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the sampler (default 0)")
-    p.add_argument("--startup-trials", type=int, default=10,
-                   help="bayes: random trials before TPE models the results (default 10, Optuna's)")  # fmt: skip
+    p.add_argument(
+        "--startup-trials",
+        type=int,
+        default=10,
+        help="bayes: random trials before TPE models the results (default 10, Optuna's)",
+    )
     p.add_argument("--out", default=None, help="output directory (default runs/sweeps/<name>)")
-    p.add_argument("--logger", choices=["csv", "wandb", "none"], default="csv",
-                   help="csv: metrics.csv per trial; wandb: also a W&B run (offline unless --online)")  # fmt: skip
-    p.add_argument("--online", action="store_true",
-                   help="with --logger wandb: sync to the W&B server")  # fmt: skip
-    p.add_argument("--timeout", type=float, default=None,
-                   help="seconds after which a trial is killed (failed)")  # fmt: skip
-    p.add_argument("--dry-run", action="store_true",
-                   help="validate and print the trial commands, run nothing (grid/random)")  # fmt: skip
-    p.add_argument("--no-validate", action="store_true",
-                   help="skip the checks before the first trial")  # fmt: skip
+    again = p.add_mutually_exclusive_group()
+    again.add_argument(
+        "--resume",
+        action="store_true",
+        help="OUT holds this sweep: continue its Optuna study up to --count trials",
+    )
+    again.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="OUT holds a sweep: delete its trials and study first",
+    )
+    p.add_argument(
+        "--logger",
+        choices=["csv", "wandb", "none"],
+        default="csv",
+        help="csv: metrics.csv per trial; wandb: also a W&B run (offline unless --online)",
+    )
+    p.add_argument(
+        "--online", action="store_true", help="with --logger wandb: sync to the W&B server"
+    )
+    p.add_argument(
+        "--timeout", type=float, default=None, help="seconds after which a trial is killed (failed)"
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="validate and print the trial commands, run nothing (grid/random)",
+    )
+    p.add_argument("--no-validate", action="store_true", help="skip the checks through the CLI")
     cut = argv.index("--") if "--" in argv else len(argv)
     ns = p.parse_args(argv[:cut])
     ns.extra = argv[cut + 1 :]
     return ns
 
 
-def _write_summary(out_dir: Path, sweep: SweepFile, results: list[TrialResult]) -> None:
-    doc = {"file": str(sweep.path), "method": sweep.method, "metric": sweep.metric,
-           "engine": "optuna", "trials": [asdict(r) for r in results]}  # fmt: skip
-    (out_dir / "sweep.json").write_text(json.dumps(doc, indent=2, default=str))
+def earlier_sweep(out_dir: Path) -> list[Path]:
+    """What an earlier sweep left in `out_dir`: its study, summary and trial directories."""
+    names = [STORAGE, "sweep.json"]
+    return sorted(p for p in out_dir.glob("*") if p.name in names or p.name.startswith("trial-"))
+
+
+def _open_out(out_dir: Path, args: argparse.Namespace, sweep: SweepFile) -> optuna.Study:
+    """The study in `out_dir`: a new one, the earlier one (--resume), or a new one after the
+    earlier sweep's files are deleted (--overwrite); otherwise refuse, touching nothing."""
+    found = earlier_sweep(out_dir)
+    if found and args.overwrite:
+        for path in found:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    elif found and not (args.resume and (out_dir / STORAGE).is_file()):
+        raise SweepError(
+            f"{out_dir} holds an earlier sweep ({[p.name for p in found][:4]}...); "
+            "nothing was changed. Continue its study with --resume, delete it with "
+            "--overwrite, or give another --out"
+        )
+    elif args.resume and not found:
+        raise SweepError(f"--resume: {out_dir} holds no sweep to continue ({STORAGE} not found)")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    storage = JournalStorage(JournalFileBackend(str(out_dir / STORAGE)))
+    resumed = sum(p.name.startswith("trial-") for p in found) if args.resume else 0
+    study = make_study(sweep, args.seed + resumed, args.startup_trials, storage)  # new draws
+    this = {
+        "file": str(sweep.path.resolve()),
+        "method": sweep.method,
+        "params": [p.name for p in sweep.params],
+    }
+    if study.user_attrs.setdefault("sweep", this) != this:
+        raise SweepError(
+            f"--resume: the study in {out_dir} is of another sweep "
+            f"({study.user_attrs['sweep']}), not {this}"
+        )
+    study.set_user_attr("sweep", this)
+    for stale in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        study.tell(stale.number, state=TrialState.FAIL)  # a killed earlier process
+    return study
+
+
+def _write_summary(out_dir: Path, sweep: SweepFile) -> list[dict[str, Any]]:
+    """``OUT/sweep.json``: the file, method, metric and every trial's ``trial.json``."""
+    trials = [json.loads(p.read_text()) for p in sorted(out_dir.glob("trial-*/trial.json"))]
+    summary = {
+        "file": str(sweep.path),
+        "method": sweep.method,
+        "metric": sweep.metric,
+        "engine": "optuna",
+        "storage": str(out_dir / STORAGE),
+        "trials": trials,
+    }
+    (out_dir / "sweep.json").write_text(json.dumps(summary, indent=2, default=str))
+    return trials
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -179,59 +278,46 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse_args(list(sys.argv[1:] if argv is None else argv))
     checker = TrialChecker()
     try:
-        sweep = load_sweep(args.file)
-        sweep.method = args.method or sweep.method
-        planner = SweepPlanner(sweep, args.seed, args.startup_trials)
-        count = planner.count(args.count)
-        planned: list[PlannedTrial] = []
-        if sweep.method != "bayes":
-            planned = [planner.ask() for _ in range(count)]
+        sweep = load_sweep(args.file, args.method)
+        count = trial_count(sweep, args.count)
+        name = sweep.name or sweep.path.stem
+        out_dir = Path(args.out or Path("runs") / "sweeps" / name)
         if not args.no_validate:
-            first = [t.params for t in planned] or [planner.ask().params]
-            validate_sweep(sweep, first, checker, extra_args=args.extra)
-            if sweep.method == "bayes":  # that probe trial is not run: start the study afresh
-                planner = SweepPlanner(sweep, args.seed, args.startup_trials)
+            validate_sweep(sweep, checker, extra_args=args.extra)
+        if args.dry_run:
+            for i, params in enumerate(plan_trials(sweep, count, args.seed)):
+                print(f"trial-{i:03d}: {shlex.join(expand_command(sweep, params) + args.extra)}")
+            return 0
+        study = _open_out(out_dir, args, sweep)
     except SweepError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    name = sweep.name or sweep.path.stem
-    out_dir = Path(args.out or Path("runs") / "sweeps" / name)
-    print(f"[sweep] {name}: {count} {sweep.method} trials (Optuna) -> {out_dir}")
-    if args.dry_run:
-        for i, t in enumerate(planned):
-            print(f"trial-{i:03d}: {shlex.join(expand_command(sweep, t.params) + args.extra)}")
-        return 0
-    out_dir.mkdir(parents=True, exist_ok=True)
-    results: list[TrialResult] = []
-    for index in range(count):
-        trial = planned[index] if planned else planner.ask()
-        why = None
-        if sweep.method == "bayes" and not args.no_validate:
-            why = _check_one(sweep, trial.params, checker, args.extra)
-        if why is None:
-            result = run_trial(sweep, index, trial.params, out_dir, args.logger, args.online,
-                               args.extra, args.timeout)  # fmt: skip
-        else:
-            result = rejected_trial(index, trial.params, out_dir, why)
-        planner.tell(trial, result.metrics if result.status == "finished" else None)
-        results.append(result)
-        shown = {k: round(v, 4) for k, v in result.metrics.items() if re.match(r"(val|test)/", k)}
-        print(f"[sweep] trial-{index:03d} {result.status} ({result.seconds} s) "
-              f"{result.params} {shown}")  # fmt: skip
-        _write_summary(out_dir, sweep, results)
-    failed = [r.index for r in results if r.status != "finished"]
+    todo = max(count - len(study.trials), 0)
+    print(f"[sweep] {name}: {todo} of {count} {sweep.method} trials (Optuna) -> {out_dir}")
+    if sweep.early_terminate:
+        print(
+            "[sweep] early_terminate is applied under `wandb agent` only; every trial runs to its end"
+        )
+
+    def objective(trial: optuna.Trial) -> float:
+        params = sweep.suggest(trial)
+        why = None if args.no_validate else checker.trial_error(sweep, params, args.extra)
+        result = run_trial(sweep, trial.number, params, out_dir, args, why)
+        shown = {
+            k: round(v, 4) for k, v in result["metrics"].items() if k.startswith(("val/", "test/"))
+        }
+        print(
+            f"[sweep] trial-{trial.number:03d} {result['status']} ({result['seconds']} s) "
+            f"{params} {shown}"
+        )
+        _write_summary(out_dir, sweep)
+        value = result["metrics"].get(metric_name(sweep) or "", math.nan)
+        return value if result["status"] == "finished" else math.nan  # nan: Optuna's FAIL
+
+    study.optimize(objective, n_trials=todo)
+    trials = _write_summary(out_dir, sweep)
+    failed = [t["index"] for t in trials if t["status"] != "finished"]
     print(
-        f"[sweep] done: {len(results) - len(failed)} finished, {len(failed)} failed {failed or ''}"
+        f"[sweep] done: {len(trials) - len(failed)} finished, {len(failed)} failed {failed or ''}"
     )
     return 1 if failed else 0
-
-
-def _check_one(
-    sweep: SweepFile, params: dict[str, Any], checker: TrialChecker, extra: Sequence[str]
-) -> str | None:
-    """None if the CLI accepts this trial, else its message."""
-    try:
-        checker.check(cli_args(expand_command(sweep, params) + list(extra), str(sweep.path)))
-    except SweepError as err:
-        return str(err)
-    return None

@@ -1,12 +1,22 @@
-"""A W&B sweep file: parsed, structurally checked, and its trial command expanded as the agent does.
+"""A W&B sweep file for the local engine: its parameters as Optuna distributions, its command
+expanded by the W&B agent's own functions.
 
-The same file runs under a W&B server (``wandb sweep FILE`` + ``wandb agent``) and under the
-local runner (``python -m fastast_pl sweep FILE``). Errors name the file, key and value.
+The same file runs under a W&B server (``wandb sweep FILE`` + ``wandb agent``) and locally
+(``python -m fastast_pl sweep FILE``, Optuna). Trial commands are built with
+``wandb.sdk.launch.sweeps.utils`` (``create_sweep_command``, ``create_sweep_command_args``),
+the code ``wandb agent`` runs, so a local trial gets the agent's exact ``--key=value`` text.
+What is ours is the one table from W&B's parameter grammar to Optuna's distributions
+(W&B "Sweep configuration options"; the W&B value is what reaches the command line):
+``values`` -> categorical over the value indices (values may be dicts or lists);
+``int_uniform`` -> IntDistribution; ``uniform`` -> FloatDistribution; ``log_uniform_values``
+-> FloatDistribution(log=True); ``log_uniform`` (natural-log bounds) -> the same on
+``exp(min)..exp(max)``; ``q_uniform`` -> IntDistribution over ``k``, value ``k * q``;
+``q_log_uniform_values`` -> log-uniform rounded to a multiple of ``q``. Other distributions
+and categorical ``probabilities`` have no Optuna form and are refused by name.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shlex
@@ -16,24 +26,47 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import optuna
 import yaml
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+from wandb.sdk.launch.sweeps.utils import create_sweep_command, create_sweep_command_args
 
 SWEEP_KEYS = {
-    "program", "method", "metric", "parameters", "command", "name", "description",
-    "early_terminate", "run_cap", "project", "entity",
-}  # fmt: skip
+    "program",
+    "method",
+    "metric",
+    "parameters",
+    "command",
+    "name",
+    "description",
+    "early_terminate",
+    "run_cap",
+    "project",
+    "entity",
+}
 METHODS = ("grid", "random", "bayes")
-# W&B's distributions (docs: "Sweep configuration options"); the ones below are run
-# locally, every other name is refused by name in `_param`.
-DISTRIBUTIONS = (
-    "constant", "categorical", "int_uniform", "uniform", "q_uniform", "log_uniform",
-    "log_uniform_values", "q_log_uniform_values",
-)  # fmt: skip
-REFUSED = (
-    "q_log_uniform", "inv_log_uniform", "inv_log_uniform_values", "normal", "q_normal",
-    "log_normal", "q_log_normal", "beta", "q_beta",
-)  # fmt: skip
-MACROS = ("env", "interpreter", "program", "args", "args_no_boolean_flags", "args_json_file")
+SUPPORTED = (
+    "int_uniform",
+    "uniform",
+    "q_uniform",
+    "log_uniform",
+    "log_uniform_values",
+    "q_log_uniform_values",
+)
+# The macros `wandb agent` fills in (wandb_agent.py `_command_run`); args_dict is no list.
+MACROS = {
+    *create_sweep_command_args({"args": {}}),
+    "env",
+    "interpreter",
+    "program",
+    "args_json_file",
+} - {"args_dict"}
+PASSES_FLAGS = ("${args}", "${args_no_equals}", "${args_no_boolean_flags}")
 DEFAULT_COMMAND = ["${env}", "${interpreter}", "${program}", "${args}"]  # W&B's default
 # Programs a trial command may run: the CLI itself, or the FLOP-budget front end.
 CLI_MODULES = ("fastast_pl", "fastast_pl.cli", "fastast_pl.tools.sweep.budget")
@@ -45,29 +78,39 @@ class SweepError(ValueError):
 
 @dataclass
 class Param:
-    """One swept parameter: fixed values (grid-able) or a W&B distribution (random, bayes)."""
+    """One swept parameter: its Optuna distribution and how a sample becomes the W&B value."""
 
     name: str
-    values: list[Any] | None = None
-    probabilities: list[float] | None = None
-    distribution: str | None = None
-    min: float | None = None
-    max: float | None = None
-    q: float | None = None
+    distribution: BaseDistribution
+    values: list[Any] | None = None  # categorical: the values, sampled by index
+    q: float | None = None  # q_ distributions: round to a multiple of q
 
-    @property
-    def is_grid(self) -> bool:
-        return self.values is not None
+    def value(self, sampled: Any) -> Any:
+        """The W&B value of an Optuna sample (an index for `values`, k for q_uniform)."""
+        if self.values is not None:
+            return self.values[sampled]
+        if self.q is None:
+            return sampled
+        if isinstance(self.distribution, IntDistribution):  # q_uniform: k -> k * q
+            sampled = sampled * self.q
+        out = round(sampled / self.q) * self.q
+        return int(out) if float(self.q).is_integer() else round(out, 12)  # 0.1 * 3 -> 0.3
+
+    def suggest(self, trial: optuna.Trial) -> Any:
+        """The W&B value of this parameter in an Optuna trial (sampled by its sampler)."""
+        d = self.distribution
+        if isinstance(d, CategoricalDistribution):
+            return self.value(trial.suggest_categorical(self.name, d.choices))
+        if isinstance(d, IntDistribution):
+            return self.value(trial.suggest_int(self.name, d.low, d.high))
+        return self.value(trial.suggest_float(self.name, d.low, d.high, log=d.log))  # type: ignore[attr-defined]
 
     def extremes(self) -> list[Any]:
-        """Values that bound what this parameter can take (checked before the first trial)."""
+        """Every listed value, or both bounds: what the checks try before the first trial."""
         if self.values is not None:
             return list(self.values)
-        if self.distribution == "int_uniform":
-            return [int(self.min), int(self.max)]  # type: ignore[arg-type]
-        if self.distribution == "log_uniform":  # min/max are natural-log bounds
-            return [math.exp(self.min), math.exp(self.max)]  # type: ignore[arg-type]
-        return [float(self.min), float(self.max)]  # type: ignore[arg-type]
+        d = self.distribution
+        return [self.value(d.low), self.value(d.high)]  # type: ignore[attr-defined]
 
 
 @dataclass
@@ -82,96 +125,88 @@ class SweepFile:
     metric: dict[str, Any] = field(default_factory=dict)
     name: str | None = None
     run_cap: int | None = None
+    early_terminate: dict[str, Any] | None = None
+
+    def suggest(self, trial: optuna.Trial) -> dict[str, Any]:
+        """The W&B values of every parameter in an Optuna trial."""
+        return {p.name: p.suggest(trial) for p in self.params}
 
 
-def _param(path: Path, name: str, spec: Any) -> Param:
-    where = f"{path}: parameters.{name}"
-    if not isinstance(spec, dict):
+def _param(where: str, name: str, spec: Any) -> Param:
+    where = f"{where}: parameters.{name}"
+    if not isinstance(spec, dict) or "parameters" in spec:
         raise SweepError(
-            f"{where}: expected a mapping with 'values', 'value' or 'distribution', got {spec!r}"
+            f"{where}: expected a mapping with 'values', 'value' or 'distribution' "
+            f"(nested 'parameters': name the full key, e.g. '{name}.ratio'), got {spec!r}"
         )
-    if "parameters" in spec:
-        raise SweepError(
-            f"{where}: nested 'parameters' are not supported; name the full key instead "
-            f"(e.g. '{name}.ratio')"
-        )
-    known = {"value", "values", "probabilities", "distribution", "min", "max", "q", "mu", "sigma",
-             "a", "b"}  # fmt: skip
-    unknown = sorted(set(spec) - known)
+    unknown = sorted(
+        set(spec)
+        - {
+            "value",
+            "values",
+            "probabilities",
+            "distribution",
+            "min",
+            "max",
+            "q",
+            "mu",
+            "sigma",
+            "a",
+            "b",
+        }
+    )
     if unknown:
-        raise SweepError(f"{where}: unknown keys {unknown}; expected some of {sorted(known)}")
-    if "value" in spec:
-        return Param(name, values=[spec["value"]])
-    dist = spec.get("distribution")
-    if "values" in spec:
-        values = spec["values"]
+        raise SweepError(f"{where}: unknown keys {unknown}")
+    values = [spec["value"]] if "value" in spec else spec.get("values")
+    if "value" in spec or "values" in spec:
         if not isinstance(values, list) or not values:
             raise SweepError(f"{where}.values: expected a non-empty list, got {values!r}")
         if any(v is None for v in values):
             raise SweepError(
-                f"{where}.values: null is not passable on a command line (the W&B agent writes "
-                "it as the string 'None'); use an explicit value such as {} or 0"
+                f"{where}.values: null is not passable on a command line (the W&B "
+                "agent writes it as the string 'None'); use an explicit value such as {} or 0"
             )
-        probs = spec.get("probabilities")
-        if probs is not None and (len(probs) != len(values) or not math.isclose(sum(probs), 1.0)):
+        if spec.get("probabilities") is not None:
             raise SweepError(
-                f"{where}.probabilities: expected {len(values)} numbers summing to 1, got {probs!r}"
+                f"{where}.probabilities: the local engine (Optuna) samples values "
+                "uniformly; drop 'probabilities' or run the file under `wandb agent`"
             )
-        return Param(name, values=list(values), probabilities=probs)
-    if dist is None:
-        if "min" in spec and "max" in spec:  # W&B infers uniform / int_uniform from the types
-            both_int = all(isinstance(spec[k], int) for k in ("min", "max"))
-            dist = "int_uniform" if both_int else "uniform"
-        else:
-            raise SweepError(
-                f"{where}: expected 'value', 'values' or 'min'/'max' (with a 'distribution')"
-            )
-    if dist in REFUSED:
+        return Param(name, CategoricalDistribution(list(range(len(values)))), values=values)
+    lo, hi, dist = spec.get("min"), spec.get("max"), spec.get("distribution")
+    if dist is not None and dist not in SUPPORTED:
         raise SweepError(
-            f"{where}.distribution={dist!r} is a W&B distribution the local engine does not "
-            f"run; supported here are {[d for d in DISTRIBUTIONS if d not in ('constant', 'categorical')]}"
+            f"{where}.distribution={dist!r} is a W&B distribution the local engine "
+            f"(Optuna) does not run; supported here are {list(SUPPORTED)}"
         )
-    if dist not in DISTRIBUTIONS or dist in ("constant", "categorical"):
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (lo, hi)):
         raise SweepError(
-            f"{where}.distribution={dist!r}: supported here are "
-            f"{[d for d in DISTRIBUTIONS if d not in ('constant', 'categorical')]} "
-            "(use 'values' for categorical, 'value' for constant)"
+            f"{where}: expected 'value', 'values' or numbers 'min' and 'max', "
+            f"got min={lo!r}, max={hi!r}"
         )
-    lo, hi = spec.get("min"), spec.get("max")
-    if (
-        not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (lo, hi))
-        or lo > hi
-    ):
-        raise SweepError(f"{where}: expected numbers min <= max, got min={lo!r}, max={hi!r}")
-    if dist in ("log_uniform_values", "q_log_uniform_values") and lo <= 0:
-        raise SweepError(f"{where}: {dist} needs min > 0, got min={lo!r}")
-    q = spec.get("q", 1.0 if dist.startswith("q_") else None)  # W&B's default q is 1
-    if q is not None and not (isinstance(q, (int, float)) and q > 0):
-        raise SweepError(f"{where}.q: expected a number > 0, got {q!r}")
-    return Param(name, distribution=dist, min=lo, max=hi, q=q)
+    # W&B infers the distribution from the bounds' types when none is named.
+    dist = dist or ("int_uniform" if isinstance(lo + hi, int) else "uniform")
+    q = float(spec.get("q", 1.0)) if dist.startswith("q_") else None  # W&B's default q is 1
+    try:
+        if q is not None and not q > 0:
+            raise ValueError("q must be > 0")
+        if dist == "int_uniform":
+            return Param(name, IntDistribution(int(lo), int(hi)))
+        if dist == "q_uniform":
+            return Param(name, IntDistribution(round(lo / q), round(hi / q)), q=q)
+        if dist == "log_uniform":
+            lo, hi = math.exp(lo), math.exp(hi)
+        return Param(name, FloatDistribution(lo, hi, log=dist != "uniform"), q=q)
+    except (ValueError, ZeroDivisionError) as err:  # Optuna's own bound checks
+        raise SweepError(f"{where}: {err} (min={lo!r}, max={hi!r}, q={q!r})") from None
 
 
-def check_method(path: Path, method: str, params: Sequence[Param]) -> None:
-    """A grid needs fixed values for every parameter (also after ``--method grid``)."""
-    if method not in METHODS:
-        raise SweepError(f"{path}: method={method!r}; expected one of {list(METHODS)}")
-    for p in params:
-        if method == "grid" and not p.is_grid:
-            raise SweepError(
-                f"{path}: parameters.{p.name}: method 'grid' needs 'values' or 'value', "
-                "got a distribution"
-            )
-
-
-def load_sweep(path: str | os.PathLike) -> SweepFile:
-    """Read and structurally check a W&B sweep file (keys, parameter specs, command)."""
+def load_sweep(path: str | os.PathLike, method: str | None = None) -> SweepFile:
+    """Read and structurally check a W&B sweep file (`method` overrides the file's)."""
     path = Path(path)
-    if not path.is_file():
-        raise SweepError(f"sweep file {path} does not exist")
     try:
         doc = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise SweepError(f"{path}: not valid YAML: {err}") from err
+    except (OSError, yaml.YAMLError) as err:
+        raise SweepError(f"sweep file {path}: cannot be read as YAML: {err}") from err
     if not isinstance(doc, dict):
         raise SweepError(f"{path}: expected a mapping at the top level, got {type(doc).__name__}")
     unknown = sorted(set(doc) - SWEEP_KEYS)
@@ -179,73 +214,64 @@ def load_sweep(path: str | os.PathLike) -> SweepFile:
         raise SweepError(
             f"{path}: unknown top-level keys {unknown}; expected some of {sorted(SWEEP_KEYS)}"
         )
-    method = doc.get("method")
-    check_method(path, method, [])
+    method = method or doc.get("method")
+    if method not in METHODS:
+        raise SweepError(f"{path}: method={method!r}; expected one of {list(METHODS)}")
     raw = doc.get("parameters")
     if not isinstance(raw, dict) or not raw:
         raise SweepError(f"{path}: 'parameters' must be a non-empty mapping")
-    params = [_param(path, str(name), spec) for name, spec in raw.items()]
-    check_method(path, method, params)
-    command = doc.get("command", DEFAULT_COMMAND)
-    if not isinstance(command, list) or not all(isinstance(c, (str, int, float)) for c in command):
-        raise SweepError(f"{path}: 'command' must be a list of strings, got {command!r}")
-    command = [str(c) for c in command]
-    for c in command:
-        if c.startswith("${") and c.endswith("}") and c[2:-1] not in MACROS:
+    params = [_param(str(path), str(name), spec) for name, spec in raw.items()]
+    for p in params:
+        if method == "grid" and p.values is None:
             raise SweepError(
-                f"{path}: command macro {c} is not supported; expected one of {['${' + m + '}' for m in MACROS]}"
+                f"{path}: parameters.{p.name}: method 'grid' needs 'values' or "
+                "'value', got a distribution"
             )
-    if not any(c in ("${args}", "${args_no_boolean_flags}", "${args_json_file}") for c in command):
-        raise SweepError(f"{path}: 'command' never passes the parameters; add ${{args}}")
-    run_cap = doc.get("run_cap")
+    command = [str(c) for c in doc.get("command", DEFAULT_COMMAND)]
+    bad = [c for c in command if c.startswith("${") and c.endswith("}") and c[2:-1] not in MACROS]
+    if bad or (doc.get("program") is None and "${program}" in command):
+        raise SweepError(
+            f"{path}: command macros {bad or ['${program}']} cannot be filled in; "
+            f"`wandb agent` knows {sorted(MACROS)} (and ${{program}} needs 'program')"
+        )
+    if not any(c in PASSES_FLAGS for c in command):
+        raise SweepError(
+            f"{path}: 'command' {command} never passes the parameters as flags; add ${{args}}"
+        )
     return SweepFile(
-        path=path, method=method, params=params, command=command, program=doc.get("program"),
-        metric=doc.get("metric") or {}, name=doc.get("name"), run_cap=run_cap,
-    )  # fmt: skip
-
-
-def format_value(value: Any) -> str:
-    """A value as the W&B agent writes it after ``--name=``: Python's ``str``."""
-    return str(value)
-
-
-def trial_flags(params: dict[str, Any], macro: str = "args") -> list[str]:
-    """``${args}`` (``--name=value``) or ``${args_no_boolean_flags}`` for one trial."""
-    flags = []
-    for name, value in params.items():
-        if macro == "args_no_boolean_flags" and isinstance(value, bool):
-            if value:
-                flags.append(f"--{name}")
-            continue
-        flags.append(f"--{name}={format_value(value)}")
-    return flags
+        path,
+        method,
+        params,
+        command,
+        doc.get("program"),
+        doc.get("metric") or {},
+        doc.get("name"),
+        doc.get("run_cap"),
+        doc.get("early_terminate"),
+    )
 
 
 def expand_command(
     sweep: SweepFile, params: dict[str, Any], json_file: Path | None = None
 ) -> list[str]:
-    """The trial's command line, with the W&B macros expanded and ``python`` -> this Python."""
+    """The trial's command line as ``wandb agent`` builds it, ``python`` -> this Python and
+    ``${env}`` dropped (the environment is inherited anyway)."""
+    sweep_vars = create_sweep_command_args({"args": {k: {"value": v} for k, v in params.items()}})
+    sweep_vars |= {
+        "env": [],
+        "interpreter": [sys.executable],
+        "program": [str(sweep.program)],
+        "args_json_file": [str(json_file)],
+    }
+    command = create_sweep_command(list(sweep.command))  # fills in ${envvar:NAME}
+    if json_file is not None and "${args_json_file}" in command:
+        json_file.write_text(sweep_vars["args_json"][0])
     out: list[str] = []
-    for c in sweep.command:
-        if c == "${env}":
-            continue  # /usr/bin/env: the environment is inherited anyway
-        if c in ("${interpreter}", "python", "python3"):
-            out.append(sys.executable)
-        elif c == "${program}":
-            if not sweep.program:
-                raise SweepError(
-                    f"{sweep.path}: command uses ${{program}} but 'program' is not set"
-                )
-            out.append(sweep.program)
-        elif c in ("${args}", "${args_no_boolean_flags}"):
-            out.extend(trial_flags(params, c[2:-1]))
-        elif c == "${args_json_file}":
-            if json_file is None:
-                raise SweepError(f"{sweep.path}: ${{args_json_file}} needs a trial directory")
-            json_file.write_text(json.dumps(params))
-            out.append(str(json_file))
+    for c in command:
+        if c.startswith("${") and c.endswith("}"):
+            out += sweep_vars[c[2:-1]]
         else:
-            out.append(c)
+            out.append(sys.executable if c in ("python", "python3") else c)
     return out
 
 
