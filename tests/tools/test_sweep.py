@@ -169,7 +169,7 @@ def test_good_sweep_passes_validation(tmp_path, checker):
     path = _write(tmp_path, {
         "model.init_args.merge.ratio": {"values": [0.0, 0.2]},
         "model.init_args.merge.shape": {"values": ["decreasing", "late"]},
-        "model.init_args.merge.ratio_overrides": {"values": [{1: 0.3}, {0: 0.0}]},
+        "model.init_args.merge.ratio_overrides": {"values": [{1: 0.3}, {1: 0.0}]},
         "model.init_args.merge.r_overrides": {"values": [{0: 4}]},
     })  # fmt: skip
     sw = spec.load_sweep(path)
