@@ -31,6 +31,9 @@ demo: install  ## AST off the shelf with ToMe, then CMKD recovery (and its label
 test: install  ## the whole test suite (about 10 minutes on 2 CPU cores at most)
 	$(BIN)/python -m pytest -n 2 --dist loadfile -q
 
+test-fast: install  ## the suite without the tests marked slow (end-to-end runs, fresh interpreters): under 90 s on 2 cores
+	$(BIN)/python -m pytest -n 2 --dist loadfile -q -m "not slow"
+
 lint: install
 	$(BIN)/ruff check src tests
 	$(BIN)/ruff format --check src tests

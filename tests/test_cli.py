@@ -100,6 +100,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_unknown_key_is_named_before_training(tmp_path):
     result = run_cli("fit", *_tiny(tmp_path), "--model.init_args.no_such_option", "1")
     assert result.returncode != 0
@@ -107,12 +108,14 @@ def test_unknown_key_is_named_before_training(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.slow
 def test_wrong_type_is_named(tmp_path):
     result = run_cli("fit", *_tiny(tmp_path), "--trainer.max_epochs", "many")
     assert result.returncode != 0
     assert "max_epochs" in result.stderr
 
 
+@pytest.mark.slow
 def test_missing_data_directory_is_named(tmp_path):
     missing = tmp_path / "no_esc50_here"
     result = run_cli(

@@ -139,6 +139,7 @@ def test_audioset_full_overlay_quickstart_and_demo():
 
 
 @pytest.mark.parametrize("path", sorted((EXP / "sweeps").glob("*.yaml")), ids=lambda p: p.stem)
+@pytest.mark.slow
 def test_sweep_files_parse_through_the_cli(path, monkeypatch):
     """Every value of every sweep file is accepted by the CLI's parser (the model build, which
     needs the recipes' pretrained files, is covered in test_sweep.py), as are its first trials."""

@@ -57,8 +57,13 @@ def cmkd_loss(
     kd_lambda: float = DEFAULT_KD_LAMBDA,
     temperature: float = DEFAULT_KD_TEMPERATURE,
     form: KDForm = DEFAULT_KD_FORM,
+    labeled: Tensor | None = None,
 ) -> dict[str, Tensor]:
     """CMKD loss for (B, C) student/teacher logits and (B, C) float targets.
+
+    ``labeled`` ((B,) bool, None: all) marks the clips whose target is a label: the task
+    term averages over those only (0 if none), the KD term over every clip, so an
+    unlabeled clip is taught by the teacher alone.
 
     single-label: task = cross-entropy with the (possibly soft, e.g. mixup) targets;
         kd = KL(softmax(teacher / T) || softmax(student / S)) averaged over the batch,
@@ -80,15 +85,28 @@ def cmkd_loss(
     target = target.to(student_logits.dtype)
     student_t = temperature if form == "hinton" else 1.0
     scale = temperature**2 if form == "hinton" else 1.0
+    task = masked_task_loss(student_logits, target, multi_label, labeled)
     if multi_label:
-        task = F.binary_cross_entropy_with_logits(student_logits, target)
         soft = torch.sigmoid(teacher_logits / temperature)
         kd = F.binary_cross_entropy_with_logits(student_logits / student_t, soft)
     else:
-        task = F.cross_entropy(student_logits, target)
         log_p_student = F.log_softmax(student_logits / student_t, dim=-1)
         log_p_teacher = F.log_softmax(teacher_logits / temperature, dim=-1)
         kd = F.kl_div(log_p_student, log_p_teacher, reduction="batchmean", log_target=True)
     kd = kd * scale
     loss = (1.0 - kd_lambda) * task + kd_lambda * kd
     return {"loss": loss, "task": task, "kd": kd}
+
+
+def masked_task_loss(
+    logits: Tensor, target: Tensor, multi_label: bool, labeled: Tensor | None = None
+) -> Tensor:
+    """BCE-with-logits (multi-label) or cross-entropy (single-label, soft targets allowed)
+    over the clips ``labeled`` marks ((B,) bool; None: all); 0, still on the graph, if none."""
+    if labeled is not None and not bool(labeled.all()):
+        if not bool(labeled.any()):
+            return logits.sum() * 0.0
+        logits, target = logits[labeled], target[labeled]
+    if multi_label:
+        return F.binary_cross_entropy_with_logits(logits, target)
+    return F.cross_entropy(logits, target)

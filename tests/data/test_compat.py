@@ -15,6 +15,8 @@ import textwrap
 from importlib import metadata
 from pathlib import Path
 
+import pytest
+
 import fastast_pl
 
 SRC = Path(fastast_pl.__file__).resolve().parents[1]
@@ -42,6 +44,7 @@ def _import_with_stub(
     )
 
 
+@pytest.mark.slow
 def test_unloadable_extension_names_versions_loader_line_and_fix(tmp_path):
     result = _import_with_stub(tmp_path, f"raise OSError({LOADER_ERROR!r})")
     assert result.returncode != 0
@@ -53,6 +56,7 @@ def test_unloadable_extension_names_versions_loader_line_and_fix(tmp_path):
     assert "torch==" in last and "torchaudio==" in last  # the pair from the lock
 
 
+@pytest.mark.slow
 def test_missing_function_is_caught_too(tmp_path):
     # The library loads, but a function the pipeline needs is not there.
     result = _import_with_stub(
@@ -68,6 +72,7 @@ def test_missing_function_is_caught_too(tmp_path):
     assert "kaldi" in last
 
 
+@pytest.mark.slow
 def test_inference_api_runs_the_check_too(tmp_path):
     result = _import_with_stub(
         tmp_path, f"raise OSError({LOADER_ERROR!r})", "from fastast_pl import AudioClassifier"
@@ -77,6 +82,7 @@ def test_inference_api_runs_the_check_too(tmp_path):
     assert last.startswith("ImportError: torchaudio ") and "make install" in last
 
 
+@pytest.mark.slow
 def test_tome_and_models_import_without_torchaudio(tmp_path):
     # As if torchaudio were not installed: importing it raises ImportError.
     code = "import fastast_pl, fastast_pl.tome, fastast_pl.models; print('imported')"
@@ -85,6 +91,7 @@ def test_tome_and_models_import_without_torchaudio(tmp_path):
     assert result.stdout.strip() == "imported"
 
 
+@pytest.mark.slow
 def test_working_stack_imports_in_a_fresh_interpreter():
     env = {**os.environ, "PYTHONPATH": str(SRC)}
     result = subprocess.run(

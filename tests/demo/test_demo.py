@@ -6,6 +6,7 @@ are measured on the full configs and reported in README / docs/benchmarks.md).
 
 from pathlib import Path
 
+import pytest
 import yaml
 
 from fastast_pl.demo import CONFIG_FILES, main
@@ -30,6 +31,7 @@ def _shrink(src: Path, dst: Path, tmp_path: Path) -> None:
     dst.write_text(yaml.safe_dump(config))
 
 
+@pytest.mark.slow
 def test_demo_runs_all_stages_prints_the_table_and_draws(tmp_path, repo_root, monkeypatch, capsys):
     monkeypatch.chdir(repo_root)
     configs = tmp_path / "configs"

@@ -1,7 +1,10 @@
-"""A tiny HF transformers AST (the peer implementation) saved as a model directory, for tests."""
+"""Tiny HF transformers models (the peer implementation) saved as model directories, and
+huggingface_hub's cache layout to place them in, for tests."""
 
 from __future__ import annotations
 
+import hashlib
+import os
 from pathlib import Path
 
 import torch
@@ -37,3 +40,19 @@ def save_tiny_hf_ast(directory: Path, seed: int = 0) -> ASTForAudioClassificatio
 def hf_logits(model: ASTForAudioClassification, fbank: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         return model(input_values=fbank).logits
+
+
+def place_in_hub_cache(model_dir: Path, cache: Path, repo_id: str, commit: str) -> Path:
+    """Blobs named by content hash, snapshot entries linking to them, refs/main -> commit."""
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    snapshot = repo / "snapshots" / commit
+    (repo / "blobs").mkdir(parents=True)
+    snapshot.mkdir(parents=True)
+    for file in sorted(model_dir.iterdir()):
+        data = file.read_bytes()
+        blob = repo / "blobs" / hashlib.sha256(data).hexdigest()
+        blob.write_bytes(data)
+        (snapshot / file.name).symlink_to(os.path.relpath(blob, snapshot))
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    return snapshot

@@ -5,7 +5,6 @@ refs}) and checked with huggingface_hub's own ``scan_cache_dir``; loading runs i
 interpreter so that HF_HUB_OFFLINE and HF_HUB_CACHE are read the way a user's are.
 """
 
-import hashlib
 import json
 import os
 import subprocess
@@ -13,6 +12,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
 import torch
 from huggingface_hub import scan_cache_dir
@@ -20,7 +20,16 @@ from transformers import ASTFeatureExtractor
 
 import fastast_pl
 
-from helpers.hf_tiny import FRAMES, LABELS, MEAN, MELS, STD, hf_logits, save_tiny_hf_ast
+from helpers.hf_tiny import (
+    FRAMES,
+    LABELS,
+    MEAN,
+    MELS,
+    STD,
+    hf_logits,
+    place_in_hub_cache,
+    save_tiny_hf_ast,
+)
 
 REPO_ID = "tiny-org/tiny-ast"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -47,22 +56,7 @@ json.dump({"logits": logits.tolist(), "names": clf.class_names,
 """
 
 
-def place_in_hub_cache(model_dir: Path, cache: Path, repo_id: str, commit: str) -> Path:
-    """Blobs named by content hash, snapshot entries linking to them, refs/main -> commit."""
-    repo = cache / f"models--{repo_id.replace('/', '--')}"
-    snapshot = repo / "snapshots" / commit
-    (repo / "blobs").mkdir(parents=True)
-    snapshot.mkdir(parents=True)
-    for file in sorted(model_dir.iterdir()):
-        data = file.read_bytes()
-        blob = repo / "blobs" / hashlib.sha256(data).hexdigest()
-        blob.write_bytes(data)
-        (snapshot / file.name).symlink_to(os.path.relpath(blob, snapshot))
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text(commit)
-    return snapshot
-
-
+@pytest.mark.slow
 def test_hub_id_offline_matches_the_hf_model(tmp_path):
     hf = save_tiny_hf_ast(tmp_path / "hf")
     cache = tmp_path / "hub"
@@ -116,3 +110,21 @@ def test_features_follow_the_hf_feature_extractor(tmp_path):
     want = extractor(wave, sampling_rate=16000, return_tensors="np")["input_values"][0]
     (got,) = classifier.windows(torch.from_numpy(wave)[None])  # one window: padded clip
     torch.testing.assert_close(got, torch.from_numpy(want), atol=1e-5, rtol=1e-4)
+
+
+def test_hub_unreachable_without_offline_does_not_say_unset_it(tmp_path, monkeypatch):
+    """HF_HUB_OFFLINE not set and the hub unreachable (a refused local port stands in for
+    a machine without network): the message names the endpoint, not HF_HUB_OFFLINE."""
+    from huggingface_hub import constants
+
+    from fastast_pl.models.checkpoints.hub import resolve_source
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    with pytest.raises(FileNotFoundError) as err:
+        resolve_source("tiny-org/not-cached")
+    message = str(err.value)
+    assert "HF_HUB_OFFLINE" not in message, message
+    assert "http://127.0.0.1:9" in message and "hf download tiny-org/not-cached" in message
+    assert str(tmp_path / "hub") in message

@@ -270,6 +270,7 @@ def _sync_worker(rank: int, world: int, port: int, directory: str) -> None:
     dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_ddp_ranks_merge_what_each_stored(tmp_path) -> None:
     import socket
 

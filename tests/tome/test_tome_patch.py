@@ -191,6 +191,7 @@ def test_patched_model_pickles_and_deepcopies():
     assert tome_state(clone) is not tome_state(model)
 
 
+@pytest.mark.slow
 def test_torch_compile_agrees_with_eager():
     model = apply_tome(make_model(distilled=True).eval(), r=[6, 4, 2], trace_source=True)
     x = images()
@@ -202,6 +203,7 @@ def test_torch_compile_agrees_with_eager():
     assert tome_state(model).source.shape == (2, 54, 66)
 
 
+@pytest.mark.slow
 def test_compiled_model_compiles_once():
     """The schedule is resolved at apply time, so call 2 does not recompile (call 1 filled
     no cache that the graph depended on)."""

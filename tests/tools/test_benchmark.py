@@ -14,6 +14,7 @@ from fastast_pl.tome.flops import vit_flops
 from fastast_pl.tools import benchmark
 
 
+@pytest.mark.slow
 def test_tiny_benchmark_writes_json_and_png(tmp_path):
     out = tmp_path / "bench"
     code = benchmark.main(
@@ -198,6 +199,7 @@ def test_epoch_benchmark_reads_the_cache(tmp_path):
     assert doc["meta"]["clips"] == 4 and doc["meta"]["loader_batch_size"] == 2
 
 
+@pytest.mark.slow
 def test_bf16_and_compile_columns(tmp_path, monkeypatch):
     """Mode columns: bf16 autocast, and torch.compile of one merged copy per schedule.
 
@@ -223,6 +225,7 @@ def test_bf16_and_compile_columns(tmp_path, monkeypatch):
         assert r["tokens"] == rows[("eager", r["schedule"])]["tokens"]
 
 
+@pytest.mark.slow
 def test_compiled_merged_model_matches_eager():
     """The compiled merged copy computes what the eager model computes."""
     import torch
@@ -238,6 +241,7 @@ def test_compiled_merged_model_matches_eager():
     torch.testing.assert_close(got, eager, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_gpu_command_needs_only_torch_timm_transformers_lightning(tmp_path):
     """``make bench-gpu`` runs ``python -m fastast_pl.tools.benchmark``: it must work without
     rich, matplotlib, soundfile, jsonargparse or wandb (absent on the GPU machine)."""
@@ -269,3 +273,18 @@ def test_gpu_command_needs_only_torch_timm_transformers_lightning(tmp_path):
     assert {p.name for p in tmp_path.iterdir()} == {
         "benchmark.json", "benchmark.md", "train_benchmark.json", "train_benchmark.md"
     }  # fmt: skip
+
+
+def test_int8_column_runs_onnx_runtime_per_schedule(tmp_path):
+    """The int8 mode: one ONNX Runtime int8 copy per schedule, same tokens as eager, no
+    profiler memory (ONNX Runtime allocates outside torch), CPU only."""
+    argv = ["--tiny", "--batch-sizes", "1", "--iters", "1", "--warmup", "1", "--no-hf"]
+    argv += ["--targets", "2", "--modes", "eager", "int8", "--device", "cpu"]
+    assert benchmark.main([*argv, "--out", str(tmp_path)]) == 0
+    doc = json.loads((tmp_path / "benchmark.json").read_text())
+    rows = {(r["mode"], r["schedule"]): r for r in doc["rows"]}
+    assert set(rows) == {(m, s) for m in ("eager", "int8") for s in ("r=0", "2x")}
+    for (mode, schedule), r in rows.items():
+        assert r["dtype"] == ("int8" if mode == "int8" else "fp32")
+        assert (r["peak_mem_mb"] is None) == (mode == "int8")
+        assert r["tokens"] == rows[("eager", schedule)]["tokens"]

@@ -27,7 +27,7 @@ def _inputs() -> torch.Tensor:
     return fbank
 
 
-@pytest.mark.parametrize("fmt", ["onnx", "torch-export"])
+@pytest.mark.parametrize("fmt", ["onnx", pytest.param("torch-export", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("merge", ["0", "2"])
 def test_export_matches_eager(hf_dir, tmp_path, fmt, merge, capsys):
     out = tmp_path / ("model.onnx" if fmt == "onnx" else "model.pt2")

@@ -123,6 +123,7 @@ def test_report_from_wandb_api_object():
     assert rep.best["run"] == "run-1" and rep.best["speedup"] == pytest.approx(2.0)
 
 
+@pytest.mark.slow
 def test_report_logs_table_and_plot_to_wandb_offline(sweep_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")

@@ -316,10 +316,12 @@ def _flops(tokens: list[int], dim: int) -> float:
 
 
 def test_budget_schedule_reaches_the_flop_ratio_in_the_given_shape():
-    from fastast_pl.tools.sweep import budget
+    """The planner the budget front end calls (tome.flops, per-layer weights) against the
+    FLOP count written out above."""
+    from fastast_pl.tome.flops import schedule_for_flops_reduction
 
     dims = {"num_tokens": 202, "depth": 4, "num_prefix_tokens": 2, "dim": 64}
-    r = budget.budget_schedule([0.0, 1.0, 0.5, 0.0], 1.4, **dims)
+    r = schedule_for_flops_reduction(1.4, weights=[0.0, 1.0, 0.5, 0.0], **dims)
     assert r[0] == 0 and r[3] == 0 and r[1] > r[2] > 0  # the shape of the weights
     tokens = [202]
     for r_l in r:
@@ -329,8 +331,8 @@ def test_budget_schedule_reaches_the_flop_ratio_in_the_given_shape():
     fewer = [202, 202 - r[0], 202 - r[0] - (r[1] - 1)]  # one token less merged in layer 1
     fewer += [fewer[-1] - r[2], fewer[-1] - r[2] - r[3]]
     assert _flops([202] * 5, 64) / _flops(fewer, 64) < ratio
-    with pytest.raises(spec.SweepError, match="out of reach"):
-        budget.budget_schedule([1.0, 0, 0, 0], 5.0, **dims)
+    with pytest.raises(ValueError, match="out of reach"):
+        schedule_for_flops_reduction(5.0, weights=[1.0, 0, 0, 0], **dims)
 
 
 def test_budget_front_end_turns_weights_into_the_cli_schedule(tmp_path, checker):

@@ -17,6 +17,7 @@ from torchaudio.compliance import kaldi
 
 from fastast_pl.cli import main
 from fastast_pl.data.features import FeatureConfig
+from fastast_pl.data.prepare import URLS
 from fastast_pl.models.arch import ASTArch
 from fastast_pl.models.ast import ASTModel
 from fastast_pl.models.checkpoints.record import RECORD_KEY, ast_arch_record, make_record
@@ -281,3 +282,20 @@ def test_visualize_config_features_and_bad_layer(tmp_path, capsys):
     assert "--layer 4" in err and "1..3" in err and not (tmp_path / "x.png").exists()
     assert main([*base, "--merge", "6"]) == 2  # at most (10 patches) // 2 = 5 per layer
     assert "r=6" in capsys.readouterr().err
+
+
+def test_prepare_without_network_says_to_use_archive(tmp_path, capsys, monkeypatch):
+    # Port 9 on this machine refuses the connection, as an offline machine's download fails.
+    monkeypatch.setitem(URLS, "esc50", "http://127.0.0.1:9/ESC-50-master.zip")
+    assert main(["prepare", "esc50", "--out", str(tmp_path / "ESC-50")]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]  # after the "downloading" notice
+    assert error.startswith("python -m fastast_pl prepare: error: could not download")
+    assert "--archive" in error and "127.0.0.1:9" in error
+
+
+def test_prepare_example_folder_is_the_configs(capsys, repo_root):
+    with pytest.raises(SystemExit):
+        main(["prepare", "--help"])
+    config = Path(repo_root) / "experiments" / "esc50" / "data.yaml"
+    root = yaml.safe_load(config.read_text())["data"]["source"]["init_args"]["root"]
+    assert f"--out {root} " in " ".join(capsys.readouterr().out.split())

@@ -230,6 +230,7 @@ SAVER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_checkpoint_never_half_written_under_sigkill(tmp_path):
     """A process saving 16 MB checkpoints in a loop is SIGKILLed at arbitrary moments; the
     file on disk always loads and is consistent."""

@@ -82,6 +82,7 @@ def test_a_resumed_fit_continues_in_its_own_checkpoint_directory(tmp_path):
     assert torch.load(ckpts / "last.ckpt", weights_only=False)["global_step"] == 2
 
 
+@pytest.mark.slow
 def test_wandb_offline_with_a_fixed_id_is_refused_the_second_time(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     logger = {"class_path": "lightning.pytorch.loggers.WandbLogger",

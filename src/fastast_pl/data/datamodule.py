@@ -27,6 +27,7 @@ from fastast_pl.data.dataset import AudioDataset, BadAudioTally
 from fastast_pl.data.features import FeatureConfig
 from fastast_pl.data.sampling import DistributedWeightedSampler, balanced_weights
 from fastast_pl.data.sources import DataSource
+from fastast_pl.data.unlabeled import UnlabeledConfig, check_unlabeled_files, withhold_labels
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ class LoaderConfig:
 
 class AudioDataModule(pl.LightningDataModule):
     """Audio clips -> normalized Kaldi fbank batches ``{"fbank", "target", "index",
-    "clip_key", "augmented"}`` (docs/architecture.md, "Batches").
+    "clip_key", "augmented", "labeled"}`` (+ ``"waveform"``; docs/architecture.md, "Batches").
 
     What a LightningModule may read of it (docs/architecture.md, "Data -> model links"):
     ``num_classes``, ``multi_label``, ``class_names``, ``feature_config()``,
@@ -98,7 +99,17 @@ class AudioDataModule(pl.LightningDataModule):
             per file, the same checks) and their bad clips left out of the split and
             reported once, so metrics and predictions cover exactly the readable clips.
         check_files_exist: At setup, check that every listed audio file exists.
-        seed: Seed of the balanced sampler.
+        seed: Seed of the balanced sampler and of ``unlabeled.labeled_fraction``'s choice.
+        unlabeled: Training audio without labels (a folder, a manifest, or the labels of
+            part of the training split withheld): those clips come in the batch with
+            ``labeled`` False and are taught by a teacher alone (``DistillationModule``); a
+            module without a teacher leaves them out of its loss. Logged at setup: labeled
+            and unlabeled training clips.
+        waveforms: Batches also carry each clip's ``waveform`` (``(B, N)`` at the feature
+            sample rate, the span of the fbank's frames): what a waveform teacher (a Hugging
+            Face audio classifier) hears. It is the clean clip, or the mix with mixup (which
+            then must be ``mixup_domain: waveform``); SpecAugment, noise, roll and dither
+            reach only the student's fbank (the run's log says so).
     """
 
     def __init__(
@@ -111,6 +122,8 @@ class AudioDataModule(pl.LightningDataModule):
         on_bad_audio: Literal["raise", "skip"] = "raise",
         check_files_exist: bool = True,
         seed: int = 0,
+        unlabeled: UnlabeledConfig | None = None,
+        waveforms: bool = False,
     ) -> None:
         super().__init__()
         if not isinstance(source, DataSource):
@@ -133,6 +146,8 @@ class AudioDataModule(pl.LightningDataModule):
         self.on_bad_audio = on_bad_audio
         self.check_files_exist = check_files_exist
         self.seed = seed
+        self.unlabeled = unlabeled
+        self.waveforms = waveforms
         self.datasets: dict[str, AudioDataset] = {}
         self._tallies: dict[str, BadAudioTally] = {}
         #: Clips left out of each evaluation split with on_bad_audio=skip: (path, reason).
@@ -173,11 +188,18 @@ class AudioDataModule(pl.LightningDataModule):
     def data_identity(self) -> dict[str, Any]:
         """What tells this training data from another beyond the feature settings: the
         source and its options, the augmentation and the seed (not how clips are loaded)."""
-        return {
+        identity = {
             "source": repr(self.source),
             "augment": dataclasses.asdict(self.augment),
             "seed": self.seed,
         }
+        if self.unlabeled is not None:
+            identity["unlabeled"] = dataclasses.asdict(self.unlabeled)
+        return identity
+
+    def carries_waveforms(self) -> bool:
+        """Whether batches carry each clip's ``waveform`` (for a waveform teacher)."""
+        return self.waveforms
 
     def training_augmentations(self) -> list[str]:
         """What makes a training clip's fbank differ from epoch to epoch, as ``"name=value"``
@@ -227,9 +249,14 @@ class AudioDataModule(pl.LightningDataModule):
             clips = splits.splits[split]
             if not train and self.on_bad_audio == "skip":
                 clips = self._readable(split, clips)
-            tally = self._tallies.setdefault(split, BadAudioTally(len(clips)))
+            unlabeled: list[Path] = []
+            if train and self.unlabeled is not None:
+                clips, unlabeled = self._unlabeled_split(clips)
+            tally = self._tallies.setdefault(split, BadAudioTally(len(clips) + len(unlabeled)))
             self.datasets[split] = AudioDataset(
                 clips,
+                unlabeled=unlabeled,
+                waveforms=self.waveforms,
                 num_classes=splits.num_classes,
                 features=self.features,
                 train=train,
@@ -238,6 +265,25 @@ class AudioDataModule(pl.LightningDataModule):
                 on_bad_audio=self.on_bad_audio if train else "raise",
                 tally=tally,
             )
+
+    def _unlabeled_split(self, clips: list[Clip]) -> tuple[list[Clip], list[Path]]:
+        """(labeled training clips, unlabeled audio files), counted in the log."""
+        assert self.unlabeled is not None
+        labeled, withheld = withhold_labels(clips, self.unlabeled.labeled_fraction, self.seed)
+        extra = self.unlabeled.audio_files()
+        if self.check_files_exist:
+            check_unlabeled_files(extra)
+        unlabeled = list(dict.fromkeys([c.path for c in withheld] + extra))
+        log.info(
+            "training clips: %d labeled, %d unlabeled (%d with their labels withheld, "
+            "labeled_fraction=%s; %d from unlabeled.folder/manifest)",
+            len(labeled),
+            len(unlabeled),
+            len(withheld),
+            self.unlabeled.labeled_fraction,
+            len(extra),
+        )
+        return labeled, unlabeled
 
     def _readable(self, split: str, clips: list[Clip]) -> list[Clip]:
         """``clips`` without the bad ones (decoded once each, in the loader's workers);

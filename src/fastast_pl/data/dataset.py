@@ -2,7 +2,8 @@
 
 It decodes, computes the fbank (or reads it from the cache), and for training applies
 mixup, SpecAugment, noise and time roll (``augment.py``); it yields
-``{"fbank": (T, F), "target": (C,), "index": (), "clip_key": str, "augmented": ()}``
+``{"fbank": (T, F), "target": (C,), "index": (), "clip_key": str, "augmented": (),
+"labeled": ()}``
 (docs/architecture.md, "Batches"): what a LightningModule needs to know about a clip comes
 with the clip, so no module reads the dataset behind the batch.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -78,6 +80,12 @@ class AudioDataset(Dataset):
             ``tally`` (for training; evaluation splits are scanned and left without their
             bad clips by the datamodule instead, see ``AudioDataModule``).
         tally: Where skipped clips are counted (created if not given).
+        unlabeled: Training clips without labels (``unlabeled.py``), after ``clips``: their
+            target is all zeros and ``labeled`` False; a mixup partner or a bad clip's
+            stand-in is drawn from the same kind (labeled or not).
+        waveforms: Add each clip's ``"waveform"`` (``clip_waveform``: the clean audio, or the
+            waveform mix with mixup, before fbank masking, noise and roll) for a waveform
+            teacher; fbank-domain mixup is refused then (no waveform to give).
     """
 
     def __init__(
@@ -90,10 +98,21 @@ class AudioDataset(Dataset):
         cache: FeatureCache | None = None,
         on_bad_audio: Literal["raise", "skip"] = "raise",
         tally: BadAudioTally | None = None,
+        unlabeled: Sequence[Path] = (),
+        waveforms: bool = False,
     ) -> None:
         if on_bad_audio not in ("raise", "skip"):
             raise ValueError(f"on_bad_audio must be 'raise' or 'skip', got {on_bad_audio!r}")
-        self.clips = list(clips)
+        if waveforms and train and augment is not None and augment.mixup > 0:
+            if augment.mixup_domain != "waveform":
+                raise ValueError(
+                    f"waveforms=True with augment.mixup={augment.mixup} needs "
+                    "augment.mixup_domain='waveform' (found 'fbank'): a waveform teacher must "
+                    "hear the mix the student sees, and a mix of fbanks has no waveform"
+                )
+        self.waveforms = waveforms
+        self.clips = list(clips) + [Clip(Path(p), ()) for p in unlabeled]
+        self.num_labeled = len(clips)
         self.num_classes = num_classes
         self.features = features
         self.train = train
@@ -155,6 +174,17 @@ class AudioDataset(Dataset):
             self.clips[index].path, self.features.sample_rate, self.features.frame_length
         )
 
+    def labeled(self, index: int) -> bool:
+        """Whether clip ``index`` has labels (the unlabeled clips come after the labeled)."""
+        return index < self.num_labeled
+
+    def _random_like(self, index: int) -> int:
+        """A random clip of the same kind as ``index`` (labeled or unlabeled)."""
+        start, stop = (
+            (0, self.num_labeled) if self.labeled(index) else (self.num_labeled, len(self))
+        )
+        return start + int(torch.randint(stop - start, ()))
+
     def _load(self, index: int, waveform: bool = False) -> tuple[int, torch.Tensor]:
         """(index actually used, padded raw fbank ``(T, F)`` or with ``waveform`` the
         ``(1, N)`` waveform), skipping bad clips if asked."""
@@ -167,32 +197,46 @@ class AudioDataset(Dataset):
                 if self.on_bad_audio == "raise":
                     raise
                 self.tally.record(index)
-                index = int(torch.randint(len(self.clips), ()))
+                index = self._random_like(index)
         raise RuntimeError(
             "20 clips in a row could not be decoded; is the dataset readable at all?"
         )
 
-    def _mixed_from_waveforms(self, index: int) -> tuple[int, torch.Tensor, torch.Tensor]:
-        """AST's waveform mixup: (index used, raw padded fbank ``(T, F)``, mixed target)."""
+    def _mixed_from_waveforms(
+        self, index: int
+    ) -> tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """AST's waveform mixup: (index used, raw padded fbank ``(T, F)``, mixed target,
+        the mixed ``(1, N)`` waveform)."""
         index, wave = self._load(index, waveform=True)  # (1, N)
-        other, wave_other = self._load(int(torch.randint(len(self.clips), ())), waveform=True)
+        other, wave_other = self._load(self._random_like(index), waveform=True)
         lam = sample_mixup_lambda(self.mixup_alpha)
         mixed = mix_waveforms(wave, wave_other, lam)  # (1, N)
         fbank = crop(
             compute_fbank(mixed, self.features, dither=self.dither), self.features.target_length
         )
         target = lam * self.target(index) + (1 - lam) * self.target(other)
-        return index, pad_or_crop(fbank, self.features.target_length), target
+        return index, pad_or_crop(fbank, self.features.target_length), target, mixed
+
+    def clip_waveform(self, wave: torch.Tensor) -> torch.Tensor:
+        """A ``(1, N)`` waveform cut or zero-padded to the span the fbank's ``target_length``
+        frames cover, ``((T - 1) * shift + window,)`` samples (the waveform a waveform
+        teacher hears)."""
+        f = self.features
+        shift = int(f.sample_rate * f.frame_shift * 0.001)
+        n = (f.target_length - 1) * shift + f.window_samples
+        wave = wave[0, :n]  # (<= n,)
+        return torch.nn.functional.pad(wave, (0, n - wave.shape[0]))  # (n,)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
         aug = self.augment
         mixed = self.mixup > 0 and float(torch.rand(())) < self.mixup
+        wave = None
         if mixed:
             if aug.mixup_domain == "waveform":
-                index, fbank, target = self._mixed_from_waveforms(index)  # (T, F), (C,)
+                index, fbank, target, wave = self._mixed_from_waveforms(index)  # (T, F), (C,)
             else:
                 index, fbank = self._load(index)  # (T, F)
-                other, fbank_other = self._load(int(torch.randint(len(self.clips), ())))
+                other, fbank_other = self._load(self._random_like(index))
                 lam = sample_mixup_lambda(self.mixup_alpha)
                 fbank, target = mix(fbank, self.target(index), fbank_other, self.target(other), lam)
         else:
@@ -208,13 +252,19 @@ class AudioDataset(Dataset):
         # A random change of this clip's input (this draw differs from the next epoch's).
         augmented = mixed or self.specaug is not None or bool(aug.noise or aug.time_roll)
         augmented = augmented or self.dither > 0
-        return {
+        item: dict[str, torch.Tensor | str] = {
             "fbank": fbank.float(),
             "target": target,
             "index": torch.tensor(index, dtype=torch.int64),
             "clip_key": self.clip_key(index),
             "augmented": torch.tensor(bool(augmented)),
+            "labeled": torch.tensor(self.labeled(index)),
         }
+        if self.waveforms:  # the audio the fbank came from, before any fbank augmentation
+            item["waveform"] = self.clip_waveform(
+                wave if wave is not None else self.waveform(index)
+            )
+        return item
 
     def clip_key(self, index: int) -> str:
         """What clip ``index`` is, independent of its row number: its file's fingerprint

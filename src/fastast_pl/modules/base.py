@@ -14,9 +14,9 @@ from typing import Any, Literal
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
+from fastast_pl.losses import masked_task_loss
 from fastast_pl.metrics import ClassificationMetrics, accuracy_metric
 from fastast_pl.models.checkpoints.record import RECORD_KEY, make_record
 
@@ -123,16 +123,15 @@ class ClassificationModule(L.LightningModule):
         self.train_acc = accuracy_metric(num_classes, multi_label)
 
     # ----------------------------------------------------------------- losses
-    def task_loss(self, logits: Tensor, target: Tensor) -> Tensor:
+    def task_loss(self, logits: Tensor, target: Tensor, labeled: Tensor | None = None) -> Tensor:
         """CE for single-label (soft targets allowed, for mixup), BCE for multi-label or
-        with ``loss="bce"`` (mean over clips and classes, as torch's BCEWithLogitsLoss)."""
-        if self.multi_label or self.loss == "bce":
-            return F.binary_cross_entropy_with_logits(logits, target)
-        return F.cross_entropy(logits, target)
+        with ``loss="bce"`` (mean over clips and classes, as torch's BCEWithLogitsLoss),
+        over the clips ``labeled`` marks (None: all; unlabeled audio has no target)."""
+        return masked_task_loss(logits, target, self.multi_label or self.loss == "bce", labeled)
 
     def training_loss(self, batch: Batch, logits: Tensor) -> dict[str, Tensor]:
         """Parts of the training loss; "loss" is optimised, every part is logged."""
-        return {"loss": self.task_loss(logits, batch["target"])}
+        return {"loss": self.task_loss(logits, batch["target"], batch.get("labeled"))}
 
     # ------------------------------------------------------------------ steps
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
@@ -142,7 +141,21 @@ class ClassificationModule(L.LightningModule):
         for name, value in parts.items():
             key = "train/loss" if name == "loss" else f"train/loss_{name}"
             self.log(key, value, prog_bar=name == "loss", batch_size=bs)
-        self._update_train_acc(logits, batch["target"])
+        labeled = batch.get("labeled")
+        if labeled is None:
+            self._update_train_acc(logits, batch["target"])
+        else:  # counts per epoch; accuracy on the clips that have labels
+            for kind, count in (("labeled", labeled.sum()), ("unlabeled", (~labeled).sum())):
+                self.log(
+                    f"train/clips_{kind}",
+                    count.float(),
+                    on_step=False,
+                    on_epoch=True,
+                    reduce_fx="sum",
+                    batch_size=bs,
+                )
+            if labeled.any():
+                self._update_train_acc(logits[labeled], batch["target"][labeled])
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=bs)
         return parts["loss"]
 

@@ -20,6 +20,7 @@ from fastast_pl.losses import (
 )
 from fastast_pl.metrics import ClassificationMetrics
 from fastast_pl.models.frozen import load_frozen_teacher
+from fastast_pl.models.hf_teacher import WAVEFORM_KIND, is_waveform_teacher, load_waveform_teacher
 from fastast_pl.models.teacher import FrozenTeacher, TeacherInfo
 from fastast_pl.modules.base import Batch
 from fastast_pl.modules.kd_cache import (
@@ -77,9 +78,14 @@ class DistillationModule(StudentModule):
     """AST student (with Token Merging) trained with CMKD from a frozen teacher.
 
     The teacher is loaded in ``setup()`` from ``teacher_checkpoint``: a TeacherModule
-    checkpoint (the CNN teacher) or any AST checkpoint ``ASTModel.from_pretrained`` reads
+    checkpoint (the CNN teacher), any AST checkpoint ``ASTModel.from_pretrained`` reads
     (a trained StudentModule/DistillationModule ``.ckpt``, an official AST release, an HF
-    directory; run without Token Merging, see ``fastast_pl.models.frozen``). It is checked against the data (classes, label kind, feature settings), kept
+    AST directory; run without Token Merging, see ``fastast_pl.models.frozen``), or any
+    other Hugging Face audio classifier (wav2vec2, HuBERT, Whisper, ...; a directory or a
+    hub id through the hub cache), which hears the batch's clean ``waveform``
+    (``data.waveforms: true``) through its own feature extractor at its own sample rate
+    (``fastast_pl.models.hf_teacher``): SpecAugment, noise and roll then reach only the
+    student (warned), mixup must mix waveforms. It is checked against the data (classes, label kind, feature settings), kept
     in eval mode without gradients, left out of the optimiser and dropped from this
     module's checkpoints: a distilled checkpoint tests and predicts without it. Outside
     ``fit`` a missing ``teacher_checkpoint`` only skips the teacher's metrics.
@@ -92,8 +98,12 @@ class DistillationModule(StudentModule):
     LightningCLI lists them under the same ``init_args``).
 
     Args:
-        teacher_checkpoint: the trained teacher: a TeacherModule checkpoint or an AST checkpoint.
-        kd_lambda: weight of the distillation term (CMKD: 0.5); 0 = labels only.
+        teacher_checkpoint: the trained teacher: a TeacherModule checkpoint, an AST checkpoint,
+            or a Hugging Face audio classifier (directory or hub id) that hears waveforms.
+        kd_lambda: weight of the distillation term: ``(1 - kd_lambda) * task + kd_lambda *
+            kd`` (``fastast_pl.losses``); 0 = labels only. CMKD's lambda weights the other
+            term, the ground-truth loss (``lambda * L_gt + (1 - lambda) * L_kd``, Gong et
+            al. 2022), so ``kd_lambda = 1 - lambda``: the two agree only at CMKD's 0.5.
         kd_temperature: softening temperature of the teacher (see DEFAULT_KD_TEMPERATURE).
         kd_form: "cmkd" (CMKD: temperature on the teacher only, no T^2) or "hinton"
             (Hinton et al. 2015: student and teacher at T, times T^2); equal at T = 1.
@@ -146,6 +156,8 @@ class DistillationModule(StudentModule):
         check_teacher_compatibility(
             self.teacher.info, self.num_classes, self.multi_label, self._data_feature_config()
         )
+        if self.hears_waveforms and stage == "fit":
+            self._check_waveform_data()
         if stage == "fit":
             self._setup_cache()
 
@@ -156,12 +168,61 @@ class DistillationModule(StudentModule):
                 "DistillationModule needs model.teacher_checkpoint (a TeacherModule checkpoint "
                 "or a trained AST checkpoint) to fit; got None"
             )
-        if stage != "fit" and (not path or not Path(path).is_file()):
+        if stage != "fit" and (not path or not Path(path).exists()):
             log.warning(
                 "no teacher checkpoint (%r) for %s: evaluating the student only", path, stage
             )
             return
-        self.teacher = load_frozen_teacher(path, target_length=self.target_length).to(self.device)
+        if is_waveform_teacher(path):
+            rate = self._data_feature_config().get("sample_rate")
+            if rate is None:
+                raise ValueError(
+                    f"waveform teacher {path!r} needs the data's sample rate: the datamodule's "
+                    "feature_config() has no 'sample_rate'"
+                )
+            teacher = load_waveform_teacher(path, int(rate))
+        else:
+            teacher = load_frozen_teacher(path, target_length=self.target_length)
+        self.teacher = teacher.to(self.device)
+
+    @property
+    def hears_waveforms(self) -> bool:
+        """Whether the teacher reads the batch's ``waveform`` rather than its ``fbank``."""
+        return self.teacher is not None and self.teacher.info.kind == WAVEFORM_KIND
+
+    def teacher_input(self, batch: Batch) -> Tensor:
+        """What the teacher reads of a batch: ``waveform`` (a waveform teacher) or ``fbank``."""
+        if not self.hears_waveforms:
+            return batch["fbank"]
+        if "waveform" not in batch:
+            raise ValueError(
+                f"teacher {self.teacher_checkpoint!r} hears waveforms, but the batch has none: "
+                "set data.waveforms: true"
+            )
+        return batch["waveform"]
+
+    def _check_waveform_data(self) -> None:
+        """A waveform teacher needs waveforms in the batch; say what it does not hear."""
+        datamodule = getattr(self._trainer, "datamodule", None)
+        carries = getattr(datamodule, "carries_waveforms", None)
+        if datamodule is not None and not (callable(carries) and carries()):
+            raise ValueError(
+                f"teacher {self.teacher_checkpoint!r} is a waveform teacher (an HF audio "
+                f"classifier with its own feature extractor); {type(datamodule).__name__} "
+                "does not put waveforms into its batches: set data.waveforms: true"
+            )
+        others = (
+            [a for a in _training_augmentations(datamodule) if not a.startswith("mixup=")]
+            if datamodule is not None
+            else []
+        )
+        if others:
+            log.warning(
+                "waveform teacher: it hears each clip's clean waveform (and the waveform mix "
+                "with mixup); %s change only the student's fbank, so the teacher does not see "
+                "what the student sees there (CMKD teaches on the same input)",
+                ", ".join(others),
+            )
 
     def _data_feature_config(self) -> dict[str, Any]:
         features = datamodule_feature_config(self._trainer)
@@ -208,31 +269,33 @@ class DistillationModule(StudentModule):
         its stored logits belong to its clean input, not to the one the student sees.
         """
         assert self.teacher is not None
-        fbank = batch["fbank"]
+        inputs = self.teacher_input(batch)  # (B, T, F) fbank or (B, N) waveform
         if self._cache is None:
-            return self.teacher(fbank)
+            return self.teacher(inputs)
         keys = batch_clip_keys(batch)
         stored, found = self._cache.lookup(keys)
         clean = ~batch["augmented"].cpu() if "augmented" in batch else torch.ones_like(found)
         found &= clean
-        out = stored.to(fbank.device)  # (B, C)
+        device = batch["fbank"].device
+        out = stored.to(device)  # (B, C)
         missing = (~found).nonzero().squeeze(1)  # (M,)
         self.cache_counts["hits"] += int(found.sum())
         self.cache_counts["misses"] += int(missing.numel())
         if missing.numel():
-            computed = self.teacher(fbank[missing.to(fbank.device)]).float()  # (M, C)
-            out[missing.to(fbank.device)] = computed
+            computed = self.teacher(inputs[missing.to(inputs.device)]).float().to(device)  # (M, C)
+            out[missing.to(device)] = computed
             kept = clean[missing].nonzero().squeeze(1).tolist()  # rows of `computed` to store
             self._cache.store([keys[int(missing[i])] for i in kept], computed[kept])
         return out
 
     # --------------------------------------------------------------------- loss
     def training_loss(self, batch: Batch, logits: Tensor) -> dict[str, Tensor]:
-        """CMKD: logged as train/loss, train/loss_task, train/loss_kd."""
+        """CMKD: logged as train/loss, train/loss_task, train/loss_kd; the task term over the
+        batch's labeled clips only (unlabeled audio is taught by the teacher alone)."""
         teacher_logits = self.teacher_logits(batch)
         return cmkd_loss(
             logits, teacher_logits, batch["target"], self.multi_label,
-            self.kd_lambda, self.kd_temperature, self.kd_form,
+            self.kd_lambda, self.kd_temperature, self.kd_form, labeled=batch.get("labeled"),
         )  # fmt: skip
 
     def on_train_epoch_end(self) -> None:
@@ -254,12 +317,16 @@ class DistillationModule(StudentModule):
             and not self._teacher_val_done
             and not self.trainer.sanity_checking
         ):
-            self.teacher_metrics["val"].update(self.teacher(batch["fbank"]), batch["target"])
+            self.teacher_metrics["val"].update(
+                self.teacher(self.teacher_input(batch)), batch["target"]
+            )
 
     def test_step(self, batch: Batch, batch_idx: int) -> None:
         super().test_step(batch, batch_idx)
         if self.teacher is not None:
-            self.teacher_metrics["test"].update(self.teacher(batch["fbank"]), batch["target"])
+            self.teacher_metrics["test"].update(
+                self.teacher(self.teacher_input(batch)), batch["target"]
+            )
 
     def on_validation_epoch_end(self) -> None:
         super().on_validation_epoch_end()

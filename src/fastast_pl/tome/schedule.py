@@ -270,13 +270,14 @@ def validate_merge_spec(spec: MergeSpec, depth: int) -> None:
 
 
 def resolve_schedule(
-    spec: MergeSpec, num_tokens: int, depth: int, num_prefix_tokens: int = 1
+    spec: MergeSpec, num_tokens: int, depth: int, num_prefix_tokens: int = 1, *, warn: bool = True
 ) -> ResolvedSchedule:
     """Turn any ``MergeSpec`` into the r per layer and the tokens entering each layer.
 
     Raises ``ValueError`` at config time for impossible requests (see the module docstring);
     r values that only become impossible because earlier layers merged are capped, with one
-    WARNING per distinct schedule.
+    WARNING per distinct schedule (``warn=False`` for candidates a planner only scores: the
+    schedule it picks warns when it is used).
     """
     entries = _entries(spec, depth)
     if not _is_int(num_prefix_tokens) or num_prefix_tokens < 0:
@@ -308,7 +309,7 @@ def resolve_schedule(
         rs.append(r)
         tokens.append(n - r)
     resolved = ResolvedSchedule(rs, tokens, num_prefix_tokens, tuple(capped))
-    if capped:
+    if capped and warn:
         _warn_capped_once(spec, resolved)
     return resolved
 

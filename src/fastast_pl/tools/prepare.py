@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import urllib.error
 from pathlib import Path
 
 import yaml
@@ -18,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
         description="Prepare ESC-50 or Speech Commands (v0.02) into the layout AudioDataModule "
         "reads, then print the data: settings to put in a config. Without --archive the "
         "archive is downloaded (needs internet).",
-        epilog="example: python -m fastast_pl prepare esc50 --out data/esc50 "
+        epilog="example: python -m fastast_pl prepare esc50 --out data/ESC-50 "
         "--archive ~/Downloads/ESC-50-master.zip",
     )
     p.add_argument("dataset", choices=sorted(URLS), help="which dataset")
@@ -34,6 +35,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         settings = prepare_dataset(args.dataset, args.out, args.archive)
+    except urllib.error.URLError as err:  # an OSError: before USER_ERRORS
+        url = URLS[args.dataset]
+        return fail(p.prog, f"could not download {url} ({err.reason}); without internet, fetch "
+                    "that file on another machine and pass it with --archive PATH")  # fmt: skip
     except USER_ERRORS as err:
         return fail(p.prog, err)
     print(f"# {args.dataset} is ready in {args.out}; put these settings in your config")

@@ -64,12 +64,15 @@ def _snapshot(hub_id: str) -> str:
     try:
         return snapshot_download(repo_id, revision=revision or None, allow_patterns=HUB_FILES)
     except LocalEntryNotFoundError as err:
-        offline = " with HF_HUB_OFFLINE set" if constants.HF_HUB_OFFLINE else ""
+        if constants.HF_HUB_OFFLINE:
+            why, otherwise = "HF_HUB_OFFLINE is set", ", or unset HF_HUB_OFFLINE"
+        else:
+            why, otherwise = f"the hub ({constants.ENDPOINT}) could not be reached", ""
         raise FileNotFoundError(
             f"{hub_id!r} is not a local path, and the Hugging Face hub model {repo_id!r} is "
-            f"not in the hub cache ({constants.HF_HUB_CACHE}){offline} and could not be "
-            f"fetched. Fetch it with {fetch} (into that cache, or point HF_HUB_CACHE at one "
-            f"holding it), or unset HF_HUB_OFFLINE. ({type(err).__name__})"
+            f"not in the hub cache ({constants.HF_HUB_CACHE}) and {why}. Fetch it with "
+            f"{fetch} (into that cache, or point HF_HUB_CACHE at one holding it){otherwise}. "
+            f"({type(err).__name__})"
         ) from err
     except (RepositoryNotFoundError, RevisionNotFoundError) as err:
         raise FileNotFoundError(

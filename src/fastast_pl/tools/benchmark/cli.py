@@ -44,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shape", choices=["constant", "decreasing", "late"], default="constant",
                    help="merge schedule shape searched for each target (constant: one r)")  # fmt: skip
     p.add_argument("--modes", nargs="+", choices=MODES, default=["eager"],
-                   help="inference: also time bf16 autocast and/or torch.compile")  # fmt: skip
+                   help="inference: also time bf16 autocast, torch.compile and/or int8 (CPU, "
+                   "ONNX Runtime)")  # fmt: skip
     p.add_argument("--attn-backend", choices=BACKENDS, default="auto",
                    help="proportional attention: auto (compiled FlexAttention on CUDA, SDPA "
                    "elsewhere), sdpa or flex (see fastast_pl.tome.attention)")  # fmt: skip
@@ -117,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.clock == "cpu" and device.type != "cpu":
         raise ValueError(f"--clock cpu needs the CPU device, got {device.type}")
+    if "int8" in args.modes and device.type != "cpu":
+        raise ValueError("--modes int8 runs ONNX Runtime on the CPU; pass --device cpu")
     threads_before = torch.get_num_threads()
     if args.threads is not None:
         torch.set_num_threads(args.threads)

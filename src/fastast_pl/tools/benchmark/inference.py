@@ -4,7 +4,10 @@ Variants: HF ``ASTForAudioClassification`` (the outside baseline, r=0), our ``AS
 at r=0 and at one schedule per FLOP target, each in the requested ``modes``: "eager"
 (the run's dtype), "bf16" (eager under bf16 autocast) and "compile" (``torch.compile`` of
 a merged copy per schedule; the wall time of its first call, compile + one forward, is
-reported apart as ``compile_s``). All forwards run under ``torch.inference_mode()``.
+reported apart as ``compile_s``) and "int8" (CPU: the merged model exported to ONNX with
+int8 linear layers and run by ONNX Runtime with torch's thread count, ``models.onnx``;
+its peak memory is not seen by the torch profiler and is left out). All forwards run under
+``torch.inference_mode()``.
 FLOPs: ``tome.flops.vit_flops`` of the tokens each block sees.
 """
 
@@ -15,6 +18,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from fastast_pl.models.ast import ASTModel
 from fastast_pl.speed.engine import Variant
 from fastast_pl.tome import MergeSpec
 from fastast_pl.tome.flops import vit_flops
@@ -33,7 +37,7 @@ from fastast_pl.tools.benchmark.models import (
     set_schedule,
 )
 
-MODES = ("eager", "bf16", "compile")
+MODES = ("eager", "bf16", "compile", "int8")
 
 
 def compiled(module: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -66,6 +70,10 @@ def make_variants(
                 own = copy.deepcopy(ours)
                 set_schedule(own, plan.spec, attn_backend)
                 v.run, v.prepare = compiled(own), lambda: None
+            if mode == "int8":
+                own = copy.deepcopy(ours)
+                set_schedule(own, plan.spec, attn_backend)
+                v.run, v.prepare, v.dtype = int8_model(own), lambda: None, "int8"
             variants.append(v)
     if with_hf:
         hf = build_hf(size).to(device).eval()
@@ -77,6 +85,13 @@ def make_variants(
         variants.insert(0, Variant("hf", "r=0", 1.0, plain.r, plain.tokens,
                                    gflops(plain.tokens), hf_forward, dtype=dtype))  # fmt: skip
     return variants
+
+
+def int8_model(module: ASTModel) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``module`` (its schedule set) as int8 ONNX run by ONNX Runtime (``models.onnx``)."""
+    from fastast_pl.models.onnx import int8_onnx_model
+
+    return int8_onnx_model(module.eval(), module.input_tdim, module.input_fdim)
 
 
 def _recompile_limit(n: int):

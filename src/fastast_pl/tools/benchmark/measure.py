@@ -96,9 +96,11 @@ def measure_batches(
             x = torch.randn(bs, *input_shape, device=s.device)  # (B, T, F)
             timings = interleaved_times(variants, x, s.device, s.warmup, s.iters, s.clock,
                                         lambda: bar.advance(task))  # fmt: skip
-            # Memory of a compiled variant would count the compiler's own work: left out.
+            # Memory of a compiled variant would count the compiler's own work, and the torch
+            # profiler does not see ONNX Runtime's (int8): both left out.
             mem = {id(v): peak_memory_mb(v, x, s.device)
-                   if with_memory and v.mode != "compile" else None for v in variants}  # fmt: skip
+                   if with_memory and v.mode not in ("compile", "int8") else None
+                   for v in variants}  # fmt: skip
             rows += summarise(variants, bs, timings, mem)
     return rows
 

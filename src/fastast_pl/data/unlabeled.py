@@ -1,0 +1,118 @@
+"""Training clips without labels: taught by the teacher alone (distillation on unlabeled audio).
+
+Recordings are plentiful, labels are not; a frozen teacher can still give every recording
+soft targets. Two sources, mixable: a folder or a manifest of audio without labels, and the
+labeled training split itself with the labels of all but a fraction of its clips withheld
+(for label-scarcity studies, e.g. a quarter of the labels and the teacher on all clips).
+Unlabeled clips come in the batch with ``labeled`` False (docs/architecture.md, "Batches"):
+their task loss is masked out and only the teacher's targets teach them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastast_pl.data.audio import AUDIO_EXTENSIONS
+from fastast_pl.data.clips import Clip, show
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class UnlabeledConfig:
+    """Unlabeled training audio, mixed into the training split.
+
+    Args:
+        folder: Every audio file under this directory (recursively, sorted) is an unlabeled
+            training clip.
+        manifest: An AST-style JSON manifest ``{"data": [{"wav": ...}]}``: its clips are
+            unlabeled training clips (labels in it, if any, are not used); relative paths
+            are taken relative to the manifest's directory.
+        labeled_fraction: Keep the labels of this fraction of the labeled training clips
+            (chosen per class, seeded by the datamodule's seed) and train on the others'
+            audio as unlabeled clips; 1.0 keeps every label.
+    """
+
+    folder: str | None = None
+    manifest: str | None = None
+    labeled_fraction: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.labeled_fraction <= 1.0:
+            raise ValueError(
+                f"unlabeled.labeled_fraction must be in (0, 1], got {self.labeled_fraction}"
+            )
+
+    def audio_files(self) -> list[Path]:
+        """The folder's and the manifest's audio files (each file once, in order)."""
+        paths: list[Path] = []
+        if self.folder is not None:
+            root = Path(self.folder)
+            if not root.is_dir():
+                raise FileNotFoundError(
+                    f"unlabeled.folder {root} is not a directory; expected a folder of audio"
+                )
+            found = sorted(
+                p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS
+            )
+            if not found:
+                raise ValueError(
+                    f"unlabeled.folder {root} holds no audio file ({sorted(AUDIO_EXTENSIONS)})"
+                )
+            paths += found
+        if self.manifest is not None:
+            paths += _manifest_audio(Path(self.manifest))
+        return list(dict.fromkeys(paths))
+
+
+def _manifest_audio(path: Path) -> list[Path]:
+    """The ``wav`` of every entry of an AST-style manifest; errors name the entry."""
+    if not path.is_file():
+        raise FileNotFoundError(f"unlabeled.manifest {path} does not exist")
+    try:
+        payload = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"unlabeled.manifest {path} is not valid JSON: {err}") from err
+    entries = payload.get("data") if isinstance(payload, dict) else None
+    if not isinstance(entries, list):
+        raise ValueError(f'unlabeled.manifest {path}: expected {{"data": [{{"wav": ...}}, ...]}}')
+    paths = []
+    for number, entry in enumerate(entries):
+        if not isinstance(entry, dict) or "wav" not in entry:
+            raise ValueError(f'unlabeled.manifest {path} entry {number}: no "wav" key')
+        wav = Path(entry["wav"])
+        paths.append(wav if wav.is_absolute() else path.parent / wav)
+    if any(isinstance(e, dict) and e.get("labels") for e in entries):
+        log.info("unlabeled.manifest %s: its labels are not used", path)
+    return paths
+
+
+def withhold_labels(clips: list[Clip], fraction: float, seed: int) -> tuple[list[Clip], list[Clip]]:
+    """(clips keeping their labels, clips whose labels are withheld): ``fraction`` of each
+    class's clips (by first label, at least one per class) keep theirs; seeded, so the same
+    clips are labeled in every run with the same seed."""
+    if fraction >= 1.0:
+        return list(clips), []
+    by_class: dict[int, list[int]] = defaultdict(list)
+    for i, clip in enumerate(clips):
+        by_class[clip.labels[0] if clip.labels else -1].append(i)
+    rng = random.Random(seed)
+    keep: set[int] = set()
+    for members in by_class.values():
+        count = max(1, round(fraction * len(members)))
+        keep.update(rng.sample(members, count))
+    return [c for i, c in enumerate(clips) if i in keep], [
+        c for i, c in enumerate(clips) if i not in keep
+    ]
+
+
+def check_unlabeled_files(paths: list[Path]) -> None:
+    """Raise FileNotFoundError naming the first missing unlabeled files."""
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"unlabeled audio files listed but missing: {show(missing)}")
