@@ -382,9 +382,16 @@ def test_eval_only_per_layer_sweep_and_its_report(tmp_path, method):
         assert r.config["merge/eval/r"] == r_per_layer
         assert r.metrics["test/flop_ratio"] >= 1.0 and "test/acc" in r.metrics
     unmerged = [r.name for r in runs if not any(r.config["merge/eval/r"])]
-    rep = analyze.build_report(runs, min_speedup=1.0)
+    from fastast_pl.speed.schedules import TimingSettings
+
+    speeds = analyze.measure_runs(runs, TimingSettings(batch_size=2, rounds=1))
+    rep = analyze.build_report(runs, min_speedup=1.0, speeds=speeds)
     assert rep.axis == "flops" and rep.acc_key == "test/acc"
-    assert rep.baseline == (unmerged[0] if unmerged else None)
+    measured: dict[tuple, set] = {}  # speed depends on the schedule: one measurement each
+    for row in rep.rows:
+        measured.setdefault(tuple(row["r"]), set()).add(row["speedup"])
+        assert row["speedup"] == 1.0 if not any(row["r"]) else row["speedup"] > 0
+    assert all(len(speedups) == 1 for speedups in measured.values())
     if method == "random":
         assert unmerged  # seed 0 draws the unmerged schedule; the test relies on it
     assert report_main([str(out), "--out", str(tmp_path / "rep"), "--min-speedup", "1"]) == 0
