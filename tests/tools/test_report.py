@@ -201,6 +201,9 @@ def test_a_speedup_inside_the_spread_is_not_called_one():
     faster = {**row, "speedup": 1.4, "speedup_min": 1.3, "speedup_max": 1.5}
     assert render.measured(faster) == "1.40x (1.30-1.50)"
     assert analyze.axis_speedup(faster, "measured") == 1.4
+    slower = {**row, "speedup": 0.8, "speedup_min": 0.71, "speedup_max": 0.89}
+    assert render.measured(slower) == "slower, 0.80x (0.71-0.89)"
+    assert analyze.axis_speedup(slower, "measured") == 1.0
 
 
 def test_equal_accuracy_goes_to_the_faster_schedule_and_repeats_are_grouped(tmp_path: Path):

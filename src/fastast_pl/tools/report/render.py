@@ -32,12 +32,15 @@ def fmt(value: Any) -> str:
 
 
 def measured(row: dict[str, Any]) -> str:
-    """'1.48x (1.45-1.50)', or 'none measurable (0.97-1.04)' when the range reaches 1.0."""
+    """'1.48x (1.45-1.50)'; 'none measurable (0.97-1.04)' when the range reaches 1.0;
+    'slower, 0.80x (0.71-0.89)' when every round was slower than r=0."""
     if row["speedup"] is None:
         return "-"
     spread = f"({row['speedup_min']:.2f}-{row['speedup_max']:.2f})"
     if row["speedup_min"] > 1.0 or row["r"] is not None and not any(row["r"]):
         return f"{row['speedup']:.2f}x {spread}"
+    if row["speedup_max"] < 1.0:
+        return f"slower, {row['speedup']:.2f}x {spread}"
     return f"none measurable {spread}"
 
 
@@ -82,8 +85,7 @@ def _panel(ax, report: Report, axis: str, xlabel: str) -> None:
                [r["speedup_max"] - x for x, r in zip(xs, rows)]]  # fmt: skip
         ax.errorbar(xs, ys, xerr=err, fmt="none", ecolor="0.7", zorder=1)
     ax.scatter(xs, ys, color="0.6", zorder=2)
-    front_x = [axis_speedup(r, axis) for r in rows]
-    front = sorted(pareto_front(list(zip(front_x, ys))), key=lambda i: xs[i])
+    front = sorted(pareto_front(list(zip(xs, ys))), key=lambda i: xs[i])
     ax.plot([xs[i] for i in front], [ys[i] for i in front], "o-", color="tab:red",
             label="Pareto front", zorder=3)  # fmt: skip
     for x, y, r in zip(xs, ys, rows):
