@@ -49,6 +49,10 @@ TOOLS: dict[str, tuple[str, str]] = {
     "visualize": ("fastast_pl.tools.visualize:main", "draw which patches ToMe merged in a clip"),
     "classify": ("fastast_pl.tools.classify:main", "label your own audio files -> CSV"),
     "export": ("fastast_pl.tools.export:main", "checkpoint -> ONNX / torch.export (+ JSON)"),
+    "search-schedule": (
+        "fastast_pl.tools.search_schedule:main",
+        "learn r per layer for a FLOP budget, the model frozen",
+    ),
 }
 
 

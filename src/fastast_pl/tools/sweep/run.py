@@ -6,7 +6,8 @@ The W&B methods are Optuna's samplers: ``grid`` -> ``GridSampler``, ``random`` -
 after ``--startup-trials`` random trials each proposal comes from the results so far). The
 study lives in ``OUT/optuna.journal`` (Optuna's ``JournalStorage``). A trial that crashes, is
 rejected by the check before its start, or lacks the file's ``metric.name`` returns NaN
-(Optuna records it as failed, and the samplers learn nothing from it); the sweep goes on. W&B's ``early_terminate`` is not applied locally.
+(Optuna records it as failed; the samplers learn nothing from it); the sweep goes on.
+W&B's ``early_terminate`` is not applied locally.
 
 Results: one run directory per trial (``OUT/trial-000/``: CSV metrics, hparams.yaml with the
 merge statistics, the CLI's config.yaml, stdout.log, ``trial.json``; the W&B offline run
@@ -53,8 +54,8 @@ def make_study(
         sampler = optuna.samplers.RandomSampler(seed=seed)
     else:
         sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup_trials)
-    goal = sweep.metric.get("goal", "maximize")
-    if goal not in ("maximize", "minimize") or (sweep.method == "bayes" and not metric_name(sweep)):
+    goal, metric_name = sweep.metric.get("goal", "maximize"), sweep.metric.get("name")
+    if goal not in ("maximize", "minimize") or (sweep.method == "bayes" and not metric_name):
         raise SweepError(
             f"{sweep.path}: metric={sweep.metric!r}; expected a name (what to "
             "optimise; bayes needs it) and goal 'maximize' or 'minimize'"
@@ -66,10 +67,6 @@ def make_study(
         study_name=sweep.name or sweep.path.stem,
         load_if_exists=True,
     )
-
-
-def metric_name(sweep: SweepFile) -> str | None:
-    return sweep.metric.get("name")
 
 
 def trial_count(sweep: SweepFile, count: int | None) -> int:
@@ -278,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{params} {shown}"
         )
         _write_summary(out_dir, sweep)
-        value = result["metrics"].get(metric_name(sweep) or "", math.nan)
+        value = result["metrics"].get(sweep.metric.get("name", ""), math.nan)
         return value if result["status"] == "finished" else math.nan  # nan: Optuna's FAIL
 
     study.optimize(objective, n_trials=todo)
