@@ -60,6 +60,12 @@ def test_demo_runs_all_stages_prints_the_table_and_draws(tmp_path, repo_root, mo
     stages = ("teacher", "ast", "test_ast", "student", "test_student", "student_labels")
     for stage in (*stages, "test_student_labels"):
         assert list((root / stage).rglob("config.yaml")), stage
+    # the label-scarce setting: a quarter of the labels, with and without the teacher
+    for stage in ("student_quarter", "student_quarter_labels"):
+        config = yaml.safe_load(next((root / stage).rglob("config.yaml")).read_text())
+        assert config["data"]["unlabeled"]["labeled_fraction"] == 0.25, stage
+    assert any("25% labels + CMKD" in line for line in table)
+    assert "with 25% of the labels, labels only gave" in out.replace("\n", " ")
     for picture in ("pareto.png", "merge_map.png"):
         path = root / picture
         assert path.is_file() and path.stat().st_size > 10_000, picture
