@@ -21,6 +21,10 @@ from fastast_pl.trainer.ckpt_path import prepare_ckpt_path
 from fastast_pl.trainer.predictions import PredictionCSVWriter
 from fastast_pl.trainer.run_dirs import check_fresh_run_dirs
 from fastast_pl.trainer.run_logging import add_run_logging
+from fastast_pl.utils.library_noise import (
+    silence_checkpoint_dirpath_notice,
+    silence_library_noise,
+)
 
 # subcommand -> "module:function" taking argv (list[str]) and returning an exit code or None.
 TOOLS: dict[str, tuple[str, str]] = {
@@ -45,6 +49,10 @@ TOOLS: dict[str, tuple[str, str]] = {
     "visualize": ("fastast_pl.tools.visualize:main", "draw which patches ToMe merged in a clip"),
     "classify": ("fastast_pl.tools.classify:main", "label your own audio files -> CSV"),
     "export": ("fastast_pl.tools.export:main", "checkpoint -> ONNX / torch.export (+ JSON)"),
+    "search-schedule": (
+        "fastast_pl.tools.search_schedule:main",
+        "learn r per layer for a FLOP budget, the model frozen",
+    ),
 }
 
 
@@ -71,6 +79,7 @@ class FastASTCLI(LightningCLI):
 
     def __init__(self, *class_args, args: list[str] | None = None, **kwargs) -> None:
         self._command_line = list(sys.argv[1:] if args is None else args)
+        silence_library_noise()
         super().__init__(*class_args, args=args, **kwargs)
 
     def parse_arguments(self, parser, args) -> None:
@@ -129,15 +138,18 @@ class FastASTCLI(LightningCLI):
         self._preflight()
 
     def before_validate(self) -> None:
+        silence_checkpoint_dirpath_notice()
         self._preflight()
 
     def before_test(self) -> None:
+        silence_checkpoint_dirpath_notice()
         self._preflight()
 
     def before_predict(self) -> None:
         """Predictions go to a CSV in the run directory unless a writer is configured."""
         if not any(isinstance(cb, BasePredictionWriter) for cb in self.trainer.callbacks):
             self.trainer.callbacks.append(PredictionCSVWriter())
+        silence_checkpoint_dirpath_notice()
         self._preflight()
 
     def _preflight(self) -> None:

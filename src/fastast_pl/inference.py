@@ -4,12 +4,14 @@ Decoding and resampling (``data.audio``), the fbank and its normalisation
 (``data.features``) are the training pipeline's own functions, driven by the feature
 settings the checkpoint carries (``models.checkpoints.metadata``). A clip longer than the
 model's input is covered by sliding windows whose scores are aggregated; a shorter one is
-zero-padded before normalisation, exactly as in training.
+zero-padded before normalisation, exactly as in training, or run at its own length
+(``short_clips="crop-pos"``, ``fastast_pl.short_clips``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -30,6 +32,7 @@ from fastast_pl.data.features import (
 )
 from fastast_pl.models.ast import ASTModel
 from fastast_pl.models.checkpoints import read_inference_info, resolve_source
+from fastast_pl.short_clips import SHORT_CLIPS, kept_frames, schedule_as_ratios, tokens_entering
 from fastast_pl.tome import MergeSpec
 
 log = logging.getLogger(__name__)
@@ -50,7 +53,8 @@ class ClassScore(NamedTuple):
 
 @dataclass
 class Prediction:
-    """Scores of one input: ``top_k`` best classes, all ``scores`` (C,), windows used.
+    """Scores of one input: ``top_k`` best classes, all ``scores`` (C,), windows used and
+    the tokens they gave the transformer.
 
     ``above_threshold``: for multi-label models, every class scoring at least the threshold
     (best first); None for single-label models.
@@ -61,6 +65,7 @@ class Prediction:
     scores: torch.Tensor
     windows: int
     above_threshold: list[ClassScore] | None = None
+    tokens: int = 0  # tokens entering the transformer, summed over the windows
 
 
 def audio_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
@@ -91,7 +96,14 @@ class AudioClassifier:
         class_names: Name of every class by index (None: the indices, as text).
         multi_label: Sigmoid scores, max over windows (True) or softmax, mean (False).
         batch_size: Windows per forward pass.
-        device: Where the model runs (default: CUDA when available, else CPU).
+        device: Where the model runs (default: CUDA when available, else CPU; int8: CPU).
+        quantize: "int8": the model (its merge schedule as set) exported to ONNX with int8
+            linear layers and run by ONNX Runtime on the CPU (``models.onnx``); scores
+            differ slightly from float32 (``export --quantize int8 --check-audio`` measures
+            by how much). None: the float model as it is.
+        short_clips: A clip shorter than the window: "pad" (zero-padded to it, as in
+            training) or "crop-pos" (run at its own length, ``fastast_pl.short_clips``; a
+            merge schedule then merges the same share of the fewer tokens).
     """
 
     def __init__(
@@ -102,6 +114,8 @@ class AudioClassifier:
         multi_label: bool = False,
         batch_size: int = 8,
         device: str | torch.device | None = None,
+        quantize: Literal["int8"] | None = None,
+        short_clips: Literal["pad", "crop-pos"] = "pad",
     ) -> None:
         if features.num_mel_bins != model.input_fdim or features.target_length != model.input_tdim:
             raise ValueError(
@@ -115,8 +129,29 @@ class AudioClassifier:
             )
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if quantize not in (None, "int8"):
+            raise ValueError(f"quantize must be None or 'int8', got {quantize!r}")
+        default = "cpu" if quantize or not torch.cuda.is_available() else "cuda"
+        self.device = torch.device(device or default)
+        if short_clips not in SHORT_CLIPS:
+            raise ValueError(f"short_clips must be one of {SHORT_CLIPS}, got {short_clips!r}")
+        if quantize and short_clips != "pad":
+            raise ValueError(
+                f"short_clips={short_clips!r} runs inputs of many lengths; quantize='int8' runs "
+                "an ONNX graph of the window's length: use short_clips='pad' with int8"
+            )
+        if quantize and self.device.type != "cpu":
+            raise ValueError(f"quantize='int8' runs on the CPU (ONNX Runtime), not {self.device}")
         self.model = model.eval().to(self.device)
+        self.quantize = quantize
+        self.short_clips = short_clips
+        if short_clips == "crop-pos":
+            self.model.set_merge(self.model.merge, schedule_as_ratios(self.model))
+        self._forward = self.model
+        if quantize == "int8":
+            from fastast_pl.models.onnx import int8_onnx_model
+
+            self._forward = int8_onnx_model(self.model, model.input_tdim, model.input_fdim)
         self.features = features
         self.class_names = (
             [str(i) for i in range(model.num_classes)] if class_names is None else list(class_names)
@@ -136,6 +171,8 @@ class AudioClassifier:
         multi_label: bool | None = None,
         batch_size: int = 8,
         device: str | torch.device | None = None,
+        quantize: Literal["int8"] | None = None,
+        short_clips: Literal["pad", "crop-pos"] = "pad",
         **model_overrides: Any,
     ) -> AudioClassifier:
         """Load a checkpoint (path or HF hub id) with the settings it carries.
@@ -143,7 +180,8 @@ class AudioClassifier:
         ``merge`` (default: the schedule the checkpoint was evaluated with), ``features``
         (a FeatureConfig or some of its fields), ``class_names`` and ``multi_label`` replace
         what the checkpoint says, and must be given where it says nothing (older
-        checkpoints, official releases); ``model_overrides`` go to ``ASTModel.from_pretrained``.
+        checkpoints, official releases); ``quantize`` and ``short_clips`` as in the class;
+        ``model_overrides`` go to ``ASTModel.from_pretrained``.
         """
         local = resolve_source(path_or_name)
         info = read_inference_info(local)
@@ -190,7 +228,8 @@ class AudioClassifier:
             "multi-label" if kind else "single-label",
             model.merge_schedule().r,
         )
-        return cls(model, FeatureConfig(**settings), names, bool(kind), batch_size, device)
+        features = FeatureConfig(**settings)
+        return cls(model, features, names, bool(kind), batch_size, device, quantize, short_clips)
 
     @property
     def sample_rate(self) -> int:
@@ -203,7 +242,8 @@ class AudioClassifier:
 
         Windows of ``target_length`` frames start every ``hop`` seconds (default: half a
         window); the last one ends at the clip's end. A clip of at most one window gives
-        one, zero-padded before normalisation as in training.
+        one, zero-padded before normalisation as in training (``short_clips="crop-pos"``:
+        only to the end of its last patch column, ``short_clips.kept_frames``).
         """
         cfg = self.features
         length = cfg.target_length
@@ -212,6 +252,8 @@ class AudioClassifier:
             raise ValueError(f"hop={hop} s is shorter than one frame ({cfg.frame_shift} ms)")
         raw = compute_fbank(waveform, cfg)  # (frames, F), unpadded, no dither
         frames = raw.shape[0]
+        if frames < length and self.short_clips == "crop-pos":
+            length = kept_frames(self.model, frames)
         starts = [0] if frames <= length else list(range(0, frames - length + 1, hop_frames))
         if starts[-1] + length < frames:
             starts.append(frames - length)  # cover the tail
@@ -302,13 +344,23 @@ class AudioClassifier:
         """Run the pending windows in batches and fill their files' predictions."""
         if not pending:
             return
-        stacked = torch.cat([w for *_, w in pending])  # (sum W, T, F)
-        logits = torch.cat(
-            [
-                self.model(stacked[i : i + batch].to(self.device)).float().cpu()
-                for i in range(0, len(stacked), batch)
-            ]
-        )  # (sum W, C)
+        by_length: dict[int, list[int]] = {}  # frames -> pending items (crop-pos: many)
+        for k, (*_, windows) in enumerate(pending):
+            by_length.setdefault(windows.shape[1], []).append(k)
+        parts: dict[int, torch.Tensor] = {}
+        for frames, items in by_length.items():
+            stacked = torch.cat([pending[k][2] for k in items])  # (sum W, T, F)
+            full = frames == self.features.target_length
+            run = self._forward if full else functools.partial(self.model, crop_time=True)
+            out = torch.cat(
+                [
+                    run(stacked[i : i + batch].to(self.device)).float().cpu()
+                    for i in range(0, len(stacked), batch)
+                ]
+            )  # (sum W, C)
+            for k, piece in zip(items, out.split([pending[k][2].shape[0] for k in items])):
+                parts[k] = piece
+        logits = torch.cat([parts[k] for k in range(len(pending))])  # (sum W, C)
         probs = torch.sigmoid(logits) if self.multi_label else logits.softmax(dim=-1)
         start = 0
         for slot, source, windows in pending:
@@ -316,6 +368,7 @@ class AudioClassifier:
             start += windows.shape[0]
             scores = part.mean(dim=0) if aggregate == "mean" else part.amax(dim=0)  # (C,)
             results[slot] = self._prediction(source, scores, windows.shape[0], top_k, threshold)
+            results[slot].tokens = windows.shape[0] * tokens_entering(self.model, windows.shape[1])
 
     def _prediction(self, source, scores, windows, top_k, threshold) -> Prediction:
         values, indices = scores.topk(min(top_k, scores.numel()))

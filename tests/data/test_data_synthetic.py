@@ -16,6 +16,7 @@ from fastast_pl.data.synthetic import (
     check_synthetic,
     ensure_synthetic,
     generate_synthetic,
+    synthesize_clip,
 )
 
 SMALL = SyntheticConfig(num_classes=5, clips_per_class=4, clip_seconds=0.25)
@@ -165,3 +166,16 @@ def test_concurrent_generation_gives_one_complete_dataset(tmp_path):
     assert _wavs(tmp_path / "syn") == _wavs(tmp_path / "ref")
     for rel in _wavs(tmp_path / "ref"):
         assert (tmp_path / "syn" / rel).read_bytes() == (tmp_path / "ref" / rel).read_bytes()
+
+
+def test_min_clip_seconds_gives_variable_lengths_and_keeps_fixed_clips(tmp_path):
+    fixed = SyntheticConfig(num_classes=2, clips_per_class=6, clip_seconds=2.0, seed=3)
+    varied = SyntheticConfig(
+        num_classes=2, clips_per_class=6, clip_seconds=2.0, min_clip_seconds=0.5, seed=3
+    )
+    lengths = [len(synthesize_clip(varied, c, j)) / 16000 for c in range(2) for j in range(6)]
+    assert all(0.5 <= s <= 2.0 for s in lengths) and len(set(lengths)) == len(lengths)
+    assert "min_clip_seconds" not in fixed.to_dict()  # datasets written before it still match
+    assert len(synthesize_clip(fixed, 1, 2)) == 32000
+    with pytest.raises(ValueError, match="min_clip_seconds"):
+        SyntheticConfig(clip_seconds=1.0, min_clip_seconds=2.0)

@@ -159,3 +159,16 @@ def test_plan_schedules_lists_r0_then_one_schedule_per_target():
         assert plan.flop_ratio == pytest.approx(
             _by_hand([1214] * 13, 768) / _by_hand(plan.tokens, 768), rel=1e-12
         )
+
+
+def test_planning_warns_only_about_the_schedules_it_picks(caplog, monkeypatch):
+    """The search scores every constant r, most of them capped at later layers; only a
+    picked schedule that is capped itself is worth a warning (there were 20+ per plan)."""
+    import fastast_pl.tome.schedule as schedule_module
+
+    monkeypatch.setattr(schedule_module, "_WARNED", set())
+    with caplog.at_level("WARNING", logger="fastast_pl.tome.schedule"):
+        plans = plan_schedules([1.5, 2.0], 1214, 12, 2, 768)
+    capped = [r for r in caplog.records if "capped" in r.getMessage()]
+    picked = [p for p in plans if resolve_schedule(p.spec, 1214, 12, 2, warn=False).capped]
+    assert len(capped) == len(picked) <= 2

@@ -273,3 +273,18 @@ def test_gpu_command_needs_only_torch_timm_transformers_lightning(tmp_path):
     assert {p.name for p in tmp_path.iterdir()} == {
         "benchmark.json", "benchmark.md", "train_benchmark.json", "train_benchmark.md"
     }  # fmt: skip
+
+
+def test_int8_column_runs_onnx_runtime_per_schedule(tmp_path):
+    """The int8 mode: one ONNX Runtime int8 copy per schedule, same tokens as eager, no
+    profiler memory (ONNX Runtime allocates outside torch), CPU only."""
+    argv = ["--tiny", "--batch-sizes", "1", "--iters", "1", "--warmup", "1", "--no-hf"]
+    argv += ["--targets", "2", "--modes", "eager", "int8", "--device", "cpu"]
+    assert benchmark.main([*argv, "--out", str(tmp_path)]) == 0
+    doc = json.loads((tmp_path / "benchmark.json").read_text())
+    rows = {(r["mode"], r["schedule"]): r for r in doc["rows"]}
+    assert set(rows) == {(m, s) for m in ("eager", "int8") for s in ("r=0", "2x")}
+    for (mode, schedule), r in rows.items():
+        assert r["dtype"] == ("int8" if mode == "int8" else "fp32")
+        assert (r["peak_mem_mb"] is None) == (mode == "int8")
+        assert r["tokens"] == rows[("eager", schedule)]["tokens"]

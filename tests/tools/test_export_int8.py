@@ -3,7 +3,6 @@ linear layers, run in onnxruntime on the windows of real WAV clips, agrees with 
 float32 model on top-1; the sidecar reports what the test measures itself."""
 
 import json
-from pathlib import Path
 
 import onnx
 import onnxruntime as ort
@@ -14,25 +13,16 @@ from fastast_pl.cli import build_cli, main
 from fastast_pl.data.audio import load_audio
 from fastast_pl.inference import AudioClassifier
 
-ROOT = Path(__file__).resolve().parents[2]
+from helpers.tiny_run import tiny_args
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A 2-layer, 32-wide AST fitted for 40 steps on 3 synthetic classes; its test WAVs."""
     tmp = tmp_path_factory.mktemp("int8")
-    args = ["fit", "--config", str(ROOT / "experiments/quickstart.yaml"),
-            "--data.source.init_args.root", str(tmp / "synthetic"),
-            "--data.cache_dir", "null", "--data.loader.num_workers", "0",
-            "--data.features.target_length", "64", "--data.features.num_mel_bins", "32",
-            "--data.loader.batch_size", "8",
-            "--data.source.init_args.generator.num_classes", "3",
+    args = ["fit", *tiny_args(tmp / "synthetic", tmp / "runs"),
             "--data.source.init_args.generator.clips_per_class", "20",
-            "--data.source.init_args.generator.clip_seconds", "0.5",
-            "--model.init_args.ast.embed_dim", "32", "--model.init_args.ast.depth", "2",
-            "--model.init_args.ast.num_heads", "2",
-            "--trainer.default_root_dir", str(tmp / "runs"),
-            "--trainer.enable_progress_bar", "false", "--trainer.max_steps", "40",
+            "--data.loader.batch_size", "8", "--trainer.max_steps", "40",
             "--trainer.limit_val_batches", "1", "--trainer.logger", "false"]  # fmt: skip
     cli = build_cli(args)
     ckpt = tmp / "tiny.ckpt"
@@ -85,3 +75,22 @@ def test_int8_needs_onnx_and_real_clips(trained, tmp_path, capsys):
     assert main([*base, "--format", "torch-export", "--check-audio", str(clips[0])]) == 2
     assert "--format onnx" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+def test_classifier_int8_agrees_with_float32(trained, tmp_path):
+    ckpt, clips = trained
+    float32 = AudioClassifier.from_pretrained(ckpt, merge=4, device="cpu")
+    int8 = AudioClassifier.from_pretrained(ckpt, merge=4, quantize="int8")
+    assert int8.device.type == "cpu" and int8.quantize == "int8"
+    want = float32.predict([str(c) for c in clips], top_k=1)
+    got = int8.predict([str(c) for c in clips], top_k=1)
+    same = [w.top_k[0].index == g.top_k[0].index for w, g in zip(want, got)]
+    assert sum(same) / len(same) >= 0.99
+    assert not all(torch.equal(w.scores, g.scores) for w, g in zip(want, got))  # int8 ran
+    with pytest.raises(ValueError, match="CPU"):
+        AudioClassifier(float32.model, float32.features, device="meta", quantize="int8")
+    out = tmp_path / "int8.csv"
+    assert (
+        main(["classify", str(ckpt), str(clips[0]), "--quantize", "int8", "--out", str(out)]) == 0
+    )
+    assert out.read_text().count("\n") == 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 
 import lightning.pytorch as pl
 import numpy as np
@@ -58,3 +59,6 @@ def test_predictions_have_one_row_per_readable_input(tmp_path, capsys):
     assert sorted(paths) == readable  # every readable file once, no bad one, no repeat
     out = capsys.readouterr().out
     assert "wrote 6 predictions" in out and "2 unreadable clip(s) left out" in out
+    # the split has labels: each row carries its clip's class (its folder), before the guess
+    assert list(rows[0])[:4] == ["index", "path", "label", "prediction"]
+    assert all(row["label"] == Path(row["path"]).parent.name for row in rows)

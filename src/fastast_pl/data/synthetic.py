@@ -59,7 +59,10 @@ class SyntheticConfig:
         num_classes: How many of the 8 sound classes to use (2-8), in the fixed order
             tone, chirp_up, chirp_down, noise_burst, click_train, am_tone, fm_tone, harmonic.
         clips_per_class: Clips generated per class (split into train/val/test).
-        clip_seconds: Length of every clip in seconds.
+        clip_seconds: Length of every clip in seconds (the longest, with min_clip_seconds).
+        min_clip_seconds: None: every clip lasts clip_seconds. A number: each clip's length
+            is drawn uniformly from [min_clip_seconds, clip_seconds] (seeded per clip), a
+            dataset of variable-length clips (e.g. to measure short-clip inference).
         sample_rate: Sample rate of the written WAV files in Hz.
         seed: Seed of the generator; the same seed gives byte-identical files.
         snr_db_min: Lowest signal-to-background-noise ratio in dB.
@@ -71,6 +74,7 @@ class SyntheticConfig:
     num_classes: int = 8
     clips_per_class: int = 40
     clip_seconds: float = 1.0
+    min_clip_seconds: float | None = None
     sample_rate: int = 16000
     seed: int = 0
     snr_db_min: float = 0.0
@@ -91,6 +95,14 @@ class SyntheticConfig:
             raise ValueError(
                 f"synthetic clip_seconds must be in [0.1, 30], got {self.clip_seconds}"
             )
+        if (
+            self.min_clip_seconds is not None
+            and not 0.1 <= self.min_clip_seconds <= self.clip_seconds
+        ):
+            raise ValueError(
+                f"synthetic min_clip_seconds must be in [0.1, clip_seconds={self.clip_seconds}], "
+                f"got {self.min_clip_seconds}"
+            )
         if self.snr_db_min > self.snr_db_max:
             raise ValueError(
                 f"synthetic snr_db_min ({self.snr_db_min}) must not exceed snr_db_max ({self.snr_db_max})"
@@ -110,7 +122,12 @@ class SyntheticConfig:
         return list(CLASS_NAMES[: self.num_classes])
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The settings; an unset ``min_clip_seconds`` is left out, so that datasets written
+        before the option existed still match their settings (and are not regenerated)."""
+        out = dataclasses.asdict(self)
+        if out["min_clip_seconds"] is None:
+            del out["min_clip_seconds"]
+        return out
 
 
 # ---------------------------------------------------------------------------------------
@@ -223,7 +240,11 @@ def synthesize_clip(config: SyntheticConfig, class_index: int, clip_index: int) 
     """One clip as float32 samples in [-1, 1], determined by (seed, class, clip) only."""
     rng = np.random.default_rng([config.seed, class_index, clip_index])
     sr = config.sample_rate
-    n = int(round(config.clip_seconds * sr))
+    seconds = config.clip_seconds
+    if config.min_clip_seconds is not None:  # its own stream: fixed-length clips unchanged
+        length_rng = np.random.default_rng([config.seed, class_index, clip_index, 1])
+        seconds = length_rng.uniform(config.min_clip_seconds, config.clip_seconds)
+    n = int(round(seconds * sr))
     t = np.arange(n) / sr
     event = _EVENTS[CLASS_NAMES[class_index]](rng, t, sr) * _envelope(rng, n, sr)
     noise = _pink_noise(rng, n)

@@ -217,9 +217,14 @@ class ASTModel(nn.Module):
                 f"(input_tdim={self.input_tdim}, input_fdim={self.input_fdim})"
             )
 
-    def forward_features(self, fbank: torch.Tensor) -> torch.Tensor:
-        """Normalized token sequence after the last block, ``(B, N', D)``."""
-        self._check_input(fbank)
+    def forward_features(self, fbank: torch.Tensor, crop_time: bool = False) -> torch.Tensor:
+        """Normalized token sequence after the last block, ``(B, N', D)``; ``crop_time``: as
+        in ``forward``."""
+        if crop_time:
+            pos_embed = self._time_cut_pos_embed(fbank)
+        else:
+            self._check_input(fbank)
+            pos_embed = self.pos_embed
         # `training` is sometimes set without train() (Lightning restores each submodule's
         # flag after validation, `_ModuleMode.restore`): the schedule follows it here too.
         self._follow_mode()
@@ -228,15 +233,41 @@ class ASTModel(nn.Module):
         prefix = torch.cat(
             (self.cls_token.expand(b, -1, -1), self.dist_token.expand(b, -1, -1)), dim=1
         )  # (B, 2, D)
-        x = torch.cat((prefix, x), dim=1) + self.pos_embed  # (B, 2 + N, D)
+        x = torch.cat((prefix, x), dim=1) + pos_embed  # (B, 2 + N, D)
         x = self.blocks(x)  # (B, N', D); N' < 2 + N when merging
         return self.norm(x)
 
-    def forward(self, fbank: torch.Tensor) -> torch.Tensor:
-        """Logits ``(B, num_classes)`` from the mean of the class and distillation outputs."""
-        x = self.forward_features(fbank)
+    def forward(self, fbank: torch.Tensor, crop_time: bool = False) -> torch.Tensor:
+        """Logits ``(B, num_classes)`` from the mean of the class and distillation outputs.
+
+        ``crop_time=True`` takes an input shorter than the model's, ``(B, T', F)`` with
+        ``T' <= input_tdim``, at its own length: fewer time columns of patches, whose position
+        embeddings are the first columns' (those its frames have when padded at the end, as
+        training pads). AST cuts its position embeddings for other input sizes too (Gong et
+        al. 2021, Sec. 2.2), there centred. At ``T' = input_tdim`` it changes nothing. A merge
+        schedule is resolved for the fewer tokens (``tome``).
+        """
+        x = self.forward_features(fbank, crop_time)
         pooled = (x[:, 0] + x[:, 1]) / 2  # (B, D)
         return self.head(pooled)
+
+    def _time_cut_pos_embed(self, fbank: torch.Tensor) -> torch.Tensor:
+        """``pos_embed`` ``(1, 2 + F' * T'', D)`` for a shorter input (see ``forward``)."""
+        if fbank.ndim != 3 or fbank.shape[2] != self.input_fdim:
+            raise ValueError(
+                f"expected a normalized fbank (B, T, {self.input_fdim}), got {tuple(fbank.shape)}"
+            )
+        frames = fbank.shape[1]
+        if not self.arch.patch_size <= frames <= self.input_tdim:
+            raise ValueError(
+                f"crop_time takes {self.arch.patch_size} to {self.input_tdim} frames, got {frames}"
+            )
+        f_dim, t_dim = self.grid_size
+        columns = patch_grid(frames, self.arch.patch_size, self.arch.tstride)
+        prefix = self.pos_embed[:, : self.num_prefix_tokens]  # (1, 2, D)
+        grid = self.pos_embed[:, self.num_prefix_tokens :].reshape(1, f_dim, t_dim, -1)
+        cut = grid[:, :, :columns].reshape(1, f_dim * columns, -1)  # (1, F' * T'', D)
+        return torch.cat((prefix, cut), dim=1)
 
     # ------------------------------------------------------------------ loading
     @classmethod

@@ -60,9 +60,40 @@ def _stable_argsort_as_topk() -> Iterator[None]:
         torch.onnx.unregister_custom_op_symbolic("aten::argsort", ONNX_OPSET)
 
 
+@contextlib.contextmanager
+def _scatter_sum_as_one_op() -> Iterator[None]:
+    """Export ToMe's ``scatter_reduce(..., reduce="sum")`` as one ONNX ScatterElements.
+
+    torch's own symbolic wraps it in two ``If`` nodes for a rank-0 input whose branches
+    reshape to rank 1, so the graph declares the merged tokens ``(-1,)`` where they are
+    ``(B, N, D)``: ONNX Runtime then warns (``VerifyOutputSizes``) twice per merging layer
+    on every call. The merge's inputs are never rank 0, so the plain op is the same
+    computation. Registered only for the duration of one export.
+    """
+    from torch.onnx import symbolic_helper as sh
+
+    def scatter_reduce(g, x, dim, index, src, reduce, include_self):
+        reduce = sh._get_const(reduce, "s", "reduce")
+        if reduce != "sum" or not sh._get_const(include_self, "b", "include_self"):
+            raise ValueError(f"ONNX export: scatter_reduce {reduce!r} (expected ToMe's 'sum')")
+        axis = sh._get_const(dim, "i", "dim")
+        return g.op("ScatterElements", x, index, src, axis_i=axis, reduction_s="add")
+
+    torch.onnx.register_custom_op_symbolic("aten::scatter_reduce", scatter_reduce, ONNX_OPSET)
+    try:
+        yield
+    finally:
+        torch.onnx.unregister_custom_op_symbolic("aten::scatter_reduce", ONNX_OPSET)
+
+
 def export_onnx(model: torch.nn.Module, example: torch.Tensor, out: Path) -> None:
     """ONNX (opset 17) with a free batch axis, written atomically."""
-    with atomic_write(out, "wb") as fh, warnings.catch_warnings(), _stable_argsort_as_topk():
+    with (
+        atomic_write(out, "wb") as fh,
+        warnings.catch_warnings(),
+        _stable_argsort_as_topk(),
+        _scatter_sum_as_one_op(),
+    ):
         warnings.simplefilter("ignore")  # tracer warnings on shape arithmetic, deprecations
         torch.onnx.export(
             model,
@@ -106,7 +137,6 @@ class OnnxModel:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
-        options.log_severity_level = 3  # no shape-inference chatter for merged sizes
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.inter_op_num_threads = 1
         source = path_or_bytes if isinstance(path_or_bytes, bytes) else str(path_or_bytes)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import os
 import statistics
 import time
 import warnings
@@ -164,6 +165,9 @@ def peak_memory_mb(v: Variant, x: torch.Tensor, device: torch.device) -> float:
         return (torch.cuda.max_memory_allocated(device) - before) / 2**20
     from torch.profiler import ProfilerActivity, profile
 
+    # Kineto (the profiler's C++ side) logs to stderr, e.g. "gpuGetDeviceCount failed" where
+    # CUDA libraries are installed without a GPU; a failed collection shows as no events below.
+    os.environ.setdefault("KINETO_LOG_LEVEL", "6")
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*Profiler clears events.*")
         with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
@@ -173,6 +177,11 @@ def peak_memory_mb(v: Variant, x: torch.Tensor, device: torch.device) -> float:
     # Each "[memory]" record is one allocation (+bytes) or free (-bytes) of the CPU
     # allocator; the running sum in time order is the tensor memory held at each moment.
     events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
+    if not events:  # a model call allocates: none recorded means the profiler failed
+        raise RuntimeError(
+            "the torch profiler recorded no CPU allocation during the call; measure without "
+            "memory (benchmark --no-memory)"
+        )
     events.sort(key=lambda e: e.start_ns())
     held = peak = 0
     for e in events:

@@ -125,8 +125,8 @@ def schedule_for_flops_reduction(
     if not target_ratio >= 1.0:
         raise ValueError(f"target_ratio={target_ratio!r}: expected a FLOPs reduction >= 1.0")
 
-    def ratio_of(spec: MergeSpec) -> float:
-        resolved = resolve_schedule(spec, num_tokens, depth, num_prefix_tokens)
+    def ratio_of(spec: MergeSpec) -> float:  # a candidate: capped or not, it only gets a score
+        resolved = resolve_schedule(spec, num_tokens, depth, num_prefix_tokens, warn=False)
         return flops_ratio(resolved, dim, mlp_ratio, include_matching)
 
     if weights is not None:

@@ -11,6 +11,7 @@ import argparse
 import csv
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +121,26 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--class-names", type=Path, metavar="FILE", help="one class name per line")
     p.add_argument("--label-kind", choices=("single", "multi"), help="override the label kind")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    p.add_argument(
+        "--quantize",
+        choices=("int8",),
+        help="int8: run the (merged) model with int8 linear layers in ONNX Runtime on the CPU "
+        "(scores differ slightly from float32; see export --quantize int8 --check-audio)",
+    )
+    p.add_argument(
+        "--short-clips",
+        choices=("pad", "crop-pos"),
+        default="pad",
+        help="a clip shorter than the model input: zero-pad it to the input as in training "
+        "(pad, exact, the default) or run it at its own length with the time position "
+        "embeddings cut (crop-pos: fewer tokens, approximate; docs/benchmarks.md)",
+    )
+    p.add_argument(
+        "--cost",
+        action="store_true",
+        help="print windows, tokens and wall ms (decoding included) per file on stderr; "
+        "files then run one at a time",
+    )
     return p
 
 
@@ -140,6 +161,22 @@ def csv_rows(predictions: list, top_k: int, multi_label: bool) -> tuple[list[str
             row.append(";".join(c.label for c in pred.above_threshold or []))
         rows.append(row)
     return header, rows
+
+
+def predict_with_cost(classifier: Any, files: list[Path], options: dict[str, Any]) -> list:
+    """Predict one file at a time, printing its windows, tokens and wall time on stderr."""
+    predictions = []
+    for path in files:
+        start = time.perf_counter()
+        found = classifier.predict([str(path)], **options)
+        ms = (time.perf_counter() - start) * 1e3
+        for pred in found:
+            print(
+                f"cost {pred.source}: {pred.windows} window(s), {pred.tokens} tokens, {ms:.1f} ms",
+                file=sys.stderr,
+            )
+        predictions += found
+    return predictions
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -164,16 +201,16 @@ def main(argv: list[str] | None = None) -> int:
             multi_label=None if args.label_kind is None else args.label_kind == "multi",
             batch_size=args.batch_size,
             device=args.device,
+            quantize=args.quantize,
+            short_clips=args.short_clips,
         )
-        predictions = classifier.predict(
-            [str(f) for f in files],
-            top_k=args.top_k,
-            hop=args.hop,
-            aggregate=args.aggregate,
-            threshold=args.threshold,
-            on_bad_audio=args.on_bad_audio,
-            progress=sys.stderr.isatty(),
-        )
+        options = dict(top_k=args.top_k, hop=args.hop, aggregate=args.aggregate,
+                       threshold=args.threshold, on_bad_audio=args.on_bad_audio)  # fmt: skip
+        if args.cost:
+            predictions = predict_with_cost(classifier, files, options)
+        else:
+            paths = [str(f) for f in files]
+            predictions = classifier.predict(paths, progress=sys.stderr.isatty(), **options)
     except USER_ERRORS as err:
         return fail(PROG, err)
     left_out = sorted({str(f) for f in files} - {p.source for p in predictions})

@@ -4,7 +4,10 @@ Variants: HF ``ASTForAudioClassification`` (the outside baseline, r=0), our ``AS
 at r=0 and at one schedule per FLOP target, each in the requested ``modes``: "eager"
 (the run's dtype), "bf16" (eager under bf16 autocast) and "compile" (``torch.compile`` of
 a merged copy per schedule; the wall time of its first call, compile + one forward, is
-reported apart as ``compile_s``). All forwards run under ``torch.inference_mode()``.
+reported apart as ``compile_s``) and "int8" (CPU: the merged model exported to ONNX with
+int8 linear layers and run by ONNX Runtime with torch's thread count, ``models.onnx``;
+its peak memory is not seen by the torch profiler and is left out). All forwards run under
+``torch.inference_mode()``.
 FLOPs: ``tome.flops.vit_flops`` of the tokens each block sees.
 """
 
@@ -15,9 +18,10 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from fastast_pl.models.ast import ASTModel
 from fastast_pl.speed.engine import Variant
 from fastast_pl.tome import MergeSpec
-from fastast_pl.tome.flops import vit_flops
+from fastast_pl.tome.flops import PlannedSchedule, vit_flops
 from fastast_pl.tools.benchmark.measure import (
     RunSettings,
     finish_meta,
@@ -33,7 +37,7 @@ from fastast_pl.tools.benchmark.models import (
     set_schedule,
 )
 
-MODES = ("eager", "bf16", "compile")
+MODES = ("eager", "bf16", "compile", "int8")
 
 
 def compiled(module: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -42,11 +46,19 @@ def compiled(module: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
 
 
 def make_variants(
-    size: ModelSize, settings: RunSettings, with_hf: bool, modes: Sequence[str] = ("eager",)
+    size: ModelSize,
+    settings: RunSettings,
+    with_hf: bool,
+    modes: Sequence[str] = ("eager",),
+    ours: ASTModel | None = None,
+    plans: Sequence[PlannedSchedule] | None = None,
 ) -> list[Variant]:
-    """Build the models (random weights) and one variant per model/schedule/mode."""
+    """One variant per model/schedule/mode: ``ours`` (default: built at ``size``, random
+    weights) under ``plans`` (default: r=0 and the targets' schedules), and HF's AST."""
     device, dtype, attn_backend = settings.device, settings.dtype, settings.attn_backend
-    ours = build_student(size).to(device).eval()
+    ours = (ours or build_student(size)).to(device).eval()
+    if plans is None:
+        plans = plan_schedules(ours, settings.targets, settings.shape)
 
     def gflops(tokens: Sequence[int]) -> float:
         return vit_flops(tokens, size.embed_dim, size.mlp_ratio) / 1e9
@@ -56,7 +68,7 @@ def make_variants(
 
     variants = []
     for mode in modes:
-        for plan in plan_schedules(ours, settings.targets, settings.shape):
+        for plan in plans:
             sched = ours.merge_schedule(plan.spec)
             v = Variant("ours", plan.name, plan.target, sched.r, sched.tokens,
                         gflops(sched.tokens), ours, set_merge(plan.spec), mode,
@@ -66,6 +78,10 @@ def make_variants(
                 own = copy.deepcopy(ours)
                 set_schedule(own, plan.spec, attn_backend)
                 v.run, v.prepare = compiled(own), lambda: None
+            if mode == "int8":
+                own = copy.deepcopy(ours)
+                set_schedule(own, plan.spec, attn_backend)
+                v.run, v.prepare, v.dtype = int8_model(own), lambda: None, "int8"
             variants.append(v)
     if with_hf:
         hf = build_hf(size).to(device).eval()
@@ -77,6 +93,13 @@ def make_variants(
         variants.insert(0, Variant("hf", "r=0", 1.0, plain.r, plain.tokens,
                                    gflops(plain.tokens), hf_forward, dtype=dtype))  # fmt: skip
     return variants
+
+
+def int8_model(module: ASTModel) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``module`` (its schedule set) as int8 ONNX run by ONNX Runtime (``models.onnx``)."""
+    from fastast_pl.models.onnx import int8_onnx_model
+
+    return int8_onnx_model(module.eval(), module.input_tdim, module.input_fdim)
 
 
 def _recompile_limit(n: int):
@@ -93,10 +116,12 @@ def run_benchmark(
     with_hf: bool = True,
     with_memory: bool = True,
     modes: Sequence[str] = ("eager",),
+    ours: ASTModel | None = None,
+    plans: Sequence[PlannedSchedule] | None = None,
 ) -> dict:
     """Measure every variant at every batch size; returns ``{"meta", "rows", "checks"}``."""
     meta = start_meta(settings)
-    variants = make_variants(size, settings, with_hf, modes)
+    variants = make_variants(size, settings, with_hf, modes, ours, plans)
     with torch.inference_mode(), _recompile_limit(8 * len(variants) * len(batch_sizes)):
         rows = measure_batches(variants, (size.input_tdim, size.input_fdim), batch_sizes,
                                settings, "forward passes", with_memory)  # fmt: skip

@@ -56,11 +56,11 @@ def summarise(
                 "r": list(v.r),
                 "tokens": list(v.tokens),
                 "gflops_per_clip": v.gflops,
+                "gmacs_per_clip": v.gflops / 2,  # 1 per multiply-add (fvcore, the papers)
                 "flop_ratio": base.gflops / v.gflops,
                 "latency_ms_median": median[id(v)] * 1e3,
                 "latency_ms_p90": quantile(lat, 0.9),
-                "latency_ms_min": min(lat),
-                "latency_ms_max": max(lat),
+                "latency_ms_range": f"{min(lat):.1f}-{max(lat):.1f}",
                 # Median-based: robust to the odd disturbed call on a shared machine.
                 "throughput": batch_size / median[id(v)],
                 "speedup": speedup,
@@ -96,9 +96,11 @@ def measure_batches(
             x = torch.randn(bs, *input_shape, device=s.device)  # (B, T, F)
             timings = interleaved_times(variants, x, s.device, s.warmup, s.iters, s.clock,
                                         lambda: bar.advance(task))  # fmt: skip
-            # Memory of a compiled variant would count the compiler's own work: left out.
+            # Memory of a compiled variant would count the compiler's own work, and the torch
+            # profiler does not see ONNX Runtime's (int8): both left out.
             mem = {id(v): peak_memory_mb(v, x, s.device)
-                   if with_memory and v.mode != "compile" else None for v in variants}  # fmt: skip
+                   if with_memory and v.mode not in ("compile", "int8") else None
+                   for v in variants}  # fmt: skip
             rows += summarise(variants, bs, timings, mem)
     return rows
 

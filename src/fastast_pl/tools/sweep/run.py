@@ -6,7 +6,8 @@ The W&B methods are Optuna's samplers: ``grid`` -> ``GridSampler``, ``random`` -
 after ``--startup-trials`` random trials each proposal comes from the results so far). The
 study lives in ``OUT/optuna.journal`` (Optuna's ``JournalStorage``). A trial that crashes, is
 rejected by the check before its start, or lacks the file's ``metric.name`` returns NaN
-(Optuna records it as failed, and the samplers learn nothing from it); the sweep goes on. W&B's ``early_terminate`` is not applied locally.
+(Optuna records it as failed; the samplers learn nothing from it); the sweep goes on.
+W&B's ``early_terminate`` is not applied locally.
 
 Results: one run directory per trial (``OUT/trial-000/``: CSV metrics, hparams.yaml with the
 merge statistics, the CLI's config.yaml, stdout.log, ``trial.json``; the W&B offline run
@@ -53,8 +54,8 @@ def make_study(
         sampler = optuna.samplers.RandomSampler(seed=seed)
     else:
         sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup_trials)
-    goal = sweep.metric.get("goal", "maximize")
-    if goal not in ("maximize", "minimize") or (sweep.method == "bayes" and not metric_name(sweep)):
+    goal, metric_name = sweep.metric.get("goal", "maximize"), sweep.metric.get("name")
+    if goal not in ("maximize", "minimize") or (sweep.method == "bayes" and not metric_name):
         raise SweepError(
             f"{sweep.path}: metric={sweep.metric!r}; expected a name (what to "
             "optimise; bayes needs it) and goal 'maximize' or 'minimize'"
@@ -66,10 +67,6 @@ def make_study(
         study_name=sweep.name or sweep.path.stem,
         load_if_exists=True,
     )
-
-
-def metric_name(sweep: SweepFile) -> str | None:
-    return sweep.metric.get("name")
 
 
 def trial_count(sweep: SweepFile, count: int | None) -> int:
@@ -95,24 +92,19 @@ def logger_args(kind: str, run_dir: Path, sweep_name: str, online: bool) -> list
     """CLI overrides that send a trial's logs, config and checkpoints to its run directory:
     a CSVLogger's ``metrics.csv`` (read back here and by the report), with ``wandb`` also a
     WandbLogger (offline unless `online`) in the same directory."""
-    csv = {
-        "class_path": "lightning.pytorch.loggers.CSVLogger",
-        "init_args": {"save_dir": str(run_dir), "name": "", "version": ""},
-    }
-    wandb = {
-        "class_path": "lightning.pytorch.loggers.WandbLogger",
-        "init_args": {
-            "save_dir": str(run_dir),
-            "project": sweep_name,
-            "name": run_dir.name,
-            "group": sweep_name,
-            "offline": not online,
-        },
-    }
-    loggers = {"csv": [csv], "wandb": [csv, wandb], "none": []}[kind]
-    return [f"--trainer.default_root_dir={run_dir}"] + (
-        ["--trainer.logger=" + json.dumps(loggers)] if loggers else []
+    csv_args = dict(save_dir=str(run_dir), name="", version="")
+    wandb_args = dict(
+        save_dir=str(run_dir),
+        project=sweep_name,
+        name=run_dir.name,
+        group=sweep_name,
+        offline=not online,
     )
+    csv = {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": csv_args}
+    wandb = {"class_path": "lightning.pytorch.loggers.WandbLogger", "init_args": wandb_args}
+    loggers = {"csv": [csv], "wandb": [csv, wandb], "none": []}[kind]
+    logger = ["--trainer.logger=" + json.dumps(loggers)] if loggers else []
+    return [f"--trainer.default_root_dir={run_dir}", *logger]
 
 
 def run_trial(
@@ -161,56 +153,24 @@ def run_trial(
 def _parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m fastast_pl sweep",
-        description="Run a W&B sweep file locally with Optuna (grid, random, bayes = TPE), "
-        "trial after trial (no W&B server needed). Arguments after `--` are appended to "
-        "every trial's command.",
+        description="Run a W&B sweep file locally on Optuna (grid, random, bayes = TPE), trial "
+        "after trial. Arguments after `--` are appended to every trial's command.",
     )
-    p.add_argument("file", help="W&B sweep YAML (experiments/sweeps/*.yaml)")
-    p.add_argument(
-        "--method", choices=["grid", "random", "bayes"], help="override the file's method"
-    )
-    p.add_argument(
-        "--count",
-        type=int,
-        help="trials in all (random/bayes: required unless run_cap; grid: the first N)",
-    )
-    p.add_argument("--seed", type=int, default=0, help="seed of the sampler (default 0)")
-    p.add_argument(
-        "--startup-trials",
-        type=int,
-        default=10,
-        help="bayes: random trials before TPE models the results (default 10, Optuna's)",
-    )
-    p.add_argument("--out", default=None, help="output directory (default runs/sweeps/<name>)")
+    add, flag = p.add_argument, {"action": "store_true"}
+    add("file", help="W&B sweep YAML (experiments/sweeps/*.yaml)")
+    add("--method", choices=["grid", "random", "bayes"], help="instead of the file's method")
+    add("--count", type=int, help="trials in all (random/bayes: else run_cap; grid: the first N)")
+    add("--seed", type=int, default=0, help="seed of the sampler (default 0)")
+    add("--startup-trials", type=int, default=10, help="bayes: random trials before TPE (10)")
+    add("--out", help="output directory (default runs/sweeps/<name>)")
     again = p.add_mutually_exclusive_group()
-    again.add_argument(
-        "--resume",
-        action="store_true",
-        help="OUT holds this sweep: continue its Optuna study up to --count trials",
-    )
-    again.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="OUT holds a sweep: delete its trials and study first",
-    )
-    p.add_argument(
-        "--logger",
-        choices=["csv", "wandb", "none"],
-        default="csv",
-        help="csv: metrics.csv per trial; wandb: also a W&B run (offline unless --online)",
-    )
-    p.add_argument(
-        "--online", action="store_true", help="with --logger wandb: sync to the W&B server"
-    )
-    p.add_argument(
-        "--timeout", type=float, default=None, help="seconds after which a trial is killed (failed)"
-    )
-    p.add_argument(
-        "--dry-run",
-        action="store_true",
-        help="validate and print the trial commands, run nothing (grid/random)",
-    )
-    p.add_argument("--no-validate", action="store_true", help="skip the checks through the CLI")
+    again.add_argument("--resume", **flag, help="continue the sweep in OUT up to --count trials")
+    again.add_argument("--overwrite", **flag, help="delete the sweep in OUT first")
+    add("--logger", choices=["csv", "wandb", "none"], default="csv", help="wandb: CSV + W&B run")
+    add("--online", **flag, help="with --logger wandb: sync to the W&B server")
+    add("--timeout", type=float, help="seconds after which a trial is killed (failed)")
+    add("--dry-run", **flag, help="check and print the first trials' commands, run nothing")
+    add("--no-validate", **flag, help="skip the checks through the CLI")
     cut = argv.index("--") if "--" in argv else len(argv)
     ns = p.parse_args(argv[:cut])
     ns.extra = argv[cut + 1 :]
@@ -227,19 +187,23 @@ def _open_out(out_dir: Path, args: argparse.Namespace, sweep: SweepFile) -> optu
     """The study in `out_dir`: a new one, the earlier one (--resume), or a new one after the
     earlier sweep's files are deleted (--overwrite); otherwise refuse, touching nothing."""
     found = earlier_sweep(out_dir)
+    storage_file = out_dir / STORAGE
     if found and args.overwrite:
         for path in found:
             shutil.rmtree(path) if path.is_dir() else path.unlink()
-    elif found and not (args.resume and (out_dir / STORAGE).is_file()):
+    elif found and not args.resume:
         raise SweepError(
             f"{out_dir} holds an earlier sweep ({[p.name for p in found][:4]}...); "
             "nothing was changed. Continue its study with --resume, delete it with "
             "--overwrite, or give another --out"
         )
-    elif args.resume and not found:
-        raise SweepError(f"--resume: {out_dir} holds no sweep to continue ({STORAGE} not found)")
+    elif args.resume and not storage_file.is_file():
+        raise SweepError(f"--resume: {out_dir} holds no Optuna study ({STORAGE}) to continue")
     out_dir.mkdir(parents=True, exist_ok=True)
-    storage = JournalStorage(JournalFileBackend(str(out_dir / STORAGE)))
+    storage = JournalStorage(JournalFileBackend(str(storage_file)))
+    name = sweep.name or sweep.path.stem
+    if args.resume and name not in optuna.get_all_study_names(storage):
+        raise SweepError(f"--resume: {storage_file} holds no study {name!r}")
     resumed = sum(p.name.startswith("trial-") for p in found) if args.resume else 0
     study = make_study(sweep, args.seed + resumed, args.startup_trials, storage)  # new draws
     this = {
@@ -311,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{params} {shown}"
         )
         _write_summary(out_dir, sweep)
-        value = result["metrics"].get(metric_name(sweep) or "", math.nan)
+        value = result["metrics"].get(sweep.metric.get("name", ""), math.nan)
         return value if result["status"] == "finished" else math.nan  # nan: Optuna's FAIL
 
     study.optimize(objective, n_trials=todo)

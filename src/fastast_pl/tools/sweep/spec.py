@@ -36,28 +36,15 @@ from optuna.distributions import (
 )
 from wandb.sdk.launch.sweeps.utils import create_sweep_command, create_sweep_command_args
 
-SWEEP_KEYS = {
-    "program",
-    "method",
-    "metric",
-    "parameters",
-    "command",
-    "name",
-    "description",
-    "early_terminate",
-    "run_cap",
-    "project",
-    "entity",
-}
+SWEEP_KEYS = set(
+    "program method metric parameters command name description early_terminate run_cap "
+    "project entity".split()
+)
 METHODS = ("grid", "random", "bayes")
 SUPPORTED = (
-    "int_uniform",
-    "uniform",
-    "q_uniform",
-    "log_uniform",
-    "log_uniform_values",
-    "q_log_uniform_values",
+    "int_uniform uniform q_uniform log_uniform log_uniform_values q_log_uniform_values".split()
 )
+PARAM_KEYS = set("value values probabilities distribution min max q mu sigma a b".split())
 # The macros `wandb agent` fills in (wandb_agent.py `_command_run`); args_dict is no list.
 MACROS = {
     *create_sweep_command_args({"args": {}}),
@@ -139,22 +126,7 @@ def _param(where: str, name: str, spec: Any) -> Param:
             f"{where}: expected a mapping with 'values', 'value' or 'distribution' "
             f"(nested 'parameters': name the full key, e.g. '{name}.ratio'), got {spec!r}"
         )
-    unknown = sorted(
-        set(spec)
-        - {
-            "value",
-            "values",
-            "probabilities",
-            "distribution",
-            "min",
-            "max",
-            "q",
-            "mu",
-            "sigma",
-            "a",
-            "b",
-        }
-    )
+    unknown = sorted(set(spec) - PARAM_KEYS)
     if unknown:
         raise SweepError(f"{where}: unknown keys {unknown}")
     values = [spec["value"]] if "value" in spec else spec.get("values")
@@ -176,7 +148,7 @@ def _param(where: str, name: str, spec: Any) -> Param:
     if dist is not None and dist not in SUPPORTED:
         raise SweepError(
             f"{where}.distribution={dist!r} is a W&B distribution the local engine "
-            f"(Optuna) does not run; supported here are {list(SUPPORTED)}"
+            f"(Optuna) does not run; supported here are {SUPPORTED}"
         )
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (lo, hi)):
         raise SweepError(
