@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from fastast_pl.cli import build_cli, main
 from fastast_pl.tome import tome_state
+from fastast_pl.tome.flops import vit_flops
 
 from helpers.tiny_run import tiny_args
 
@@ -37,7 +39,7 @@ def test_fit_fast_dev_run(tmp_path):
     assert cli.model.model.grid_size == ((32 - 16) // 8 + 1, (64 - 16) // 8 + 1)
 
 
-def test_fit_then_test_with_another_merge_schedule(tmp_path):
+def test_fit_then_test_with_another_merge_schedule(tmp_path, capsys):
     fit = build_cli(["fit", *_tiny(tmp_path), "--trainer.max_epochs", "1"])
     ckpt = fit.trainer.checkpoint_callback.best_model_path
     assert ckpt and Path(ckpt).is_file()
@@ -62,6 +64,15 @@ def test_fit_then_test_with_another_merge_schedule(tmp_path):
     assert ast.eval_merge == [3, 2] and ast.merge == 0  # training's 0 stays the training one
     # the test batches ran the evaluation schedule, not training's 0
     assert tome_state(ast).tokens_seen == ast.merge_schedule([3, 2]).tokens
+    # what ran is said once and logged as hyperparameters (GMACs: 1 per multiply-add)
+    tokens = ast.merge_schedule([3, 2]).tokens
+    printed = capsys.readouterr().out
+    assert printed.count("evaluation merge schedule: r per layer [3, 2]") == 1
+    assert f"tokens per layer {tokens}" in printed and "GMACs per clip" in printed
+    hparams = yaml.safe_load((Path(test.trainer.log_dir) / "hparams.yaml").read_text())
+    assert hparams["merge/eval/r"] == [3, 2] and hparams["merge/eval/tokens"] == tokens
+    assert hparams["merge/eval/gmacs_per_clip"] * 1e9 == pytest.approx(vit_flops(tokens, 32) / 2)
+    assert hparams["merge/model"]["arch"]["embed_dim"] == 32
 
 
 def test_each_run_gets_its_own_directory(tmp_path):

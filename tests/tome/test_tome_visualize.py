@@ -10,7 +10,13 @@ from timm.models.deit import VisionTransformerDistilled
 from torch import nn
 
 from fastast_pl.tome import apply_tome, tome_state
-from fastast_pl.tome.visualize import group_labels, patch_boxes, plot_merged_patches
+from fastast_pl.tome.visualize import (
+    MERGE_PALETTE,
+    group_labels,
+    merged_groups,
+    patch_boxes,
+    plot_merged_patches,
+)
 
 
 @pytest.mark.parametrize(
@@ -68,3 +74,23 @@ def test_plot_from_traced_model(tmp_path):
     assert pixels.ndim == 3 and pixels.shape[0] > 100
     labels = group_labels(source, 2, (24, 64), boxes)
     assert labels.min() >= 2  # every pixel belongs to a patch token, never to cls/dist
+
+
+def test_touching_groups_never_share_a_colour_past_the_palette():
+    """36 merged pairs on a 2 x 36 patch grid, 18 a row (the palette's colour count): group
+    k touches group k + 18 below it, which a colour per group modulo 18 would repeat."""
+    boxes = patch_boxes(16, 288, 8, 8, 8)  # (2 rows, 36 columns) of 8 x 8 pixels
+    source = torch.zeros(36, 72)  # (N, N0), no prefix: token k holds patches 2k and 2k+1
+    for k in range(36):
+        source[k, 2 * k : 2 * k + 2] = 1.0
+    colour, edges, groups = merged_groups(source, 0, (16, 288), boxes)
+    assert groups == 36 == 2 * MERGE_PALETTE.N
+    labels = group_labels(source, 0, (16, 288), boxes)
+    for a, b, ca, cb in (
+        (labels[:-1], labels[1:], colour[:-1], colour[1:]),
+        (labels[:, :-1], labels[:, 1:], colour[:, :-1], colour[:, 1:]),
+    ):
+        touching = a != b
+        assert touching.any() and (ca[touching] != cb[touching]).all()
+    assert edges[7, :].all()  # the border between the two rows of tokens
+    assert set(np.unique(colour).astype(int)) == set(range(MERGE_PALETTE.N))

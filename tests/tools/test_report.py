@@ -11,31 +11,40 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
+from fastast_pl.tome.flops import vit_flops
 from fastast_pl.tools import report
-from fastast_pl.tools.report import analyze, read
+from fastast_pl.tools.report import analyze, read, render
 
-# (name, ratio, test/acc, test/throughput); by hand: the front is r0 (most accurate),
-# r2 and r4 (fastest); r1 is beaten by r2 (faster and more accurate), r3 by r4.
+# (name, ratio, test/acc, test/flop_ratio); by hand: the front is r0 (most accurate),
+# r2 and r4 (cheapest); r1 is beaten by r2 (cheaper and more accurate), r3 by r4.
 RUNS = [
-    ("trial-000", 0.0, 0.90, 100.0),
-    ("trial-001", 0.1, 0.80, 150.0),
-    ("trial-002", 0.2, 0.85, 180.0),
-    ("trial-003", 0.3, 0.70, 250.0),
-    ("trial-004", 0.4, 0.75, 300.0),
+    ("trial-000", 0.0, 0.90, 1.0),
+    ("trial-001", 0.1, 0.80, 1.5),
+    ("trial-002", 0.2, 0.85, 1.8),
+    ("trial-003", 0.3, 0.70, 2.5),
+    ("trial-004", 0.4, 0.75, 3.0),
 ]
+# A tiny AST as trainer.merge_stats logs it (merge/model): 4 x 2 patches + 2 = 10 tokens.
+TINY_SPEC = {"num_classes": 3, "input_tdim": 64, "input_fdim": 32, "prop_attn": True,
+             "arch": {"embed_dim": 32, "depth": 2, "num_heads": 2, "patch_size": 16,
+                      "fstride": 16, "tstride": 16}}  # fmt: skip
 
 
-def _write_run(root: Path, name: str, ratio: float, acc: float, speed: float, status="finished"):
+def _write_run(root: Path, name: str, ratio: float, acc: float, flops: float, status="finished",
+               r: list[int] | None = None):  # fmt: skip
     run = root / name
     run.mkdir(parents=True)
     with (run / "metrics.csv").open("w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["epoch", "step", "train/loss", "val/acc", "test/acc", "test/throughput"])
+        w.writerow(["epoch", "step", "train/loss", "val/acc", "test/acc", "test/flop_ratio"])
         w.writerow([0, 9, 1.5, "", "", ""])
         w.writerow([0, 9, "", 0.1, "", ""])  # an earlier value must not win
-        w.writerow([0, 9, "", "", acc, speed])
+        w.writerow([0, 9, "", "", acc, flops])
     params = {"model.init_args.merge.ratio": ratio, "model.init_args.merge.shape": "late"}
     (run / "trial.json").write_text(json.dumps({"status": status, "params": params}))
+    if r is not None:
+        hparams = {"merge/model": TINY_SPEC, "merge/eval/r": r}
+        (run / "hparams.yaml").write_text(yaml.safe_dump(hparams))
     return run
 
 
@@ -50,7 +59,7 @@ def sweep_dir(tmp_path: Path) -> Path:
 
 
 def test_pareto_front_by_hand():
-    points = [(s, a) for _, _, a, s in RUNS]
+    points = [(f, a) for _, _, a, f in RUNS]
     assert analyze.pareto_front(points) == [0, 2, 4]
     assert analyze.pareto_front([(1.0, 1.0), (1.0, 1.0)]) == [0, 1]  # ties dominate nobody
 
@@ -69,9 +78,8 @@ def test_report_table_best_and_plot(sweep_dir: Path, tmp_path: Path, capsys):
         "trial-004",
     ]
     assert by_name["trial-005"]["status"] == "failed"
-    assert float(by_name["trial-004"]["speedup"]) == pytest.approx(
-        3.0
-    )  # baseline: the unmerged run (ratio 0.0)
+    assert float(by_name["trial-004"]["flop_ratio"]) == pytest.approx(3.0)
+    assert by_name["trial-004"]["speedup"] == ""  # logged no schedule to time
     assert by_name["trial-001"]["schedule"] == "merge.ratio=0.1 merge.shape=late"
     summary = json.loads((out / "report.json").read_text())
     # at >= 1.7x: trial-002 (1.8x, 0.85) beats trial-004 (3x, 0.75) and trial-003
@@ -85,13 +93,13 @@ def test_report_table_best_and_plot(sweep_dir: Path, tmp_path: Path, capsys):
 def test_report_reads_schedule_from_cli_config(tmp_path: Path):
     run = tmp_path / "version_0"
     run.mkdir()
-    (run / "metrics.csv").write_text("epoch,step,val/mAP,val/throughput\n0,1,0.4,20.0\n")
+    (run / "metrics.csv").write_text("epoch,step,val/mAP\n0,1,0.4\n")
     cfg = {
         "model": {"class_path": "x.StudentModule", "init_args": {"merge": 0, "eval_merge": [4, 4]}}
     }
     (run / "config.yaml").write_text(yaml.safe_dump(cfg))
     rep = analyze.build_report(read.gather([str(tmp_path)]))
-    assert (rep.acc_key, rep.speed_key) == ("val/mAP", "val/throughput")
+    assert rep.acc_key == "val/mAP"
     assert rep.rows[0]["schedule"] == "merge=0 eval_merge=[4, 4]"
 
 
@@ -100,27 +108,25 @@ def test_report_errors_name_the_problem(tmp_path: Path, sweep_dir: Path, capsys)
     assert "nope" in capsys.readouterr().err
     assert report.main([str(sweep_dir), "--metric", "val/bogus"]) == 2
     assert "val/bogus" in capsys.readouterr().err
-    assert report.main([str(sweep_dir), "--baseline", "trial-999"]) == 2
-    assert "trial-999" in capsys.readouterr().err
 
 
 def test_report_from_wandb_api_object():
     """The W&B API path, with a stand-in API object (no network)."""
 
-    def fake_run(i, acc, speed, state="finished"):
+    def fake_run(i, acc, flops, state="finished"):
         return SimpleNamespace(
             name=f"run-{i}", id=f"id{i}", state=state,
-            summary={"test/acc": acc, "test/throughput": speed, "note": "x"},
+            summary={"test/acc": acc, "test/flop_ratio": flops, "note": "x"},
             config={"model.init_args.merge.ratio": i / 10, "trainer.max_epochs": 3},
         )  # fmt: skip
 
-    runs = [fake_run(0, 0.9, 10.0), fake_run(1, 0.8, 20.0), fake_run(2, 0.1, 1.0, "crashed")]
+    runs = [fake_run(0, 0.9, 1.0), fake_run(1, 0.8, 2.0), fake_run(2, 0.1, 1.0, "crashed")]
     api = SimpleNamespace(sweep=lambda path: SimpleNamespace(runs=runs), runs=None)
     got = read.gather(["wandb:me/proj/abc123"], api=api)
     assert [r.status for r in got] == ["finished", "finished", "failed"]
     assert got[1].schedule == "merge.ratio=0.1"
     rep = analyze.build_report(got, min_speedup=1.5)
-    assert rep.best["run"] == "run-1" and rep.best["speedup"] == pytest.approx(2.0)
+    assert rep.best["run"] == "run-1" and rep.best["flop_ratio"] == pytest.approx(2.0)
 
 
 @pytest.mark.slow
@@ -163,3 +169,51 @@ def test_report_logs_table_and_plot_to_wandb_offline(sweep_dir, tmp_path, monkey
             break
         time.sleep(0.5)
     assert not missing, missing
+
+
+def test_runs_with_the_same_schedule_share_one_measurement(tmp_path: Path, capsys):
+    root = tmp_path / "sweep"
+    _write_run(root, "trial-000", 0.0, 0.90, 1.0, r=[0, 0])
+    _write_run(root, "trial-001", 0.2, 0.80, 1.5, r=[2, 2])
+    _write_run(root, "trial-002", 0.2, 0.85, 1.5, r=[2, 2])  # same schedule, other weights
+    _write_run(root, "trial-003", 0.4, 0.70, 2.0, r=[4, 2])
+    out = tmp_path / "out"
+    argv = [str(root), "--out", str(out), "--timing-batch", "2", "--timing-rounds", "2"]
+    assert report.main(argv) == 0
+    rows = {r["run"]: r for r in json.loads((out / "report.json").read_text())["rows"]}
+    assert rows["trial-001"]["speedup"] == rows["trial-002"]["speedup"]
+    assert rows["trial-001"]["clips_per_s"] == rows["trial-002"]["clips_per_s"]
+    assert rows["trial-000"]["speedup"] == 1.0  # r=0 against itself, round by round
+    assert rows["trial-003"]["speedup"] != rows["trial-001"]["speedup"]
+    # GMACs: 1 per multiply-add of the blocks on the tokens of the schedule
+    tokens = [10, 10 - 4, 10 - 4 - 2]
+    assert rows["trial-003"]["gmacs"] * 2e9 == pytest.approx(vit_flops(tokens, 32))
+    printed = capsys.readouterr().out
+    assert "GMACs" in printed and "1 MAC = 2 FLOPs" in printed
+    assert "each distinct schedule timed once, 2 random clips per batch" in printed
+    assert "measured speed-up / FLOP ratio over 2 timed merged schedules" in printed
+
+
+def test_a_speedup_inside_the_spread_is_not_called_one():
+    row = {"speedup": 1.01, "speedup_min": 0.97, "speedup_max": 1.04, "r": [2, 2]}
+    assert render.measured(row) == "none measurable (0.97-1.04)"
+    assert analyze.axis_speedup({**row, "flop_ratio": 1.5}, "measured") == 1.0
+    faster = {**row, "speedup": 1.4, "speedup_min": 1.3, "speedup_max": 1.5}
+    assert render.measured(faster) == "1.40x (1.30-1.50)"
+    assert analyze.axis_speedup(faster, "measured") == 1.4
+    slower = {**row, "speedup": 0.8, "speedup_min": 0.71, "speedup_max": 0.89}
+    assert render.measured(slower) == "slower, 0.80x (0.71-0.89)"
+    assert analyze.axis_speedup(slower, "measured") == 1.0
+
+
+def test_equal_accuracy_goes_to_the_faster_schedule_and_repeats_are_grouped(tmp_path: Path):
+    root = tmp_path / "sweep"
+    _write_run(root, "a", 0.2, 0.80, 1.8)
+    _write_run(root, "b", 0.4, 0.80, 2.5)  # as accurate, cheaper: the best at >= 1.7x
+    _write_run(root, "c", 0.4, 0.70, 2.5)  # the same schedule again (another seed)
+    rep = analyze.build_report(read.gather([str(root)]), min_speedup=1.7)
+    assert rep.best["run"] == "b" and rep.best["pareto"]
+    groups = {tuple(g["runs"]): g for g in rep.groups}
+    assert groups[("b", "c")]["test/acc mean"] == pytest.approx(0.75)
+    assert groups[("b", "c")]["test/acc min"] == 0.70 and groups[("b", "c")]["test/acc max"] == 0.80
+    assert "| schedule | runs | test/acc mean |" in render.markdown_table(rep)

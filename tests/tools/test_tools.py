@@ -228,8 +228,8 @@ def test_visualize_draws_the_traced_groups(tmp_path, tiny_ckpt, capsys):
     assert main([*argv, "--out", str(png)]) == 0
     assert capsys.readouterr().out.strip() == str(png)
     pixels = matplotlib.image.imread(png)
-    # plot_merged_patches sizes the figure max(4, T/40) x max(2.5, F/40) inches at 100 dpi
-    assert pixels.shape[:2] == (250, 400) and pixels.std() > 0
+    # plot_merge_map: 10 x 4.8 inches at 110 dpi, whatever the input size (titles fit)
+    assert pixels.shape[:2] == (528, 1100) and pixels.std() > 0
 
     view = merge_view(wav, ckpt, merge=3, layer=2)
 
@@ -282,6 +282,31 @@ def test_visualize_config_features_and_bad_layer(tmp_path, capsys):
     assert "--layer 4" in err and "1..3" in err and not (tmp_path / "x.png").exists()
     assert main([*base, "--merge", "6"]) == 2  # at most (10 patches) // 2 = 5 per layer
     assert "r=6" in capsys.readouterr().err
+
+
+def test_visualize_says_which_part_of_a_longer_clip_it_shows(tmp_path, tiny_ckpt, capsys):
+    """64 frames (0.64 s) of a 2 s clip: by default the first window, with a notice;
+    --start/--seconds pick another part (the rest of the window zero padding)."""
+    ckpt, _ = tiny_ckpt
+    wav = tmp_path / "long.wav"
+    samples = _tone(2.0, 440, 3)
+    sf.write(str(wav), samples, SR)
+    argv = ["visualize", str(wav), "--checkpoint", str(ckpt), "--merge", "2"]
+    assert main([*argv, "--out", str(tmp_path / "a.png")]) == 0
+    err = capsys.readouterr().err
+    assert "showing 0.00-0.64 s of 2.00 s" in err and "--start/--seconds" in err
+
+    view = merge_view(wav, ckpt, merge=2, start=1.0, seconds=0.3)
+    piece = tmp_path / "piece.wav"  # the reference: that part of the clip as its own file
+    sf.write(str(piece), samples[SR : SR + round(0.3 * SR)], SR)
+    fb = (_kaldi_fbank(piece, 32) - -5.0) / (2 * 3.0)  # (28, 32), the checkpoint's mean/std
+    assert view.valid_frames == fb.shape[0] == 28 and view.window == pytest.approx((1.0, 1.64))
+    torch.testing.assert_close(view.fbank[:28], fb)
+    torch.testing.assert_close(view.fbank[28:], torch.full((36, 32), 5.0 / 6.0))  # 0, normalised
+    for bad, named in ((["--start", "2.5"], "--start 2.5"), (["--seconds", "0.9"], "0.64")):
+        assert main([*argv, *bad, "--out", str(tmp_path / "b.png")]) == 2
+        assert named in capsys.readouterr().err
+    assert not (tmp_path / "b.png").exists()
 
 
 def test_prepare_without_network_says_to_use_archive(tmp_path, capsys, monkeypatch):

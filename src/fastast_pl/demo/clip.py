@@ -9,12 +9,9 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from fastast_pl.data.audio import load_audio
-from fastast_pl.data.features import FeatureConfig, compute_fbank
 from fastast_pl.data.synthetic import MANIFEST_FILE
-from fastast_pl.demo.plots import plot_merge_map
 from fastast_pl.tools.common import read_data_config
-from fastast_pl.tools.visualize import feature_settings, merge_view
+from fastast_pl.tools.visualize import merge_view, plot_merge_map
 
 #: Classes whose structure (a sweep, a modulation) reads well in a merge map, in order.
 PREFERRED_CLASSES = ("chirp_up", "fm_tone", "chirp_down", "harmonic")
@@ -39,15 +36,9 @@ def merge_map_of_test_clip(data_config: Path, checkpoint: str, r: int, out: Path
     """Draw which patches the checkpoint's AST merged (r per layer, all layers) in one clip."""
     clip = first_test_clip(data_config)
     view = merge_view(clip, checkpoint, r, configs=[data_config])
-    features: FeatureConfig = feature_settings(checkpoint, [data_config])
-    valid = compute_fbank(load_audio(clip, features.sample_rate), features).shape[0]
     label = clip.parent.name
     title = (
         f"merge map of one test clip ({label}, {clip.name}): ToMe r={r} in each of "
         f"{view.depth} layers, {view.source.shape[1]} -> {view.tokens_left} tokens"
     )
-    return plot_merge_map(
-        view.fbank, view.source, view.boxes, view.num_prefix_tokens, out,
-        frame_shift_ms=features.frame_shift, sample_rate=features.sample_rate,
-        valid_frames=min(valid, features.target_length), title=title,
-    )  # fmt: skip
+    return plot_merge_map(view, out, title)

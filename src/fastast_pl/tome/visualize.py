@@ -67,6 +67,56 @@ def group_labels(
     return labels
 
 
+def merged_groups(
+    source: torch.Tensor, num_prefix_tokens: int, shape: tuple[int, int], boxes: Sequence[Box]
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """What a merge picture draws over an ``(H, W)`` image: ``(colour, edges, groups)``.
+
+    ``colour``: palette index per pixel of a merged group, NaN where a patch is still alone;
+    ``edges``: pixels on a border between tokens; ``groups``: how many merged groups. Groups
+    that touch never share a colour (each takes the least used colour its coloured
+    neighbours do not have), so past the palette's 18 colours they still read apart.
+    """
+    labels = group_labels(source, num_prefix_tokens, shape, boxes)  # (H, W)
+    sizes = source.detach().float().cpu().sum(dim=-1).numpy()  # (N,) input tokens per token
+    merged = np.where(labels >= 0, sizes[np.clip(labels, 0, None)] > 1, False)
+    edges = np.zeros(shape, dtype=bool)
+    edges[:-1, :] |= labels[:-1, :] != labels[1:, :]
+    edges[:, :-1] |= labels[:, :-1] != labels[:, 1:]
+    neighbours: dict[int, set[int]] = {int(t): set() for t in np.unique(labels[merged])}
+    for a, b in ((labels[:-1, :], labels[1:, :]), (labels[:, :-1], labels[:, 1:])):
+        touching = (a != b) & (a >= 0) & (b >= 0)
+        for x, y in set(zip(a[touching].tolist(), b[touching].tolist())):
+            if x in neighbours and y in neighbours:
+                neighbours[x].add(y)
+                neighbours[y].add(x)
+    chosen: dict[int, int] = {}
+    used = [0] * MERGE_PALETTE.N
+    for token in neighbours:  # in token order: the picture does not depend on pixel order
+        taken = {chosen[n] for n in neighbours[token] if n in chosen}
+        free = [c for c in range(MERGE_PALETTE.N) if c not in taken] or list(range(MERGE_PALETTE.N))
+        chosen[token] = min(free, key=lambda c: (used[c], c))
+        used[chosen[token]] += 1
+    colour = np.full(shape, np.nan)
+    for token, c in chosen.items():
+        colour[labels == token] = c
+    return colour, edges, len(chosen)
+
+
+def draw_merged_patches(
+    ax, image: np.ndarray, source: torch.Tensor, boxes: Sequence[Box], num_prefix_tokens: int,
+    extent: tuple[float, float, float, float] | None = None,
+) -> int:  # fmt: skip
+    """Draw ``image`` (H, W) in grey on ``ax`` with each merged group coloured and token
+    borders white (``extent``: imshow's data coordinates); returns the number of groups."""
+    colour, edges, groups = merged_groups(source, num_prefix_tokens, image.shape, boxes)
+    style = dict(origin="lower", aspect="auto", extent=extent, interpolation="nearest")
+    ax.imshow(image, cmap="gray", **style)
+    ax.imshow(colour, cmap=MERGE_PALETTE, vmin=0, vmax=MERGE_PALETTE.N - 1, alpha=0.55, **style)
+    ax.imshow(np.where(edges, 1.0, np.nan), cmap=ListedColormap(["white"]), **style)
+    return groups
+
+
 def plot_merged_patches(
     image: np.ndarray | torch.Tensor,
     source: torch.Tensor,
@@ -75,45 +125,22 @@ def plot_merged_patches(
     path: str | Path,
     title: str | None = None,
 ) -> Path:
-    """Save a PNG of ``image`` (H, W) with each merged group of patches in its own colour.
+    """Save a PNG of ``image`` (H, W) with each merged group of patches in its own colour,
+    axes in pixels (``fastast_pl.tools.visualize`` draws audio in seconds and Hz).
 
     source: (N, N0) for one example; patches still alone are left uncoloured (faint) and
-    group borders are drawn in white. Returns the path written.
+    token borders are drawn in white. Returns the path written.
     """
     img = image.detach().float().cpu().numpy() if isinstance(image, torch.Tensor) else image
     if img.ndim != 2:
         raise ValueError(f"plot_merged_patches: image must be (H, W), got shape {img.shape}")
-    labels = group_labels(source, num_prefix_tokens, img.shape, boxes)
-    sizes = source.detach().float().cpu().sum(dim=-1).numpy()  # (N,)
-    merged = np.where(labels >= 0, sizes[np.clip(labels, 0, None)] > 1, False)
-
-    # Colour index per pixel: groups numbered in order of appearance, NaN for singletons.
-    group_ids = {tok: k for k, tok in enumerate(np.unique(labels[merged]))}
-    colour = np.full(img.shape, np.nan)
-    for tok, k in group_ids.items():
-        colour[labels == tok] = k % MERGE_PALETTE.N
-    edges = np.zeros(img.shape, dtype=bool)
-    edges[:-1, :] |= labels[:-1, :] != labels[1:, :]
-    edges[:, :-1] |= labels[:, :-1] != labels[:, 1:]
-    edges &= merged | np.roll(merged, 1, axis=0) | np.roll(merged, 1, axis=1)
-
     height, width = img.shape
     fig = Figure(figsize=(max(4.0, min(16.0, width / 40)), max(2.5, min(8.0, height / 40))))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
-    ax.imshow(img, origin="lower", aspect="auto", cmap="gray", interpolation="nearest")
-    ax.imshow(colour, origin="lower", aspect="auto", cmap=MERGE_PALETTE, vmin=0,
-              vmax=MERGE_PALETTE.N - 1, alpha=0.55)  # fmt: skip
-    ax.imshow(
-        np.where(edges, 1.0, np.nan),
-        origin="lower",
-        aspect="auto",
-        cmap=ListedColormap(["white"]),
-        interpolation="nearest",
-    )
-    ax.set_xlabel("x (time)")
-    ax.set_ylabel("y (frequency)")
-    n_groups = len(group_ids)
+    n_groups = draw_merged_patches(ax, img, source, boxes, num_prefix_tokens)
+    ax.set_xlabel("x")
+    ax.set_ylabel("y")
     ax.set_title(title or f"{source.shape[0]} tokens, {n_groups} merged groups")
     fig.tight_layout()
     path = Path(path)

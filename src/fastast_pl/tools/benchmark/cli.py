@@ -18,7 +18,7 @@ import torch
 from fastast_pl.tome.attention import BACKENDS
 from fastast_pl.tools.benchmark.inference import MODES
 from fastast_pl.tools.benchmark.measure import RunSettings
-from fastast_pl.tools.benchmark.models import BASE, TINY
+from fastast_pl.tools.benchmark.models import BASE, TINY, ModelSize, load_checkpoint
 from fastast_pl.tools.benchmark.render import FILE_STEM, plot, print_table, to_markdown
 
 DEFAULT_TARGETS = (1.25, 1.5, 2.0, 3.0)
@@ -39,8 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32", help="bf16 uses autocast")
-    p.add_argument("--targets", type=float, nargs="*", default=list(DEFAULT_TARGETS),
-                   help="FLOP reduction factors (> 1) to find merge schedules for")  # fmt: skip
+    p.add_argument("--targets", type=float, nargs="*", default=None,
+                   help="FLOP reduction factors (> 1) to find merge schedules for (default: "
+                   f"{' '.join(map(str, DEFAULT_TARGETS))}; none with --checkpoint)")  # fmt: skip
+    p.add_argument("--checkpoint", metavar="PATH|HUB_ID",
+                   help="inference: your model (our checkpoint, HF AST dir or hub id) with its "
+                   "own schedules and input size, against its r=0 and HF's AST of its size")  # fmt: skip
     p.add_argument("--shape", choices=["constant", "decreasing", "late"], default="constant",
                    help="merge schedule shape searched for each target (constant: one r)")  # fmt: skip
     p.add_argument("--modes", nargs="+", choices=MODES, default=["eager"],
@@ -71,6 +75,10 @@ def _check_args(args: argparse.Namespace) -> None:
         raise ValueError(f"--iters {args.iters}: expected >= 1")
     if args.warmup < 0:
         raise ValueError(f"--warmup {args.warmup}: expected >= 0")
+    if args.targets is None:
+        args.targets = [] if args.checkpoint else list(DEFAULT_TARGETS)
+    if args.checkpoint and (args.kind != "inference" or args.tiny):
+        raise ValueError("--checkpoint: only --kind inference, without --tiny")
     if args.clips < 1:
         raise ValueError(f"--clips {args.clips}: expected >= 1")
     bad = [t for t in args.targets if not t > 1.0]
@@ -105,8 +113,15 @@ def _run(args: argparse.Namespace, device: torch.device) -> dict:
                                    settings=settings)  # fmt: skip
     from fastast_pl.tools.benchmark.inference import run_benchmark
 
-    return run_benchmark(size, args.batch_sizes, with_hf=not args.no_hf,
-                         with_memory=not args.no_memory, modes=args.modes, settings=settings)  # fmt: skip
+    ours = plans = None
+    if args.checkpoint:
+        ours, plans = load_checkpoint(args.checkpoint, settings.targets, settings.shape)
+        size = ModelSize.of(ours)
+    result = run_benchmark(size, args.batch_sizes, with_hf=not args.no_hf,
+                           with_memory=not args.no_memory, modes=args.modes, settings=settings,
+                           ours=ours, plans=plans)  # fmt: skip
+    result["meta"]["checkpoint"] = args.checkpoint
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:

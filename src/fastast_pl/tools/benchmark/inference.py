@@ -21,7 +21,7 @@ import torch
 from fastast_pl.models.ast import ASTModel
 from fastast_pl.speed.engine import Variant
 from fastast_pl.tome import MergeSpec
-from fastast_pl.tome.flops import vit_flops
+from fastast_pl.tome.flops import PlannedSchedule, vit_flops
 from fastast_pl.tools.benchmark.measure import (
     RunSettings,
     finish_meta,
@@ -46,11 +46,19 @@ def compiled(module: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
 
 
 def make_variants(
-    size: ModelSize, settings: RunSettings, with_hf: bool, modes: Sequence[str] = ("eager",)
+    size: ModelSize,
+    settings: RunSettings,
+    with_hf: bool,
+    modes: Sequence[str] = ("eager",),
+    ours: ASTModel | None = None,
+    plans: Sequence[PlannedSchedule] | None = None,
 ) -> list[Variant]:
-    """Build the models (random weights) and one variant per model/schedule/mode."""
+    """One variant per model/schedule/mode: ``ours`` (default: built at ``size``, random
+    weights) under ``plans`` (default: r=0 and the targets' schedules), and HF's AST."""
     device, dtype, attn_backend = settings.device, settings.dtype, settings.attn_backend
-    ours = build_student(size).to(device).eval()
+    ours = (ours or build_student(size)).to(device).eval()
+    if plans is None:
+        plans = plan_schedules(ours, settings.targets, settings.shape)
 
     def gflops(tokens: Sequence[int]) -> float:
         return vit_flops(tokens, size.embed_dim, size.mlp_ratio) / 1e9
@@ -60,7 +68,7 @@ def make_variants(
 
     variants = []
     for mode in modes:
-        for plan in plan_schedules(ours, settings.targets, settings.shape):
+        for plan in plans:
             sched = ours.merge_schedule(plan.spec)
             v = Variant("ours", plan.name, plan.target, sched.r, sched.tokens,
                         gflops(sched.tokens), ours, set_merge(plan.spec), mode,
@@ -108,10 +116,12 @@ def run_benchmark(
     with_hf: bool = True,
     with_memory: bool = True,
     modes: Sequence[str] = ("eager",),
+    ours: ASTModel | None = None,
+    plans: Sequence[PlannedSchedule] | None = None,
 ) -> dict:
     """Measure every variant at every batch size; returns ``{"meta", "rows", "checks"}``."""
     meta = start_meta(settings)
-    variants = make_variants(size, settings, with_hf, modes)
+    variants = make_variants(size, settings, with_hf, modes, ours, plans)
     with torch.inference_mode(), _recompile_limit(8 * len(variants) * len(batch_sizes)):
         rows = measure_batches(variants, (size.input_tdim, size.input_fdim), batch_sizes,
                                settings, "forward passes", with_memory)  # fmt: skip

@@ -56,11 +56,11 @@ def summarise(
                 "r": list(v.r),
                 "tokens": list(v.tokens),
                 "gflops_per_clip": v.gflops,
+                "gmacs_per_clip": v.gflops / 2,  # 1 per multiply-add (fvcore, the papers)
                 "flop_ratio": base.gflops / v.gflops,
                 "latency_ms_median": median[id(v)] * 1e3,
                 "latency_ms_p90": quantile(lat, 0.9),
-                "latency_ms_min": min(lat),
-                "latency_ms_max": max(lat),
+                "latency_ms_range": f"{min(lat):.1f}-{max(lat):.1f}",
                 # Median-based: robust to the odd disturbed call on a shared machine.
                 "throughput": batch_size / median[id(v)],
                 "speedup": speedup,

@@ -30,6 +30,16 @@ class ModelSize:
     input_tdim: int
     input_fdim: int
     num_classes: int
+    patch_size: int = 16
+    fstride: int = 10
+    tstride: int = 10
+
+    @classmethod
+    def of(cls, model: ASTModel) -> ModelSize:
+        """The sizes of an existing model (``benchmark --checkpoint``)."""
+        a = model.arch
+        return cls(model.embed_dim, model.depth, model.num_heads, a.mlp_ratio, model.input_tdim,
+                   model.input_fdim, model.num_classes, a.patch_size, a.fstride, a.tstride)  # fmt: skip
 
 
 # AST-Base on a 1024x128 fbank: 12 x 101 patches + cls + dist = 1214 tokens.
@@ -49,6 +59,9 @@ def build_student(size: ModelSize) -> ASTModel:
             depth=size.depth,
             num_heads=size.num_heads,
             mlp_ratio=size.mlp_ratio,
+            patch_size=size.patch_size,
+            fstride=size.fstride,
+            tstride=size.tstride,
         ),
         merge=0,
         prop_attn=True,
@@ -67,6 +80,9 @@ def build_hf(size: ModelSize) -> nn.Module:
         max_length=size.input_tdim,
         num_mel_bins=size.input_fdim,
         num_labels=size.num_classes,
+        patch_size=size.patch_size,
+        frequency_stride=size.fstride,
+        time_stride=size.tstride,
         attn_implementation="sdpa",
     )
     return ASTForAudioClassification(config)
@@ -95,3 +111,27 @@ def plan_schedules(
     planner; forward FLOPs: the training ratio is the same, see tome.flops)."""
     return tome_plan(targets, model.num_tokens, model.depth, model.num_prefix_tokens,
                      model.embed_dim, model.arch.mlp_ratio, shape)  # fmt: skip
+
+
+def load_checkpoint(source: str, targets: Sequence[float], shape: str = "constant"):
+    """``(model, plans)`` of a user's checkpoint (path or HF hub id): the model as stored
+    (eval mode) and r=0, the checkpoint's own evaluation and training schedules where it
+    records them (``read_inference_info``), then one schedule per FLOP target."""
+    from fastast_pl.models.checkpoints import read_inference_info
+    from fastast_pl.tome.flops import flops_ratio
+
+    model = ASTModel.from_pretrained(source).eval()
+    info = read_inference_info(source)
+    plans = plan_schedules(model, targets, shape)
+    seen = {plan.r for plan in plans}
+    for name, spec in (("ckpt eval", info.merge), ("ckpt train", info.train_merge)):
+        if spec is None:
+            continue
+        resolved = model.merge_schedule(spec)
+        if tuple(resolved.r) in seen:
+            continue
+        seen.add(tuple(resolved.r))
+        ratio = flops_ratio(resolved, model.embed_dim, model.arch.mlp_ratio)
+        plans.insert(1, PlannedSchedule(name, ratio, list(resolved.r), tuple(resolved.r),
+                                        tuple(resolved.tokens), ratio))  # fmt: skip
+    return model, plans

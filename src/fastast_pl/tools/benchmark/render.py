@@ -19,12 +19,14 @@ _COMMON = [
     ("model", "model", str),
     ("schedule", "schedule", str),
     ("mode", "mode", str),
-    ("GFLOPs/clip", "gflops_per_clip", _num(".3g")),
+    ("GFLOPs/clip (2 per MAC)", "gflops_per_clip", _num(".3g")),
+    ("GMACs/clip", "gmacs_per_clip", _num(".3g")),
     ("FLOP ratio", "flop_ratio", _num(".2f")),
     ("speed-up", "speedup", _num(".2f")),
     ("speed-up / FLOP ratio", "speedup_per_flop_ratio", _num(".2f")),
     ("median ms", "latency_ms_median", _num(".1f")),
     ("p90 ms", "latency_ms_p90", _num(".1f")),
+    ("min-max ms", "latency_ms_range", str),
 ]
 COLUMNS = {
     "inference": [("bs", "batch_size", str), *_COMMON,

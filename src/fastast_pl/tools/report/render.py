@@ -1,8 +1,9 @@
 """Report -> runs.csv, runs.md, report.json, pareto.png (and optionally a W&B run).
 
 The plot has two panels: accuracy against the analytic FLOP ratio (machine-independent)
-and against the measured throughput; each point is labelled by its schedule and each
-panel's Pareto front is joined.
+and against the measured speed-up of each schedule (``fastast_pl.speed``, with its range
+over the timing rounds as an error bar); points are labelled by run, each panel's Pareto
+front is joined and the best run circled.
 """
 
 from __future__ import annotations
@@ -13,7 +14,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from fastast_pl.tools.report.analyze import Report, pareto_front
+from fastast_pl.tools.report.analyze import Report, axis_speedup, pareto_front
+
+UNITS = ("FLOP ratio: unmerged / merged analytic FLOPs of the transformer blocks; GMACs: "
+         "billions of multiply-adds per clip (1 MAC = 2 FLOPs, the unit of fvcore and the papers)")  # fmt: skip
 
 
 def fmt(value: Any) -> str:
@@ -27,67 +31,91 @@ def fmt(value: Any) -> str:
     return str(value)
 
 
-def _speed_col(report: Report) -> str:
-    return report.speed_key or "throughput"
+def measured(row: dict[str, Any]) -> str:
+    """'1.48x (1.45-1.50)'; 'none measurable (0.97-1.04)' when the range reaches 1.0;
+    'slower, 0.80x (0.71-0.89)' when every round was slower than r=0."""
+    if row["speedup"] is None:
+        return "-"
+    spread = f"({row['speedup_min']:.2f}-{row['speedup_max']:.2f})"
+    if row["speedup_min"] > 1.0 or row["r"] is not None and not any(row["r"]):
+        return f"{row['speedup']:.2f}x {spread}"
+    if row["speedup_max"] < 1.0:
+        return f"slower, {row['speedup']:.2f}x {spread}"
+    return f"none measurable {spread}"
 
 
 def markdown_table(report: Report) -> str:
-    cols = ["run", "status", "schedule", report.acc_key, "flop_ratio", _speed_col(report)]
-    cols += ["speedup", "pareto"]
-    # "speedup" is measured throughput over the baseline's (noisy on a shared machine);
-    # flop_ratio is the analytic, machine-independent one: say which is which.
-    headers = [{"speedup": "measured speed-up", "flop_ratio": "FLOP ratio"}.get(c, c) for c in cols]
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(cols)]
+    """The runs, then (where runs repeat a schedule over seeds or folds) their aggregate."""
+    acc = report.acc_key
+    head = ["run", "status", "schedule", acc, "FLOP ratio", "GMACs/clip", "clips/s",
+            "measured speed-up (min-max)", "pareto"]  # fmt: skip
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in report.rows:
-        lines.append("| " + " | ".join(fmt(row[c]) for c in cols) + " |")
+        cells = [row["run"], row["status"], row["schedule"], row[acc], row["flop_ratio"],
+                 row["gmacs"], row["clips_per_s"]]  # fmt: skip
+        lines.append(
+            "| " + " | ".join([*map(fmt, cells), measured(row), fmt(row["pareto"])]) + " |"
+        )
+    lines += ["", UNITS + "."]
+    if report.timing:
+        lines.append(f"Measured: each distinct schedule timed once, {report.timing}.")
+    repeated = [g for g in report.groups if len(g["runs"]) > 1]
+    if repeated:
+        lines += ["", f"| schedule | runs | {acc} mean | std | min | max | FLOP ratio |",
+                  "|---|---|---|---|---|---|---|"]  # fmt: skip
+        for g in repeated:
+            cells = [g["schedule"], len(g["runs"]), g[f"{acc} mean"], g[f"{acc} std"],
+                     g[f"{acc} min"], g[f"{acc} max"], g["flop_ratio"]]  # fmt: skip
+            lines.append("| " + " | ".join(map(fmt, cells)) + " |")
     return "\n".join(lines)
 
 
-def _label(schedule: str, width: int = 28) -> str:
-    return schedule if len(schedule) <= width else schedule[: width - 1] + "…"
-
-
-def _panel(ax, report: Report, x_key: str, xlabel: str) -> None:
-    rows = [
-        r for r in report.rows
-        if isinstance(r[x_key], float) and isinstance(r[report.acc_key], float)
-        and r["status"] == "finished"
-    ]  # fmt: skip
+def _panel(ax, report: Report, axis: str, xlabel: str) -> None:
+    acc = report.acc_key
+    rows = [r for r in report.rows if r["status"] == "finished"
+            and isinstance(axis_speedup(r, axis), float)]  # fmt: skip
     if not rows:
-        ax.text(0.5, 0.5, f"no run logged {x_key}", ha="center", transform=ax.transAxes)
+        ax.text(0.5, 0.5, f"no {axis} speed-up", ha="center", transform=ax.transAxes)
         ax.set_xlabel(xlabel)
         return
-    xs, ys = [r[x_key] for r in rows], [r[report.acc_key] for r in rows]
+    xs = [r["flop_ratio"] if axis == "flops" else r["speedup"] for r in rows]
+    ys = [r[acc] for r in rows]
+    if axis == "measured":
+        err = [[x - r["speedup_min"] for x, r in zip(xs, rows)],
+               [r["speedup_max"] - x for x, r in zip(xs, rows)]]  # fmt: skip
+        ax.errorbar(xs, ys, xerr=err, fmt="none", ecolor="0.7", zorder=1)
     ax.scatter(xs, ys, color="0.6", zorder=2)
-    front = sorted((rows[i] for i in pareto_front(list(zip(xs, ys)))), key=lambda r: r[x_key])
-    ax.plot([r[x_key] for r in front], [r[report.acc_key] for r in front], "o-",
-            color="tab:red", label="Pareto front", zorder=3)  # fmt: skip
-    for r in rows:
-        ax.annotate(_label(r["schedule"] or r["run"]), (r[x_key], r[report.acc_key]),
-                    fontsize=6, textcoords="offset points", xytext=(3, 3))  # fmt: skip
+    front = sorted(pareto_front(list(zip(xs, ys))), key=lambda i: xs[i])
+    ax.plot([xs[i] for i in front], [ys[i] for i in front], "o-", color="tab:red",
+            label="Pareto front", zorder=3)  # fmt: skip
+    for x, y, r in zip(xs, ys, rows):
+        ax.annotate(r["run"], (x, y), fontsize=6, textcoords="offset points", xytext=(3, 3))
     best = report.best
-    if best is not None and isinstance(best[x_key], float):
-        ax.scatter([best[x_key]], [best[report.acc_key]], s=160, facecolors="none",
-                   edgecolors="tab:blue", linewidths=2, zorder=4,
-                   label=f"best at >= {report.min_speedup}x ({report.axis})")  # fmt: skip
+    if best is not None and best in rows:
+        i = rows.index(best)
+        ax.scatter([xs[i]], [ys[i]], s=160, facecolors="none", edgecolors="tab:blue",
+                   linewidths=2, zorder=4,
+                   label=f"best at >= {report.min_speedup}x ({report.axis}): {best['run']}")  # fmt: skip
     ax.set_xlabel(xlabel)
-    ax.set_ylabel(report.acc_key)
+    ax.set_ylabel(acc)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
 
 
 def plot_pareto(report: Report, path: Path) -> Path:
-    """PNG: accuracy vs FLOP ratio and vs measured throughput, fronts joined, best circled."""
+    """PNG: accuracy vs FLOP ratio and vs measured speed-up, fronts joined, best circled."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)  # headless; a no-op when a backend is already chosen
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.4), dpi=120)
-    _panel(left, report, "flop_ratio", "analytic FLOP ratio (unmerged / merged)")
-    _panel(right, report, _speed_col(report), f"{_speed_col(report)} (clips/s, measured)")
-    fig.suptitle(f"accuracy vs cost per merge schedule (baseline: {report.baseline or 'none'})")
-    fig.tight_layout()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.6), dpi=120)
+    _panel(left, report, "flops", "analytic FLOP ratio (unmerged / merged)")
+    _panel(right, report, "measured", "measured speed-up over r=0 (median, min-max of rounds)")
+    fig.suptitle("accuracy vs cost per merge schedule")
+    if report.timing:
+        fig.text(0.5, 0.005, f"measured: {report.timing}", ha="center", fontsize=6)
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     plt.close(fig)
@@ -120,12 +148,11 @@ def log_to_wandb(report: Report, png: Path, project: str, name: str = "report") 
     cols = list(report.rows[0])
     table = wandb.Table(
         columns=cols,
-        data=[[fmt(r[c]) if c == "pareto" else r[c] for c in cols] for r in report.rows],
+        data=[[fmt(r[c]) if c in ("pareto", "r") else r[c] for c in cols] for r in report.rows],
     )
     run = wandb.init(project=project, name=name, job_type="report", dir=str(png.parent),
-                     config={"acc_key": report.acc_key, "speed_key": report.speed_key,
-                             "axis": report.axis, "baseline": report.baseline,
-                             "min_speedup": report.min_speedup})  # fmt: skip
+                     config={"acc_key": report.acc_key, "axis": report.axis,
+                             "timing": report.timing, "min_speedup": report.min_speedup})  # fmt: skip
     try:
         run.log({"runs": table, "pareto": wandb.Image(str(png))})
         if report.best is not None:
