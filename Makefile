@@ -25,7 +25,7 @@ lock: install  ## re-resolve requirements.lock from pyproject.toml (on purpose: 
 	  --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
 	  --constraint lock-constraints.txt --no-header --output-file $(LOCK)
 
-demo: install  ## AST off the shelf with ToMe, then CMKD recovery (and its labels-only control), with pictures; CPU, ~1.5 min
+demo: install  ## AST off the shelf with ToMe, then CMKD recovery (and its labels-only control, with all and a quarter of the labels), with pictures; CPU, ~2 min
 	$(BIN)/python -m fastast_pl demo
 
 test: install  ## the whole test suite (about 10 minutes on 2 CPU cores at most)

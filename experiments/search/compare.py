@@ -90,6 +90,8 @@ def main() -> None:
         "seconds": time.perf_counter() - start,
         "start": learned.start_schedule,
     }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".learned.json").write_text(json.dumps(rows["learned"]) + "\n")
     start = time.perf_counter()
     r = schedule_for_flops_reduction(1 / args.flops, n, depth, prefix, dim)
     rows["constant r"] = {"schedule": [int(r)] * depth, "seconds": time.perf_counter() - start}
@@ -100,9 +102,12 @@ def main() -> None:
 
     def objective(trial: optuna.Trial) -> float:
         weights = [trial.suggest_float(f"w{layer}", 0.0, 1.0) for layer in range(depth)]
-        schedule = schedule_for_flops_reduction(
-            1 / args.flops, n, depth, prefix, dim, weights=weights
-        )
+        try:
+            schedule = schedule_for_flops_reduction(
+                1 / args.flops, n, depth, prefix, dim, weights=weights
+            )
+        except ValueError as err:  # a shape that cannot reach the target: a spent trial
+            raise optuna.TrialPruned(str(err)) from err
         trial.set_user_attr("schedule", list(schedule))
         return accuracy(model, val, schedule)
 
@@ -112,6 +117,7 @@ def main() -> None:
     rows[f"Optuna best of {args.trials}"] = {
         "schedule": best.user_attrs["schedule"],
         "seconds": time.perf_counter() - start,
+        "unreachable_trials": sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials),
         "val_acc": best.value,
     }
     for row in rows.values():

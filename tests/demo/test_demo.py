@@ -4,6 +4,7 @@ Checks the table's shape, the run directories and the pictures, not the numbers 
 are measured on the full configs and reported in README / docs/benchmarks.md).
 """
 
+import json
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,14 @@ def test_demo_runs_all_stages_prints_the_table_and_draws(tmp_path, repo_root, mo
     stages = ("teacher", "ast", "test_ast", "student", "test_student", "student_labels")
     for stage in (*stages, "test_student_labels"):
         assert list((root / stage).rglob("config.yaml")), stage
+    # the label-scarce setting: a quarter of the labels, with and without the teacher
+    for stage in ("student_quarter", "student_quarter_labels"):
+        config = yaml.safe_load(next((root / stage).rglob("config.yaml")).read_text())
+        assert config["data"]["unlabeled"]["labeled_fraction"] == 0.25, stage
+    summary = json.loads((root / "summary.json").read_text())
+    names = [row["name"] for row in summary["rows"]]
+    assert names[-2].endswith("25% labels only") and names[-1].endswith("25% labels + CMKD")
+    assert "with 25% of the labels, labels only gave" in out.replace("\n", " ")
     for picture in ("pareto.png", "merge_map.png"):
         path = root / picture
         assert path.is_file() and path.stat().st_size > 10_000, picture

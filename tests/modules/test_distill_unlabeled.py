@@ -126,7 +126,7 @@ def test_distillation_trains_on_an_unlabeled_folder(tmp_path, caplog) -> None:
 
     module.training_loss = spy
     trainer = tiny_trainer(tmp_path, max_epochs=1, limit_val_batches=0)
-    with caplog.at_level(logging.INFO, logger="fastast_pl.data.datamodule"):
+    with caplog.at_level(logging.INFO, logger="fastast_pl.data.unlabeled"):
         trainer.fit(module, datamodule=dm)
     assert "training clips: 8 labeled, 6 unlabeled" in caplog.text
     metrics = trainer.callback_metrics

@@ -70,7 +70,7 @@ def test_apply_remove_round_trip_and_reapply():
 
 
 @pytest.mark.parametrize(
-    "spec", [4, [8, 0, 3], MergeSchedule(ratio=0.2, shape="decreasing", overrides={2: 5})]
+    "spec", [4, [8, 0, 3], MergeSchedule(ratio=0.2, shape="decreasing", r_overrides={2: 5})]
 )
 def test_tokens_seen_match_resolved_schedule(spec):
     model = apply_tome(make_model(distilled=True).eval(), r=spec)

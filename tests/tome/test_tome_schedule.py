@@ -34,10 +34,14 @@ def test_ratio_shapes():
 
 
 def test_overrides_ratio_and_r():
-    s = resolve_schedule(MergeSchedule(ratio=0.1, overrides={1: 0.2, 3: 5}), 102, 4, 2)
+    spec = MergeSchedule(ratio=0.1, ratio_overrides={1: 0.2}, r_overrides={3: 5})
+    s = resolve_schedule(spec, 102, 4, 2)
     assert s.r == [10, 18, 7, 5]
-    s = resolve_schedule(MergeSchedule(overrides={3: 0.2}), 102, 4, 2)
+    s = resolve_schedule(MergeSchedule(ratio_overrides={3: 0.2}), 102, 4, 2)
     assert s.r == [0, 0, 0, 20]
+    # a ratio of 0 may be written as an int; the key says what a value is
+    s = resolve_schedule(MergeSchedule(ratio=0.1, ratio_overrides={0: 0}), 102, 4, 2)
+    assert s.r == [0, 10, 9, 8]
 
 
 def test_dict_spec_is_a_schedule():
@@ -65,10 +69,16 @@ def test_ast_sized_schedule_validates():
         (MergeSchedule(ratio=0.3, shape="decreasing"), r"at layer 0"),
         (MergeSchedule(ratio=0.1, shape="wavy"), r"shape='wavy'"),
         (MergeSchedule(ratio=[0.1], shape="late"), r"shape='late' with a per-layer ratio list"),
-        (MergeSchedule(overrides={4: 0.1}), r"overrides key 4"),
-        (MergeSchedule(overrides={1: 0.6}), r"overrides ratio=0.6 at layer 1"),
-        (MergeSchedule(overrides={1: -3}), r"overrides r=-3 at layer 1"),
-        (MergeSchedule(overrides={1: 99}), r"r=99 at layer 1 is impossible"),
+        (MergeSchedule(ratio_overrides={4: 0.1}), r"ratio_overrides key 4"),
+        (MergeSchedule(r_overrides={-1: 2}), r"r_overrides key -1"),
+        (MergeSchedule(ratio_overrides={1: 0.6}), r"ratio_overrides\[1\]=0.6: expected a ratio"),
+        (MergeSchedule(r_overrides={1: -3}), r"r_overrides\[1\]=-3: expected an int r"),
+        (MergeSchedule(r_overrides={1: 99}), r"r=99 at layer 1 is impossible"),
+        # a value of the other kind is refused, naming the key it belongs in
+        (MergeSchedule(r_overrides={1: 0.3}), r"r_overrides\[1\]=0.3.*belongs in ratio_overrides"),
+        (MergeSchedule(ratio_overrides={1: 4}), r"ratio_overrides\[1\]=4.*belongs in r_overrides"),
+        (MergeSchedule(ratio_overrides={1: 0.1}, r_overrides={1: 2}), r"\[1\] are in both"),
+        ({"ratio": 0.1, "overrides": {1: 0.2}}, r"unknown keys \['overrides'\]"),
         ({"ratio": 0.1, "speed": 2}, r"unknown keys \['speed'\]"),
         (0.1, r"merge=0.1 .*MergeSchedule\(ratio=0.1\)"),
         ("8", r"merge='8'"),
@@ -81,14 +91,14 @@ def test_errors_name_value_and_layer(spec, match):
 
 
 def test_validate_without_token_count():
-    validate_merge_spec(MergeSchedule(ratio=0.2, overrides={0: 3}), depth=3)
+    validate_merge_spec(MergeSchedule(ratio=0.2, r_overrides={0: 3}), depth=3)
     with pytest.raises(ValueError, match="depth 3"):
         validate_merge_spec([1, 2, 3, 4], depth=3)
     with pytest.raises(ValueError, match="num_tokens=1"):
         resolve_schedule(0, num_tokens=1, depth=3, num_prefix_tokens=2)
 
 
-def test_yaml_parsing_with_jsonargparse(tmp_path):
+def test_yaml_parsing_with_jsonargparse(tmp_path, capsys):
     from jsonargparse import ArgumentParser
 
     from fastast_pl.tome import MergeSpec
@@ -104,10 +114,13 @@ def test_yaml_parsing_with_jsonargparse(tmp_path):
 
     assert parse("merge: 8\n") == 8
     assert parse("merge: [8, 8, 4]\n") == [8, 8, 4]
-    sched = parse("merge:\n  ratio: 0.1\n  shape: decreasing\n  overrides: {3: 0.2, 5: 7}\n")
+    sched = parse(
+        "merge:\n  ratio: 0.1\n  shape: decreasing\n  ratio_overrides: {3: 0.2}\n"
+        "  r_overrides: {5: 7}\n"
+    )
     assert isinstance(sched, MergeSchedule)
     assert sched.ratio == 0.1 and sched.shape == "decreasing"
-    assert sched.overrides == {3: 0.2, 5: 7} and isinstance(sched.overrides[5], int)
+    assert sched.ratio_overrides == {3: 0.2} and sched.r_overrides == {5: 7}
     resolved = resolve_schedule(sched, 102, 6, 2)
     assert resolved.r[3] == int(0.2 * (resolved.tokens[3] - 2)) and resolved.r[5] == 7
     per_layer = parse("merge: {ratio: [0.1, 0.2]}\n")
@@ -115,6 +128,12 @@ def test_yaml_parsing_with_jsonargparse(tmp_path):
     # A sweep overrides one field on the command line.
     args = parser.parse_args(["--merge.ratio=0.15", "--merge.shape=late"])
     assert parser.instantiate_classes(args).merge == MergeSchedule(ratio=0.15, shape="late")
+    # a YAML value of the wrong kind is an error naming its key, at parse or at resolve time
+    with pytest.raises(SystemExit):
+        parse("merge: {ratio: 0.1, r_overrides: {1: 0.3}}\n")
+    assert 'key "r_overrides"' in capsys.readouterr().err
+    with pytest.raises(ValueError, match=r"ratio_overrides\[1\]=4.0.*belongs in r_overrides"):
+        resolve_schedule(parse("merge: {ratio: 0.1, ratio_overrides: {1: 4}}\n"), 102, 4, 2)
 
 
 # ToMe's (r, inflect) form (Bolya et al. 2023; tome/utils.py parse_r): per layer l of L,

@@ -124,7 +124,7 @@ def test_data_benchmark_fills_and_reads_the_cache(tmp_path):
 def test_data_benchmark_clips_are_what_it_claims(tmp_path):
     import soundfile as sf
 
-    from fastast_pl.tools.benchmark.data_loading import write_clips
+    from fastast_pl.speed.data_loading import write_clips
 
     paths = write_clips(tmp_path, 2, 0.5, 44100)
     for p in paths:
@@ -165,9 +165,9 @@ def test_training_benchmark_rows_and_flops(tmp_path):
 def test_training_step_updates_the_student_and_frees_its_gradients():
     import torch
 
-    from fastast_pl.tools.benchmark.measure import RunSettings
-    from fastast_pl.tools.benchmark.models import TINY
-    from fastast_pl.tools.benchmark.training import make_variants
+    from fastast_pl.speed.measure import RunSettings
+    from fastast_pl.speed.models import TINY
+    from fastast_pl.speed.training import make_variants
 
     settings = RunSettings(iters=1, warmup=0, device=torch.device("cpu"), targets=(2.0,))
     variants = make_variants(TINY, settings, distill=True, tiny=True)
@@ -207,7 +207,7 @@ def test_bf16_and_compile_columns(tmp_path, monkeypatch):
     is functionalised, no C++ codegen: seconds, not minutes); benchmarks use inductor."""
     import torch
 
-    from fastast_pl.tools.benchmark import inference
+    from fastast_pl.speed import inference
 
     monkeypatch.setattr(
         inference, "compiled", lambda m: torch.compile(m, backend="aot_eager", dynamic=False)
@@ -230,7 +230,7 @@ def test_compiled_merged_model_matches_eager():
     """The compiled merged copy computes what the eager model computes."""
     import torch
 
-    from fastast_pl.tools.benchmark.models import TINY, build_student
+    from fastast_pl.speed.models import TINY, build_student
 
     model = build_student(TINY).eval()
     model.set_merge(20)

@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from fastast_pl.models.ast import ASTModel
 from fastast_pl.tools import benchmark
 
@@ -43,6 +45,7 @@ def test_quickstart_checkpoint_with_its_own_schedules(tmp_path, repo_root, monke
     assert doc["meta"]["model_size"]["input_tdim"] == 64
 
 
+@pytest.mark.slow  # a fresh interpreter, so that HF_HUB_OFFLINE/HF_HUB_CACHE are read as a user's
 def test_hub_id_from_the_offline_cache(tmp_path):
     save_tiny_hf_ast(tmp_path / "hf")
     cache = tmp_path / "hub"

@@ -63,7 +63,7 @@ def test_grid_plan_and_command_like_the_wandb_agent(tmp_path):
     path = _write(tmp_path, {
         "model.init_args.merge.ratio": {"values": [0.1, 0.2]},
         "model.init_args.merge.shape": {"values": ["constant", "late"]},
-        "model.init_args.merge.overrides": {"value": {0: 0.3}},
+        "model.init_args.merge.ratio_overrides": {"value": {0: 0.3}},
     })  # fmt: skip
     sw = spec.load_sweep(path)
     trials = run.plan_trials(sw, count=None)
@@ -79,7 +79,7 @@ def test_grid_plan_and_command_like_the_wandb_agent(tmp_path):
     assert cmd[-3:] == [
         "--model.init_args.merge.ratio=0.1",
         "--model.init_args.merge.shape=constant",
-        "--model.init_args.merge.overrides={0: 0.3}",
+        "--model.init_args.merge.ratio_overrides={0: 0.3}",
     ]
     assert spec.cli_args(cmd, "x")[:1] == ["fit"]
     assert len(run.plan_trials(sw, count=3)) == 3
@@ -169,7 +169,8 @@ def test_good_sweep_passes_validation(tmp_path, checker):
     path = _write(tmp_path, {
         "model.init_args.merge.ratio": {"values": [0.0, 0.2]},
         "model.init_args.merge.shape": {"values": ["decreasing", "late"]},
-        "model.init_args.merge.overrides": {"values": [{1: 0.3}, {0: 4}]},
+        "model.init_args.merge.ratio_overrides": {"values": [{1: 0.3}, {1: 0.0}]},
+        "model.init_args.merge.r_overrides": {"values": [{0: 4}]},
     })  # fmt: skip
     sw = spec.load_sweep(path)
     check.validate_sweep(sw, checker)
@@ -204,7 +205,8 @@ def test_sweep_runs_trials_and_records_a_failed_one(tmp_path, monkeypatch):
     assert saved["model"]["init_args"]["merge"] == {
         "ratio": 0.2,
         "shape": "late",
-        "overrides": None,
+        "ratio_overrides": None,
+        "r_overrides": None,
     }
     assert saved["trainer"]["max_steps"] == 2
     # the W&B offline run holds the config (the swept values) and the logged metrics
@@ -348,8 +350,8 @@ def test_budget_front_end_turns_weights_into_the_cli_schedule(tmp_path, checker)
 def _eval_sweep(tmp_path: Path, method: str) -> Path:
     layer = {"values": [0.0, 0.3]}  # the tiny model: 12 tokens, ratio 0.3 merges r=3
     path = _write(tmp_path, {
-        "model.init_args.eval_merge.overrides.0": layer,
-        "model.init_args.eval_merge.overrides.1": layer,
+        "model.init_args.eval_merge.ratio_overrides.0": layer,
+        "model.init_args.eval_merge.ratio_overrides.1": layer,
     }, method=method)  # fmt: skip
     doc = yaml.safe_load(path.read_text())
     doc["command"][4] = "test"  # eval-only: no training
@@ -374,7 +376,7 @@ def test_eval_only_per_layer_sweep_and_its_report(tmp_path, method):
         # MergeSchedule: r_l = floor(ratio_l * (tokens at layer l - 2 prefix tokens))
         tokens, r_per_layer = 12, []
         for i in range(2):
-            ratio = t["params"][f"model.init_args.eval_merge.overrides.{i}"]
+            ratio = t["params"][f"model.init_args.eval_merge.ratio_overrides.{i}"]
             r_per_layer.append(math.floor(ratio * (tokens - 2)))
             tokens -= r_per_layer[-1]
         assert r.config["merge/eval/r"] == r_per_layer
@@ -412,8 +414,8 @@ def test_trial_under_wandb_agent_logs_to_the_agents_offline_run(tmp_path):
 
     from fastast_pl.tools.report import read
 
-    path = _write(tmp_path, {"model.init_args.merge.overrides.1": {"values": [0.3]}})
-    params = {"model.init_args.merge.overrides.1": 0.3}
+    path = _write(tmp_path, {"model.init_args.merge.ratio_overrides.1": {"values": [0.3]}})
+    params = {"model.init_args.merge.ratio_overrides.1": 0.3}
     param_file = tmp_path / "wandb" / "sweep-sw1" / "config-run42.yaml"
     config_util.save_config_file_from_dict(
         str(param_file), {k: {"value": v} for k, v in params.items()}
@@ -430,7 +432,7 @@ def test_trial_under_wandb_agent_logs_to_the_agents_offline_run(tmp_path):
     assert len(run_dirs) == 1 and list(run_dirs[0].glob("run-run42.wandb"))
     csv_dir = tmp_path / "wandb" / "csv-run42"  # Lightning's CSVLogger beside the W&B run
     hparams = yaml.safe_load((csv_dir / "hparams.yaml").read_text())
-    assert hparams["model.init_args.merge.overrides.1"] == 0.3  # the agent's parameters
+    assert hparams["model.init_args.merge.ratio_overrides.1"] == 0.3  # the agent's parameters
     # merge stats of the tiny model (10 patches + 2 prefix tokens): floor(0.3 * 10) = 3 in layer 1
     assert hparams["merge/train/r"] == [0, 3]
     assert hparams["merge/eval/tokens"] == [12, 12, 9]
@@ -438,7 +440,7 @@ def test_trial_under_wandb_agent_logs_to_the_agents_offline_run(tmp_path):
     # `report` reads the agent's run from the W&B directory (its CSV beside the W&B run)
     runs = read.gather([str(tmp_path / "wandb")])
     assert [r.status for r in runs] == ["finished"] and runs[0].name == "csv-run42"
-    assert runs[0].schedule == "merge.overrides.1=0.3"
+    assert runs[0].schedule == "merge.ratio_overrides.1=0.3"
     assert "lr-Adam" in runs[0].metrics
     assert runs[0].metrics["val/gflops_per_clip"] * 1e9 == pytest.approx(_flops([12, 12, 9], 32))
     assert {"val/acc", "train/loss", "val/flop_ratio"} <= set(runs[0].metrics)

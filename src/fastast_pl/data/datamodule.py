@@ -35,7 +35,7 @@ from fastast_pl.data.dataset import AudioDataset, BadAudioTally
 from fastast_pl.data.features import FeatureConfig
 from fastast_pl.data.sampling import DistributedWeightedSampler, balanced_weights
 from fastast_pl.data.sources import DataSource
-from fastast_pl.data.unlabeled import UnlabeledConfig, check_unlabeled_files, withhold_labels
+from fastast_pl.data.unlabeled import UnlabeledConfig, split_unlabeled
 from fastast_pl.utils.numbers import check_number
 
 log = logging.getLogger(__name__)
@@ -286,7 +286,9 @@ class AudioDataModule(pl.LightningDataModule):
                 clips = self._readable(split, clips)
             unlabeled: list[Path] = []
             if train and self.unlabeled is not None:
-                clips, unlabeled = self._unlabeled_split(clips)
+                clips, unlabeled = split_unlabeled(
+                    self.unlabeled, clips, self.seed, self.check_files_exist
+                )
             tally = self._tallies.setdefault(split, BadAudioTally(len(clips) + len(unlabeled)))
             self.datasets[split] = AudioDataset(
                 clips,
@@ -300,25 +302,6 @@ class AudioDataModule(pl.LightningDataModule):
                 on_bad_audio=self.on_bad_audio if train else "raise",
                 tally=tally,
             )
-
-    def _unlabeled_split(self, clips: list[Clip]) -> tuple[list[Clip], list[Path]]:
-        """(labeled training clips, unlabeled audio files), counted in the log."""
-        assert self.unlabeled is not None
-        labeled, withheld = withhold_labels(clips, self.unlabeled.labeled_fraction, self.seed)
-        extra = self.unlabeled.audio_files()
-        if self.check_files_exist:
-            check_unlabeled_files(extra)
-        unlabeled = list(dict.fromkeys([c.path for c in withheld] + extra))
-        log.info(
-            "training clips: %d labeled, %d unlabeled (%d with their labels withheld, "
-            "labeled_fraction=%s; %d from unlabeled.folder/manifest)",
-            len(labeled),
-            len(unlabeled),
-            len(withheld),
-            self.unlabeled.labeled_fraction,
-            len(extra),
-        )
-        return labeled, unlabeled
 
     def _readable(self, split: str, clips: list[Clip]) -> list[Clip]:
         """``clips`` without the bad ones (decoded once each, in the loader's workers);

@@ -116,3 +116,24 @@ def check_unlabeled_files(paths: list[Path]) -> None:
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
         raise FileNotFoundError(f"unlabeled audio files listed but missing: {show(missing)}")
+
+
+def split_unlabeled(
+    config: UnlabeledConfig, clips: list[Clip], seed: int, check_files: bool = True
+) -> tuple[list[Clip], list[Path]]:
+    """(labeled training clips, unlabeled audio files) of a training split, counted in the log."""
+    labeled, withheld = withhold_labels(clips, config.labeled_fraction, seed)
+    extra = config.audio_files()
+    if check_files:
+        check_unlabeled_files(extra)
+    unlabeled = list(dict.fromkeys([c.path for c in withheld] + extra))
+    log.info(
+        "training clips: %d labeled, %d unlabeled (%d with their labels withheld, "
+        "labeled_fraction=%s; %d from unlabeled.folder/manifest)",
+        len(labeled),
+        len(unlabeled),
+        len(withheld),
+        config.labeled_fraction,
+        len(extra),
+    )
+    return labeled, unlabeled

@@ -39,6 +39,9 @@ CONFIG_FILES = ("data.yaml", "teacher.yaml", "ast.yaml", "fastast.yaml")
 MIN_SPEEDUP_AT_2X = 1.4
 MIN_TEACHER_MARGIN = 0.05
 MAX_STUDENT_GAP = 0.01
+#: The label-scarce setting: the share of training clips that keep their labels; the
+#: teacher teaches every clip (data.unlabeled.labeled_fraction).
+QUARTER = 0.25
 
 
 @dataclass
@@ -124,10 +127,10 @@ def main(argv: list[str] | None = None) -> int:
     seed = [] if args.seed is None else ["--seed_everything", str(args.seed)]
     root = args.root
 
-    teacher = run_stage(console, "1/7 train the CNN teacher on labels",
+    teacher = run_stage(console, "1/11 train the CNN teacher on labels",
                         ["fit", *data, *cfg["teacher.yaml"],
                          "--trainer.default_root_dir", str(root / "teacher"), *seed], timings)  # fmt: skip
-    ast = run_stage(console, "2/7 train the AST on labels (no merging)",
+    ast = run_stage(console, "2/11 train the AST on labels (no merging)",
                     ["fit", *data, *cfg["ast.yaml"],
                      "--trainer.default_root_dir", str(root / "ast"), *seed], timings)  # fmt: skip
     for stage in (teacher, ast):
@@ -140,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for schedule in schedules:
         label = "no merging" if schedule.spec == 0 else f"ToMe r={schedule.spec}"
-        test = run_stage(console, f"3/7 test the AST, {label} (no retraining)",
+        test = run_stage(console, f"3/11 test the AST, {label} (no retraining)",
                          ["test", *data, *cfg["ast.yaml"], "--model.init_args.eval_merge",
                           str(schedule.spec), "--ckpt_path", ast.best_checkpoint,
                           "--trainer.default_root_dir", str(root / "test_ast"), *seed], timings)  # fmt: skip
@@ -172,11 +175,28 @@ def main(argv: list[str] | None = None) -> int:
         return fit, test
 
     student, student_test = fine_tune(
-        (f"4/7 fine-tune the merged AST (r={merged.spec}) with CMKD from the teacher",
-         "5/7 test the CMKD student and the teacher"), "student")  # fmt: skip
+        (f"4/11 fine-tune the merged AST (r={merged.spec}) with CMKD from the teacher",
+         "5/11 test the CMKD student and the teacher"), "student")  # fmt: skip
     labels_only, labels_test = fine_tune(
-        ("6/7 the same fine-tuning on labels only (kd_lambda 0), the control",
-         "7/7 test the labels-only control"), "student_labels", "--model.init_args.kd_lambda", "0")  # fmt: skip
+        ("6/11 the same fine-tuning on labels only (kd_lambda 0), the control",
+         "7/11 test the labels-only control"), "student_labels", "--model.init_args.kd_lambda", "0")  # fmt: skip
+    quarter = ("--data.unlabeled.labeled_fraction", str(QUARTER))
+    scarce, scarce_test = fine_tune(
+        (f"8/11 the merged AST with CMKD, {QUARTER:.0%} of the labels, the teacher on every clip",
+         "9/11 test it"), "student_quarter", *quarter)  # fmt: skip
+    scarce_labels, scarce_labels_test = fine_tune(
+        (f"10/11 the same on {QUARTER:.0%} of the labels alone (kd_lambda 0), its control",
+         "11/11 test that control"), "student_quarter_labels", *quarter,
+        "--model.init_args.kd_lambda", "0")  # fmt: skip
+    scarce_rows = [
+        Row(f"AST, ToMe r={merged.spec}, {QUARTER:.0%} labels only", "the control: the same "
+            f"fine-tuning with the labels of {QUARTER:.0%} of the training clips, no teacher",
+            scarce_labels_test.metrics.get("test/acc", float("nan")), merged,
+            scarce_labels.log_dir),
+        Row(f"AST, ToMe r={merged.spec}, {QUARTER:.0%} labels + CMKD", f"{QUARTER:.0%} of the "
+            "labels, and the teacher's predictions on every training clip (the rest unlabeled)",
+            scarce_test.metrics.get("test/acc", float("nan")), merged, scarce.log_dir),
+    ]  # fmt: skip
     rows.append(Row(f"AST, ToMe r={merged.spec}, labels only", "the control: the same fine-tuning "
                     "of the merged AST (same epochs and optimiser) on labels alone, no teacher",
                     labels_test.metrics.get("test/acc", float("nan")), merged,
@@ -186,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
                     student_test.metrics.get("test/acc", float("nan")), merged,
                     student.log_dir))  # fmt: skip
     teacher_acc = student_test.metrics.get("test/teacher_acc", float("nan"))
+    rows.extend(scarce_rows)
 
     # Speed depends on the schedule, not the weights: every distinct schedule is timed once
     # (interleaved, speed.engine) and rows with the same schedule share that measurement.
@@ -196,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     speeds = time_schedules(trained, [row.schedule.spec for row in rows], settings)
     for row, speed in zip(rows, speeds):
         row.speed = speed
-    timings["8/7 timing"] = (time.perf_counter() - wall, time.process_time() - cpu)
+    timings["12/11 timing"] = (time.perf_counter() - wall, time.process_time() - cpu)
     note = "clips/s: each distinct schedule timed once, " + settings.describe()
 
     short_note = f", batch {args.timing_batch}, {args.timing_threads} thread(s), median of rounds"
@@ -274,13 +295,15 @@ def _print_table(
         f"the unit of fvcore and the papers). Rows with the same schedule share one "
         f"measurement. {note}. Chance accuracy {chance_accuracy(num_classes):.3f}. "
         f"Runs (configs, logs, checkpoints) are under {root}/: teacher/, ast/, test_ast/, student/, "
-        "test_student/, student_labels/, test_student_labels/."
+        "test_student/, student_labels/, test_student_labels/, student_quarter/, "
+        "test_student_quarter/, student_quarter_labels/, test_student_quarter_labels/."
     )
 
 
 def _print_checks(console: Console, teacher_acc: float, rows: list[Row]) -> dict[str, bool]:
     """The done-when targets, each said plainly as met or NOT met, with the numbers."""
-    base, merged, labels, student = rows[0], rows[-3], rows[-2], rows[-1]
+    base, merged, labels, student = rows[0], rows[-5], rows[-4], rows[-3]
+    scarce_labels, scarce = rows[-2], rows[-1]
     speedup = merged.speed.speedup
     checks = {
         f"measured speed-up at ~{merged.schedule.flop_ratio:.1f}x fewer FLOPs is "
@@ -305,6 +328,13 @@ def _print_checks(console: Console, teacher_acc: float, rows: list[Row]) -> dict
             "[bold yellow]note:[/] on this data the teacher did not add to what the same "
             "fine-tuning on labels alone recovers: CMKD's gain here is the extra training"
         )
+    share = scarce.accuracy - scarce_labels.accuracy
+    console.print(
+        f"note: with {QUARTER:.0%} of the labels, labels only gave {scarce_labels.accuracy:.3f}, "
+        f"labels + the teacher on every clip {scarce.accuracy:.3f} (the teacher's share: "
+        f"{100 * share:+.1f} points)"
+        + ("" if share > 0 else "; the teacher added nothing here either")
+    )
     return checks
 
 

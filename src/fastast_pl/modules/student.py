@@ -30,7 +30,8 @@ class StudentModule(ClassificationModule):
     Args:
         ast: Architecture of the AST (size, patch strides, drop path...).
         merge: Token Merging schedule while training: an int r for every layer, a list
-            of r per layer, or a MergeSchedule (ratio, shape, overrides). 0 = no merging.
+            of r per layer, or a MergeSchedule (ratio, shape, ratio_overrides, r_overrides).
+            0 = no merging.
         eval_merge: Schedule for validate/test/predict; None = the same as `merge`.
         prop_attn: Proportional attention (log of token size added to attention logits).
         init_from: Checkpoint to initialise the AST from: an official AST release, an HF

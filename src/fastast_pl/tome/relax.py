@@ -195,7 +195,10 @@ def relaxed_merge(
     positions = torch.arange(n, device=x.device)
     in_place = torch.where(positions % 2 == 0, positions // 2, n_a + positions // 2)  # (n,)
 
-    def split(t: torch.Tensor, a: torch.Tensor, b: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
+    def reorder(
+        t: torch.Tensor, a: torch.Tensor, b: torch.Tensor, old: torch.Tensor
+    ) -> torch.Tensor:
+        """``[live tokens in ToMe's order, older ghosts, new ghosts]`` of one per-token tensor."""
         width = t.shape[-1]
         if r == 0:
             live = torch.cat([a, b], dim=1).index_select(1, in_place)  # (B, n, .)
@@ -205,10 +208,10 @@ def relaxed_merge(
             )  # (B, n - r, .)
         return torch.cat([live, old, a.gather(1, gone.expand(-1, -1, width))], dim=1)  # (B, T, .)
 
-    state.size = split(size, sa, size_b, size[:, n:])
-    state.presence = split(presence, pa, presence[:, 1:n:2], presence[:, n:])
+    state.size = reorder(size, sa, size_b, size[:, n:])
+    state.presence = reorder(presence, pa, presence[:, 1:n:2], presence[:, n:])
     state.live = n - r
-    return split(x, xa, xb, ghost_x)
+    return reorder(x, xa, xb, ghost_x)
 
 
 class _RelaxedBlockMixin:

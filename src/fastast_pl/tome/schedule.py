@@ -5,7 +5,9 @@ Accepted forms (``MergeSpec``):
 - ``int`` r: merge r tokens in every layer (ToMe's constant schedule);
 - ``list[int]``: r per layer; a list shorter than the depth is zero-padded;
 - ``MergeSchedule``: merge *ratios* (fractions of the mergeable tokens present at a layer),
-  a named shape and per-layer overrides; a plain dict with its fields is accepted too;
+  a named shape and per-layer overrides, ratios in ``ratio_overrides`` and absolute r in
+  ``r_overrides`` (two keys, so a YAML ``1`` and ``1.0`` cannot mean different things); a
+  plain dict with its fields is accepted too;
 - ``InflectSchedule`` (or a tuple ``(r, inflect)``, or a dict ``{r, inflect}``): ToMe's
   ``(r, inflect)`` form, a straight line of r per layer with mean about r, tilted by
   ``inflect`` in [-1, 1] (0 constant, -1 ToMe's "decreasing schedule", +1 increasing).
@@ -15,7 +17,9 @@ Validation rules (all raise ``ValueError`` naming the value and the layer):
 
 - negative r, ratios outside ``[0, 0.5)``, layer indices outside the model, lists longer
   than the depth, unknown shapes and wrong types are errors;
-- an explicit r (int, list entry or int override) larger than half the mergeable tokens of
+- a layer in both ``ratio_overrides`` and ``r_overrides``, an r that is not an int and a
+  ratio outside ``[0, 0.5)`` are errors naming the key;
+- an explicit r (int, list entry or ``r_overrides`` value) larger than half the mergeable tokens of
   the *input*, ``(num_tokens - num_prefix_tokens) // 2``, can never be met at any layer and
   is an error at config time;
 - an r that is possible on the input but exceeds what is left at a later layer (because
@@ -54,13 +58,16 @@ class MergeSchedule:
             merges more early, where it saves most, and so removes somewhat more tokens in
             total than "constant"); "late" (``ratio`` only in the second half of the layers,
             ``l >= depth // 2``, 0 before). A list ``ratio`` must use "constant".
-        overrides: Layer index -> value replacing that layer's ratio after the shape is
-            applied; a float is a ratio, an int an absolute r (e.g. ``{3: 0.2}`` or ``{0: 64}``).
+        ratio_overrides: Layer index -> ratio replacing that layer's ratio after the shape
+            is applied (e.g. ``{0: 0.0, 11: 0.3}``).
+        r_overrides: Layer index -> absolute r (tokens merged) for that layer instead of a
+            ratio (e.g. ``{0: 64}``). A layer may appear in only one of the two.
     """
 
     ratio: float | list[float] = 0.0
     shape: Literal["constant", "decreasing", "late"] = "constant"
-    overrides: dict[int, int | float] | None = None
+    ratio_overrides: dict[int, float] | None = None
+    r_overrides: dict[int, int] | None = None
 
 
 @dataclass
@@ -217,16 +224,44 @@ def _schedule_entries(spec: MergeSchedule, depth: int) -> list[_Entry]:
                 ratios = [base]
             _check_ratio(ratios[0], 0, f"ratio (2 x {base} for shape 'decreasing')")
     entries: list[_Entry] = [("ratio", v) for v in ratios]
-    for layer, value in (spec.overrides or {}).items():
+    ratio_overrides = _override_layers(spec.ratio_overrides, "ratio_overrides", depth)
+    r_overrides = _override_layers(spec.r_overrides, "r_overrides", depth)
+    both = sorted(set(ratio_overrides) & set(r_overrides))
+    if both:
+        raise ValueError(
+            f"merge layer(s) {both} are in both ratio_overrides and r_overrides: give each "
+            "layer a ratio or an r, not both"
+        )
+    for layer, value in ratio_overrides.items():
+        if not _is_number(value) or math.isnan(float(value)) or not 0.0 <= value < 0.5:
+            raise ValueError(
+                f"merge ratio_overrides[{layer}]={value!r}: expected a ratio in [0, 0.5) "
+                "(fraction of the mergeable tokens present at that layer); an absolute r "
+                "belongs in r_overrides"
+            )
+        entries[layer] = ("ratio", float(value))
+    for layer, value in r_overrides.items():
+        if not _is_int(value) or value < 0:
+            raise ValueError(
+                f"merge r_overrides[{layer}]={value!r}: expected an int r >= 0 (tokens merged "
+                "in that layer); a ratio belongs in ratio_overrides"
+            )
+        entries[layer] = ("r", int(value))
+    return entries
+
+
+def _override_layers(overrides: object, key: str, depth: int) -> dict:
+    """``overrides`` checked to map layer indices of the model to values."""
+    if overrides is None:
+        return {}
+    if not isinstance(overrides, Mapping):
+        raise ValueError(f"merge {key}={overrides!r}: expected a mapping layer index -> value")
+    for layer in overrides:
         if not _is_int(layer) or not (0 <= layer < depth):
             raise ValueError(
-                f"merge overrides key {layer!r}: expected a layer index in [0, {depth - 1}]"
+                f"merge {key} key {layer!r}: expected a layer index in [0, {depth - 1}]"
             )
-        if _is_int(value):
-            entries[layer] = ("r", _check_r(value, layer, "overrides r"))
-        else:
-            entries[layer] = ("ratio", _check_ratio(value, layer, "overrides ratio"))
-    return entries
+    return dict(overrides)
 
 
 def validate_merge_spec(spec: MergeSpec, depth: int) -> None:

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import torch
 
+from fastast_pl.speed.engine import torch_threads
+from fastast_pl.speed.inference import MODES
+from fastast_pl.speed.measure import RunSettings
+from fastast_pl.speed.models import BASE, TINY, ModelSize, load_checkpoint
 from fastast_pl.tome.attention import BACKENDS
-from fastast_pl.tools.benchmark.inference import MODES
-from fastast_pl.tools.benchmark.measure import RunSettings
-from fastast_pl.tools.benchmark.models import BASE, TINY, ModelSize, load_checkpoint
 from fastast_pl.tools.benchmark.render import FILE_STEM, plot, print_table, to_markdown
 
 DEFAULT_TARGETS = (1.25, 1.5, 2.0, 3.0)
@@ -100,18 +101,18 @@ def _run(args: argparse.Namespace, device: torch.device) -> dict:
                            args.shape, args.seed, args.clock, args.attn_backend)  # fmt: skip
     size = TINY if args.tiny else BASE
     if args.kind == "train":
-        from fastast_pl.tools.benchmark.training import run_training_benchmark
+        from fastast_pl.speed.training import run_training_benchmark
 
         return run_training_benchmark(size, args.batch_sizes, distill=not args.no_distill,
                                       with_memory=not args.no_memory, tiny=args.tiny,
                                       settings=settings)  # fmt: skip
     if args.kind == "epoch":
-        from fastast_pl.tools.benchmark.epoch import ESC50_BASE, ESC50_TINY, run_epoch_benchmark
+        from fastast_pl.speed.epoch import ESC50_BASE, ESC50_TINY, run_epoch_benchmark
 
         return run_epoch_benchmark(ESC50_TINY if args.tiny else ESC50_BASE, args.clips,
                                    args.batch_sizes[0], seconds=1.0 if args.tiny else 5.0,
                                    settings=settings)  # fmt: skip
-    from fastast_pl.tools.benchmark.inference import run_benchmark
+    from fastast_pl.speed.inference import run_benchmark
 
     ours = plans = None
     if args.checkpoint:
@@ -135,13 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         raise ValueError(f"--clock cpu needs the CPU device, got {device.type}")
     if "int8" in args.modes and device.type != "cpu":
         raise ValueError("--modes int8 runs ONNX Runtime on the CPU; pass --device cpu")
-    threads_before = torch.get_num_threads()
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    try:
+    with torch_threads(args.threads):
         result = _run(args, device)
-    finally:
-        torch.set_num_threads(threads_before)
     result["meta"]["command"] = "python -m fastast_pl benchmark " + " ".join(
         sys.argv[1:] if argv is None else argv
     )

@@ -22,22 +22,22 @@ import torch
 import torch.nn.functional as F
 
 from fastast_pl.speed.engine import Variant
-from fastast_pl.tome import MergeSpec
-from fastast_pl.tome.flops import training_flops
-from fastast_pl.tools.benchmark.measure import (
+from fastast_pl.speed.measure import (
     RunSettings,
     finish_meta,
     flop_ratio_checks,
     measure_batches,
     start_meta,
 )
-from fastast_pl.tools.benchmark.models import (
+from fastast_pl.speed.models import (
     ModelSize,
     build_student,
     build_teacher,
     plan_schedules,
     set_schedule,
 )
+from fastast_pl.tome import MergeSpec
+from fastast_pl.tome.flops import training_flops
 
 LEARNING_RATE = 1e-5  # small: the weights barely move over a benchmark's few steps
 

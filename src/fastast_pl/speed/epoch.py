@@ -21,21 +21,21 @@ import torch
 from torch.utils.data import DataLoader
 
 from fastast_pl.speed.engine import CLOCKS, Variant, interleaved_times, progress
-from fastast_pl.tome import MergeSpec
-from fastast_pl.tome.flops import vit_flops
-from fastast_pl.tools.benchmark.measure import (
+from fastast_pl.speed.measure import (
     RunSettings,
     finish_meta,
     flop_ratio_checks,
     start_meta,
     summarise,
 )
-from fastast_pl.tools.benchmark.models import (
+from fastast_pl.speed.models import (
     ModelSize,
     build_student,
     plan_schedules,
     set_schedule,
 )
+from fastast_pl.tome import MergeSpec
+from fastast_pl.tome.flops import vit_flops
 
 # experiments/esc50/data.yaml: 50 classes, audio_length 512 (5 s at a 10 ms hop), 128 bins.
 ESC50_BASE = ModelSize(768, 12, 12, 4.0, 512, 128, 50)
@@ -51,7 +51,7 @@ def build_test_loader(
     from fastast_pl.data.clips import Clip
     from fastast_pl.data.dataset import AudioDataset
     from fastast_pl.data.features import FeatureConfig
-    from fastast_pl.tools.benchmark.data_loading import write_clips
+    from fastast_pl.speed.data_loading import write_clips
 
     features = FeatureConfig(num_mel_bins=size.input_fdim, target_length=size.input_tdim)
     paths = write_clips(folder / "audio", clips, seconds, ESC50_FILE_RATE)

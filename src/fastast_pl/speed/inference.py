@@ -20,22 +20,22 @@ import torch
 
 from fastast_pl.models.ast import ASTModel
 from fastast_pl.speed.engine import Variant
-from fastast_pl.tome import MergeSpec
-from fastast_pl.tome.flops import PlannedSchedule, vit_flops
-from fastast_pl.tools.benchmark.measure import (
+from fastast_pl.speed.measure import (
     RunSettings,
     finish_meta,
     flop_ratio_checks,
     measure_batches,
     start_meta,
 )
-from fastast_pl.tools.benchmark.models import (
+from fastast_pl.speed.models import (
     ModelSize,
     build_hf,
     build_student,
     plan_schedules,
     set_schedule,
 )
+from fastast_pl.tome import MergeSpec
+from fastast_pl.tome.flops import PlannedSchedule, vit_flops
 
 MODES = ("eager", "bf16", "compile", "int8")
 
