@@ -396,7 +396,9 @@ def _data_identity(datamodule: Any) -> dict[str, Any]:
     identity: dict[str, Any] = {"class": type(datamodule).__qualname__}
     data_identity = getattr(datamodule, "data_identity", None)
     if callable(data_identity):
-        identity["data"] = data_identity()
+        # Without the split fingerprints: entries are per clip, so adding a clip must not
+        # invalidate the others (the record's fingerprints guard resumed splits instead).
+        identity["data"] = {k: v for k, v in data_identity().items() if k != "splits"}
     return identity
 
 
