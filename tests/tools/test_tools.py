@@ -18,11 +18,12 @@ from torchaudio.compliance import kaldi
 from fastast_pl.cli import main
 from fastast_pl.data.features import FeatureConfig
 from fastast_pl.data.prepare import URLS
+from fastast_pl.merge_map import merge_view
 from fastast_pl.models.arch import ASTArch
 from fastast_pl.models.ast import ASTModel
 from fastast_pl.models.checkpoints.record import RECORD_KEY, ast_arch_record, make_record
 from fastast_pl.tome import apply_tome, tome_state
-from fastast_pl.tools.visualize import merge_view
+from fastast_pl.tools.common import read_features
 
 SR = 16000
 
@@ -271,7 +272,7 @@ def test_visualize_config_features_and_bad_layer(tmp_path, capsys):
             }
         },
     )
-    view = merge_view(wav, weights, merge=2, configs=[cfg])
+    view = merge_view(wav, weights, merge=2, features=read_features([cfg]))
     fb = (_kaldi_fbank(wav, 32)[:64] + 2.0) / 3.0
     torch.testing.assert_close(view.fbank, fb)
     assert view.layer == 3 and view.r == [2, 2, 2] and view.tokens_left == 12 - 6

@@ -1,7 +1,7 @@
 """The demo's merge map: one test clip of the synthetic data through the merged student.
 
 The demo's only contact with the data layout (the synthetic manifest and the data
-config's keys) and with ``visualize``'s merge tracing lives here.
+config's keys) and with ``merge_map``'s merge tracing lives here.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import csv
 from pathlib import Path
 
 from fastast_pl.data.synthetic import MANIFEST_FILE
-from fastast_pl.tools.common import read_data_config
-from fastast_pl.tools.visualize import merge_view, plot_merge_map
+from fastast_pl.merge_map import merge_view, plot_merge_map
+from fastast_pl.tools.common import read_data_config, read_features
 
 #: Classes whose structure (a sweep, a modulation) reads well in a merge map, in order.
 PREFERRED_CLASSES = ("chirp_up", "fm_tone", "chirp_down", "harmonic")
@@ -35,7 +35,7 @@ def first_test_clip(data_config: Path) -> Path:
 def merge_map_of_test_clip(data_config: Path, checkpoint: str, r: int, out: Path) -> Path:
     """Draw which patches the checkpoint's AST merged (r per layer, all layers) in one clip."""
     clip = first_test_clip(data_config)
-    view = merge_view(clip, checkpoint, r, configs=[data_config])
+    view = merge_view(clip, checkpoint, r, features=read_features([data_config]))
     label = clip.parent.name
     title = (
         f"merge map of one test clip ({label}, {clip.name}): ToMe r={r} in each of "

@@ -2,7 +2,7 @@
 
 matplotlib's object API on the Agg canvas (no pyplot, no global backend change). The
 demo's other picture, one clip's merge map, is ``visualize``'s
-(``fastast_pl.tools.visualize.plot_merge_map``).
+(``fastast_pl.merge_map.plot_merge_map``).
 """
 
 from __future__ import annotations

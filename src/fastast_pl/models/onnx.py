@@ -1,4 +1,4 @@
-"""An ASTModel as an ONNX graph: export, int8 dynamic quantization, and running it.
+"""An ASTModel exported: an ONNX graph (int8 dynamic quantization) or a torch.export program.
 
 The graph takes a normalised fbank ``fbank`` ``(B, T, F)`` float32 (B free) and returns
 ``logits`` ``(B, C)``. Token Merging exports: its data dependence is only through which
@@ -157,3 +157,25 @@ def int8_onnx_model(model: torch.nn.Module, input_tdim: int, input_fdim: int) ->
             export_onnx(model, example, fp32)
         quantize_int8(fp32, int8)
         return OnnxModel(int8.read_bytes())
+
+
+def export_program(model: torch.nn.Module, example: torch.Tensor, out: Path) -> None:
+    """``torch.export`` program (``torch.export.load(out).module()``) with a free batch."""
+    batch = torch.export.Dim("batch", min=1)
+    program = torch.export.export(model, (example,), dynamic_shapes={"fbank": {0: batch}})
+    with atomic_write(out, "wb") as fh:
+        torch.export.save(program, fh)
+
+
+def run_exported(fmt: str, out: Path, fbank: torch.Tensor) -> torch.Tensor:
+    """Logits of the exported file on ``fbank`` (onnxruntime, or the loaded program)."""
+    if fmt == "onnx":
+        return OnnxModel(out)(fbank)
+    return torch.export.load(out).module()(fbank)
+
+
+def parity(reference: torch.Tensor, exported: torch.Tensor) -> dict[str, float | int]:
+    """Top-1 agreement and the largest |logit difference| of two ``(N, C)`` logit tensors."""
+    agree = (reference.argmax(dim=-1) == exported.argmax(dim=-1)).float().mean()
+    diff = (reference - exported).abs().max()
+    return {"windows": len(reference), "top1_agreement": float(agree), "max_abs_diff": float(diff)}

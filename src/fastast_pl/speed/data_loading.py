@@ -18,6 +18,7 @@ they sit in the OS page cache: this measures CPU cost, not disk reads.
 from __future__ import annotations
 
 import statistics
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -30,6 +31,7 @@ from fastast_pl.data.cache import FeatureCache
 from fastast_pl.data.clips import Clip
 from fastast_pl.data.dataset import AudioDataset
 from fastast_pl.data.features import FeatureConfig, compute_fbank
+from fastast_pl.speed.engine import torch_threads
 
 CACHE_SPEEDUP_TARGET = 5.0
 
@@ -104,3 +106,13 @@ def run_data_benchmark(
             }
         ],
     }
+
+
+def loading_benchmark(
+    clips: int, seconds: float, sample_rate: int, features: FeatureConfig, threads: int = 1
+) -> dict:
+    """``run_data_benchmark`` on ``clips`` WAVs written to a temporary folder, ``threads``
+    torch threads (1: as a DataLoader worker sees it)."""
+    with torch_threads(threads), tempfile.TemporaryDirectory(prefix="fastast-bench-data-") as tmp:
+        paths = write_clips(Path(tmp) / "audio", clips, seconds, sample_rate)
+        return run_data_benchmark(paths, features, Path(tmp) / "cache", sample_rate)

@@ -126,7 +126,7 @@ def plot_merged_patches(
     title: str | None = None,
 ) -> Path:
     """Save a PNG of ``image`` (H, W) with each merged group of patches in its own colour,
-    axes in pixels (``fastast_pl.tools.visualize`` draws audio in seconds and Hz).
+    axes in pixels (``fastast_pl.merge_map`` draws audio in seconds and Hz).
 
     source: (N, N0) for one example; patches still alone are left uncoloured (faint) and
     token borders are drawn in white. Returns the path written.

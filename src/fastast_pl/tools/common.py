@@ -11,6 +11,7 @@ from jsonargparse import ArgumentError, ArgumentParser, Namespace
 
 from fastast_pl.data.audio import AudioDecodeError
 from fastast_pl.data.datamodule import AudioDataModule
+from fastast_pl.data.features import FeatureConfig
 
 # User errors every tool reports in one line (AudioDecodeError is a RuntimeError).
 USER_ERRORS = (ValueError, OSError, AudioDecodeError)
@@ -64,6 +65,11 @@ def read_data_config(paths: Sequence[str | Path]) -> Namespace:
     if not found:
         raise ToolError(f"no data: section in the config file(s) {[str(p) for p in paths]}")
     return cfg
+
+
+def read_features(paths: Sequence[str | Path]) -> FeatureConfig:
+    """The feature settings (``data.features``) of LightningCLI config files."""
+    return FeatureConfig(**read_data_config(paths).data.features.as_dict())
 
 
 def build_datamodule(paths: Sequence[str | Path]) -> AudioDataModule:

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from fastast_pl.models.onnx import OnnxModel, export_onnx, quantize_int8
+from fastast_pl.models.onnx import export_onnx, export_program, parity, quantize_int8, run_exported
 from fastast_pl.tools.classify import parse_merge, read_json_option
 from fastast_pl.tools.common import USER_ERRORS, ToolError, fail
 from fastast_pl.utils.io import atomic_write
@@ -32,21 +32,6 @@ FORMATS = ("onnx", "torch-export")
 def sidecar_path(out: Path) -> Path:
     """``model.onnx`` -> ``model.onnx.json``."""
     return out.with_name(out.name + ".json")
-
-
-def export_program(model: torch.nn.Module, example: torch.Tensor, out: Path) -> None:
-    """``torch.export`` program (``torch.export.load(out).module()``) with a free batch."""
-    batch = torch.export.Dim("batch", min=1)
-    program = torch.export.export(model, (example,), dynamic_shapes={"fbank": {0: batch}})
-    with atomic_write(out, "wb") as fh:
-        torch.export.save(program, fh)
-
-
-def run_exported(fmt: str, out: Path, fbank: torch.Tensor) -> torch.Tensor:
-    """Logits of the exported file on ``fbank`` (onnxruntime, or the loaded program)."""
-    if fmt == "onnx":
-        return OnnxModel(out)(fbank)
-    return torch.export.load(out).module()(fbank)
 
 
 def sidecar(
@@ -115,13 +100,6 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--atol", type=float, default=1e-4, help="float parity tolerance (1e-4)")
     return p
-
-
-def parity(reference: torch.Tensor, exported: torch.Tensor) -> dict[str, float | int]:
-    """Top-1 agreement and the largest |logit difference| of two ``(N, C)`` logit tensors."""
-    agree = (reference.argmax(dim=-1) == exported.argmax(dim=-1)).float().mean()
-    diff = (reference - exported).abs().max()
-    return {"windows": len(reference), "top1_agreement": float(agree), "max_abs_diff": float(diff)}
 
 
 def _check_windows(local: Path, args: argparse.Namespace, merge: Any) -> tuple[Any, torch.Tensor]:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from fastast_pl.speed.engine import torch_threads
 from fastast_pl.speed.inference import MODES
 from fastast_pl.speed.measure import RunSettings
 from fastast_pl.speed.models import BASE, TINY, ModelSize, load_checkpoint
@@ -135,13 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         raise ValueError(f"--clock cpu needs the CPU device, got {device.type}")
     if "int8" in args.modes and device.type != "cpu":
         raise ValueError("--modes int8 runs ONNX Runtime on the CPU; pass --device cpu")
-    threads_before = torch.get_num_threads()
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    try:
+    with torch_threads(args.threads):
         result = _run(args, device)
-    finally:
-        torch.set_num_threads(threads_before)
     result["meta"]["command"] = "python -m fastast_pl benchmark " + " ".join(
         sys.argv[1:] if argv is None else argv
     )

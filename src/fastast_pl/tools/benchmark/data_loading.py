@@ -7,13 +7,12 @@ import datetime as _dt
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
 
 from fastast_pl.data.features import FeatureConfig
-from fastast_pl.speed.data_loading import run_data_benchmark, write_clips
+from fastast_pl.speed.data_loading import loading_benchmark
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,15 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     from fastast_pl.speed.machine import cpu_model
 
     features = FeatureConfig(num_mel_bins=args.num_mel_bins, target_length=args.target_length)
-    threads_before = torch.get_num_threads()
-    torch.set_num_threads(args.threads)
-    try:
-        with tempfile.TemporaryDirectory(prefix="fastast-bench-data-") as tmp:
-            folder = Path(tmp)
-            paths = write_clips(folder / "audio", args.clips, args.seconds, args.sample_rate)
-            result = run_data_benchmark(paths, features, folder / "cache", args.sample_rate)
-    finally:
-        torch.set_num_threads(threads_before)
+    result = loading_benchmark(args.clips, args.seconds, args.sample_rate, features, args.threads)
     result["meta"] = {
         "command": "python -m fastast_pl bench-data "
         + " ".join(sys.argv[1:] if argv is None else argv),
