@@ -201,3 +201,29 @@ def test_clip_shorter_than_one_window_is_bad_audio(trained, clips, tmp_path, cap
         preds = classifier.predict([tiny, folder / "equal.wav"], on_bad_audio="skip")
     assert [Path(p.source).name for p in preds] == ["equal.wav"]
     assert "tiny.wav" in caplog.text and "left out" in caplog.text
+
+
+def test_int16_waveform_is_scaled_like_its_wav_file(trained, tmp_path, caplog):
+    _, ckpt = trained
+    pcm = write_tone_pcm16(tmp_path / "tone.wav")
+    samples, rate = sf.read(pcm, dtype="int16")  # (N,) int16, as a user may hold it
+    assert rate == SR and samples.dtype == np.int16
+    classifier = fastast_pl.AudioClassifier.from_pretrained(ckpt, device="cpu")
+    (from_file,) = classifier.predict(pcm, top_k=3)
+    with caplog.at_level(logging.INFO, logger="fastast_pl"):
+        (from_array,) = classifier.predict(samples, top_k=3)
+        (from_tensor,) = classifier.predict(torch.from_numpy(samples.astype(np.int32) << 16))
+    assert "dtype torch.int16 scaled to [-1, 1]" in caplog.text
+    assert from_array.top_k[0].index == from_file.top_k[0].index == from_tensor.top_k[0].index
+    torch.testing.assert_close(from_array.scores, from_file.scores)
+    torch.testing.assert_close(from_tensor.scores, from_file.scores)
+    with pytest.raises(ValueError, match=r"dtype torch.uint8 has no known full scale"):
+        classifier.predict(np.full(SR, 128, dtype=np.uint8))
+    with pytest.raises(ValueError, match=r"peak amplitude is 20\d\d.*at most 1.5"):
+        classifier.predict(samples.astype(np.float32) / 8.0)  # int16 values cast, not scaled
+
+
+def write_tone_pcm16(path: Path) -> Path:
+    t = np.arange(SR) / SR
+    sf.write(path, 0.5 * np.sin(2 * np.pi * 700 * t), SR, subtype="PCM_16")
+    return path

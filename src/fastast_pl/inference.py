@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from fastast_pl.data.audio import AUDIO_EXTENSIONS, AudioDecodeError, load_audio
+from fastast_pl.data.checks import FULL_SCALE_LIMIT
 from fastast_pl.data.features import (
     FEATURE_VERSION,
     FeatureConfig,
@@ -266,7 +267,7 @@ class AudioClassifier:
         if isinstance(item, (str, os.PathLike)):
             # the loaders' bad-audio checks (data.checks), shorter-than-one-window included
             return load_audio(item, self.sample_rate, self.features.frame_length)  # (1, N)
-        x = torch.as_tensor(item, dtype=torch.float32)
+        x = _full_scale_float(item)
         if x.ndim == 1:
             x = x.unsqueeze(0)  # (1, N)
         elif x.ndim == 2 and (x.shape[0] > x.shape[1] or x.shape[0] > MAX_CHANNELS):
@@ -283,6 +284,13 @@ class AudioClassifier:
             raise ValueError(f"expected a waveform (N,) or (channels, N), got {tuple(x.shape)}")
         if not torch.isfinite(x).all():
             raise ValueError("the waveform contains NaN or infinity")
+        peak = float(x.abs().max())
+        if peak > FULL_SCALE_LIMIT:
+            raise ValueError(
+                f"the waveform's peak amplitude is {peak:.4g} (expected at most "
+                f"{FULL_SCALE_LIMIT}: float audio lies in [-1, 1]); scale it, e.g. int16 "
+                "values by 1/32768, or pass the integer array itself"
+            )
         return x
 
     # ------------------------------------------------------------------ predicting
@@ -303,7 +311,9 @@ class AudioClassifier:
 
         Waveforms (tensors/arrays) must be at ``self.sample_rate``, shaped ``(samples,)``
         or ``(channels, samples)`` (at most ``MAX_CHANNELS`` channels, fewer channels than
-        samples; transpose a soundfile ``(samples, channels)`` array). ``aggregate``
+        samples; transpose a soundfile ``(samples, channels)`` array); float in [-1, 1]
+        (peak above ``FULL_SCALE_LIMIT`` refused) or signed integer PCM, scaled by its
+        dtype's full scale as soundfile scales integer files. ``aggregate``
         combines the window scores (default: max for multi-label, mean for single-label).
 
         Bad audio files (undecodable, missing, truncated, NaN/inf, shorter than one fbank
@@ -381,6 +391,23 @@ class AudioClassifier:
 
     def _class(self, index: int, score: float) -> ClassScore:
         return ClassScore(int(index), self.class_names[index], float(score))
+
+
+def _full_scale_float(item: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """A float32 tensor of a waveform; signed integer PCM (int16, int32, ...) is scaled by
+    its dtype's full scale, 2^(bits-1), as soundfile scales integer files, so an array and
+    its WAV file give the same samples. Unsigned and boolean arrays are refused."""
+    x = torch.as_tensor(item)
+    if x.dtype.is_floating_point:
+        return x.float()
+    if x.dtype in (torch.int8, torch.int16, torch.int32, torch.int64):
+        bits = torch.iinfo(x.dtype).bits
+        log.info("waveform of dtype %s scaled to [-1, 1] by 1/2^%d", x.dtype, bits - 1)
+        return (x.double() / 2.0 ** (bits - 1)).float()
+    raise ValueError(
+        f"a waveform of dtype {x.dtype} has no known full scale; pass float audio in "
+        "[-1, 1] or signed integer PCM (int16, int32)"
+    )
 
 
 def _as_items(inputs: AudioInput | Sequence[AudioInput]) -> list[AudioInput]:

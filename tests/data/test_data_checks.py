@@ -73,3 +73,26 @@ def test_inspect_flags_every_kind_of_surprise(tmp_path):
     )
     (tmp_path / "junk.wav").write_bytes(b"not audio at all")
     assert "cannot decode" in inspect_audio(tmp_path / "junk.wav", features).bad
+
+
+def test_float_wav_far_beyond_full_scale_is_bad_audio_naming_the_peak(tmp_path):
+    samples = 8.0 * tone(0.5, 16000)  # int16-like scale errors are far larger; 8x suffices
+    peak = f"{np.abs(samples).max():.4g}"
+    loud = write(tmp_path / "loud.wav", samples, 16000, subtype="FLOAT")
+    with pytest.raises(
+        AudioDecodeError, match=rf"loud\.wav.*beyond full scale: peak amplitude {peak}"
+    ):
+        load_audio(loud, 16000)
+    assert f"peak amplitude {peak}" in inspect_audio(loud, FeatureConfig()).bad
+    ok = write(tmp_path / "ok.wav", 2.5 * tone(0.5, 16000), 16000, subtype="FLOAT")  # peak ~1.0
+    assert load_audio(ok, 16000).abs().max() <= 1.5
+
+
+def test_stereo_channels_that_cancel_in_the_downmix_are_bad_audio(tmp_path):
+    w = tone(0.5, 16000)
+    cancel = write(tmp_path / "inverted.wav", np.stack([w, -w], axis=1), 16000)
+    with pytest.raises(AudioDecodeError, match=r"inverted\.wav.*2 channels cancel"):
+        load_audio(cancel, 16000)
+    assert "cancel in the mono downmix" in inspect_audio(cancel, FeatureConfig()).bad
+    stereo = write(tmp_path / "stereo.wav", tone(0.5, 16000, channels=2), 16000)
+    assert inspect_audio(stereo, FeatureConfig()).bad is None  # two unrelated tones: fine

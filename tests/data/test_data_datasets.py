@@ -192,6 +192,16 @@ def test_appledouble_files_are_not_audio(tmp_path):
     assert any("._cat_0.wav" in n and "AppleDouble" in n for n in splits.notes)
 
 
+def test_broken_symlink_and_non_audio_file_in_a_class_folder_are_reported(tmp_path):
+    folder_dataset(tmp_path, {"cat": 4, "dog": 4}, seconds=0.05)
+    (tmp_path / "cat" / "gone.wav").symlink_to(tmp_path / "missing.wav")
+    (tmp_path / "dog" / "dog_9.mp4").write_bytes(bytes(64))
+    splits = FolderSource(tmp_path, val_fraction=0.25, test_fraction=0.25).read()
+    assert sum(len(v) for v in splits.splits.values()) == 8
+    assert any("broken symbolic link" in n and "gone.wav -> " in n for n in splits.notes)
+    assert any("without an audio extension" in n and "dog_9.mp4" in n for n in splits.notes)
+
+
 def test_duplicate_label_id_or_index_in_the_label_csv(tmp_path):
     train = _manifest(tmp_path / "t.json", [{"wav": "a.wav", "labels": "/m/a"}])
     dup_mid = tmp_path / "dup_mid.csv"

@@ -5,7 +5,10 @@
 a file the scan passes is a file training reads, and the other way round. Bad: the header
 promises more samples than the file holds (libsndfile quietly reads what is there), no
 samples, NaN/inf, or fewer samples than one analysis window (0 fbank frames: pure padding
-with a label). Only reported by check-data, not bad: silence and sample-rate surprises.
+with a label), samples far beyond full scale (a float file whose peak exceeds
+``FULL_SCALE_LIMIT``: scored as normal audio its fbank sits ~20 dB above the training
+statistics), or channels that cancel in the mono downmix (``CANCEL_RATIO``). Only reported
+by check-data, not bad: silence and sample-rate surprises.
 """
 
 from __future__ import annotations
@@ -21,6 +24,17 @@ import soundfile as sf
 
 #: Peak amplitude at or below which a clip counts as silent (about -100 dBFS).
 SILENCE_PEAK = 1e-5
+
+#: Peak amplitude above which decoded samples are not audio at full scale [-1, 1]. Integer
+#: files decode to at most 1.0; a float file may overshoot a little (resampled or
+#: inter-sample peaks reach ~1.1), but 1.5 (+3.5 dBFS) means the file holds another scale
+#: (e.g. int16 values stored as floats), which the fbank would score as a very loud clip.
+FULL_SCALE_LIMIT = 1.5
+
+#: Mono-downmix RMS below this fraction of the channels' mean RMS (-20 dB) means the
+#: channels cancel (one is the other inverted): the mono clip the model sees is not the
+#: audio the file holds. Uncorrelated channels give ~0.71, identical ones 1.0.
+CANCEL_RATIO = 0.1
 
 
 def wav_header_frames(path: str | Path) -> int | None:
@@ -81,6 +95,30 @@ def bad_audio_reason(
         return (
             f"{n} samples at {file_rate} Hz is shorter than one {window_ms} ms window "
             f"(expected at least {window} samples, found {n}): no fbank frame, only padding"
+        )
+    peak = float(np.abs(data).max())
+    if peak > FULL_SCALE_LIMIT:
+        return (
+            f"samples far beyond full scale: peak amplitude {peak:.4g} (expected at most "
+            f"{FULL_SCALE_LIMIT}, audio lies in [-1, 1]); rescale the file"
+        )
+    return _cancelling_channels(data)
+
+
+def _cancelling_channels(data: np.ndarray) -> str | None:
+    """Why the mono downmix of ``data`` ``(N, channels)`` loses the audio, or None."""
+    if data.shape[1] < 2:
+        return None
+    channel_rms = float(np.sqrt(np.mean(np.square(data, dtype=np.float64))))
+    if channel_rms <= SILENCE_PEAK:
+        return None
+    mono = data.mean(axis=1, dtype=np.float64)  # (N,)
+    mono_rms = float(np.sqrt(np.mean(np.square(mono))))
+    if mono_rms < CANCEL_RATIO * channel_rms:
+        return (
+            f"the {data.shape[1]} channels cancel in the mono downmix: downmix RMS "
+            f"{mono_rms:.3g} against channel RMS {channel_rms:.3g} (expected at least "
+            f"{CANCEL_RATIO:g} of it); keep one channel or fix the polarity"
         )
     return None
 

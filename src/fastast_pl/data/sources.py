@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import inspect
+import os
 import random
 from abc import ABC, abstractmethod
 from functools import cached_property
@@ -259,15 +260,30 @@ def _audio_files(folder: Path, notes: list[str] | None = None) -> list[Path]:
 
     Raises ValueError for a folder without audio: it would be a class with no clips.
     """
-    files, appledouble = [], []
+    files, appledouble, broken, other = [], [], [], []
     for p in sorted(folder.iterdir()):
-        if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS:
+        if p.is_symlink() and not p.exists():
+            broken.append(p)
+        elif p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS:
             (appledouble if p.name.startswith("._") else files).append(p)
-    if appledouble and notes is not None:
-        notes.append(
-            f"{folder}: ignored {len(appledouble)} macOS AppleDouble metadata file(s) "
-            f"(not audio): {show([p.name for p in appledouble])}"
-        )
+        elif p.is_file() and not p.name.startswith("."):
+            other.append(p)
+    if notes is not None:
+        if appledouble:
+            notes.append(
+                f"{folder}: ignored {len(appledouble)} macOS AppleDouble metadata file(s) "
+                f"(not audio): {show([p.name for p in appledouble])}"
+            )
+        if broken:
+            notes.append(
+                f"{folder}: left out {len(broken)} broken symbolic link(s) (target missing): "
+                f"{show([f'{p.name} -> {os.readlink(p)}' for p in broken])}"
+            )
+        if other:
+            notes.append(
+                f"{folder}: left out {len(other)} file(s) without an audio extension (expected "
+                f"*{', *'.join(AUDIO_EXTENSIONS)}): {show([p.name for p in other])}"
+            )
     if not files:
         raise ValueError(
             f"class folder {folder} holds no audio files (expected *{', *'.join(AUDIO_EXTENSIONS)}"
