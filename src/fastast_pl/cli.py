@@ -15,10 +15,16 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.cli import LightningCLI
 
 from fastast_pl.data.datamodule import AudioDataModule
-from fastast_pl.models.checkpoints.module_checkpoint import check_module_state
+from fastast_pl.models.checkpoints.module_checkpoint import (
+    ModuleCheckpoint,
+    check_module_state,
+    check_record,
+    check_same_splits,
+)
 from fastast_pl.modules.base import ClassificationModule
 from fastast_pl.trainer.ckpt_path import prepare_ckpt_path
 from fastast_pl.trainer.predictions import PredictionCSVWriter
+from fastast_pl.trainer.resume import warn_inexact_resume
 from fastast_pl.trainer.run_dirs import check_fresh_run_dirs
 from fastast_pl.trainer.run_logging import add_run_logging
 from fastast_pl.utils.library_noise import (
@@ -130,6 +136,14 @@ class FastASTCLI(LightningCLI):
         parser.link_arguments(
             "data.multi_label", "model.init_args.multi_label", apply_on="instantiate"
         )
+        parser.add_argument(
+            "--allow_ckpt_differences",
+            type=list[str],
+            default=[],
+            help="Items the --ckpt_path checkpoint records that may differ from the data/model "
+            "configured now, e.g. '[features.mean, arch.drop_path_rate]' or a whole group "
+            "'[features]'; any other difference is refused (models/checkpoints/module_checkpoint.py)",
+        )
 
     def instantiate_trainer(self, **kwargs):  # W&B under `wandb agent`, merge stats, LR
         return add_run_logging(super().instantiate_trainer(**kwargs))
@@ -155,6 +169,7 @@ class FastASTCLI(LightningCLI):
     def _preflight(self) -> None:
         """Before the trainer starts: the checkpoint fits the model, no earlier run is touched."""
         if self._checkpoint is not None:
+            self._check_record(self._checkpoint)
             check_module_state(
                 self._checkpoint,
                 self.model.state_dict(),
@@ -164,6 +179,24 @@ class FastASTCLI(LightningCLI):
             self._checkpoint = None  # names and shapes only; not needed any more
         ckpt_path = self.config_init[self.subcommand].get("ckpt_path")
         check_fresh_run_dirs(self.trainer, self.subcommand == "fit", ckpt_path)
+
+    def _check_record(self, checkpoint: ModuleCheckpoint) -> None:
+        """What the checkpoint records against the data and model configured now."""
+        datamodule, model = self.datamodule, self.model
+        feature_config = getattr(datamodule, "feature_config", None)
+        architecture = getattr(model, "architecture", None)
+        check_record(
+            checkpoint,
+            getattr(datamodule, "class_names", None),
+            feature_config() if callable(feature_config) else None,
+            architecture() if callable(architecture) else None,
+            set(self.config_init[self.subcommand].get("allow_ckpt_differences") or ()),
+        )
+        identity = getattr(datamodule, "data_identity", None)
+        if self.subcommand == "fit" and callable(identity):  # a resumed fit
+            check_same_splits(checkpoint, identity())
+        if self.subcommand == "fit":
+            warn_inexact_resume(checkpoint, self.trainer.callbacks)
 
 
 def _command_line_model_keys(argv: list[str]) -> list[str]:

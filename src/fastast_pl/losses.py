@@ -20,6 +20,7 @@ At T = 1 the two agree.
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -41,10 +42,10 @@ DEFAULT_KD_FORM: KDForm = "cmkd"
 def check_kd_settings(kd_lambda: float, temperature: float, form: str, who: str = "") -> None:
     """Raise ValueError naming the first distillation setting out of range (``who`` prefixes
     the message: the loss checks per call, DistillationModule once when it is built)."""
-    if not 0.0 <= kd_lambda <= 1.0:
+    if not 0.0 <= kd_lambda <= 1.0:  # false for NaN too
         raise ValueError(f"{who}kd_lambda must be in [0, 1], got {kd_lambda}")
-    if temperature <= 0:
-        raise ValueError(f"{who}kd_temperature must be > 0, got {temperature}")
+    if not (0 < temperature < math.inf):  # false for NaN too
+        raise ValueError(f"{who}kd_temperature must be a finite number > 0, got {temperature}")
     if form not in KD_FORMS:
         raise ValueError(f"{who}kd_form={form!r}: expected one of {list(KD_FORMS)}, not {form!r}")
 

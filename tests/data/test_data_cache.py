@@ -128,3 +128,40 @@ def test_damaged_entry_is_recomputed_and_reported(tmp_path, caplog, damage):
     assert "recomputing" in caplog.text
     cache3, _ = _run(paths, config, tmp_path / "cache")  # the rewritten entry is good again
     assert (cache3.hits, cache3.bad) == (2, 0)
+
+
+def test_edited_entry_fails_its_checksum_and_is_recomputed(tmp_path, caplog):
+    """A well-formed entry with other numbers (what a bit flip or an edit leaves): before
+    checksums it was served as the clip's features."""
+    import io
+    import logging
+
+    import numpy as np
+
+    paths = _files(tmp_path, 1)
+    config = FeatureConfig(target_length=50, num_mel_bins=32)
+    cache, _ = _run(paths, config, tmp_path / "cache")
+    entry = cache.entry_path(paths[0])
+    data = entry.read_bytes()
+    body = io.BytesIO(data[:-32])
+    edited = np.load(body) + 3.0  # the same shape, dtype and finiteness
+    out = io.BytesIO()
+    np.save(out, edited)
+    entry.write_bytes(out.getvalue() + data[-32:])  # the old checksum kept
+    with caplog.at_level(logging.WARNING, logger="fastast_pl.data.cache"):
+        cache2, items = _run(paths, config, tmp_path / "cache")
+    assert (cache2.hits, cache2.bad) == (0, 1) and "checksum" in caplog.text
+    torch.testing.assert_close(items[0], reference_fbank(paths[0], 50, 32), rtol=1e-4, atol=1e-4)
+
+
+def test_audio_replaced_at_the_same_size_and_mtime_misses(tmp_path):
+    paths = _files(tmp_path, 1)
+    config = FeatureConfig(target_length=50)
+    _run(paths, config, tmp_path / "cache")
+    st = os.stat(paths[0])
+    write(paths[0], tone(0.3, 16000, 1234.0), 16000)  # other content, the same length
+    os.utime(paths[0], ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert os.stat(paths[0]).st_size == st.st_size
+    cache, items = _run(paths, config, tmp_path / "cache")
+    assert (cache.misses, cache.hits) == (1, 0)
+    torch.testing.assert_close(items[0], reference_fbank(paths[0], 50), rtol=1e-4, atol=1e-4)

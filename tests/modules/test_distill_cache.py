@@ -46,6 +46,22 @@ def test_cache_miss_store_save_hit_and_rebuild(tmp_path) -> None:
     assert broken.status == "rebuild" and len(broken) == 0
 
 
+def test_edited_rows_fail_their_checksum(tmp_path, caplog) -> None:
+    """Finite, well-shaped rows with other numbers (an edit or a bit flip) are not served."""
+    cache = TeacherLogitsCache(tmp_path, "train", "k", num_classes=3)
+    cache.store(["a", "b", "c"], torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8, 9]]))
+    cache.save()
+    path = tmp_path / "teacher_logits_train.pt"
+    saved = torch.load(path, weights_only=True)
+    saved["logits"][1, 0] = 4.5
+    torch.save(saved, path)
+    with caplog.at_level(logging.WARNING, logger="fastast_pl.modules.kd_cache"):
+        again = TeacherLogitsCache(tmp_path, "train", "k", num_classes=3)
+    stored, found = again.lookup(["a", "b", "c"])
+    assert found.tolist() == [True, False, True] and again.bad == 1
+    assert "checksum" in caplog.text
+
+
 def test_failed_write_leaves_the_old_file(tmp_path, monkeypatch) -> None:
     cache = TeacherLogitsCache(tmp_path, "train", "k", num_classes=2)
     cache.store(["clip0"], torch.tensor([[1.0, 2.0]]))

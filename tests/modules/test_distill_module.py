@@ -10,7 +10,15 @@ import torch
 from fastast_pl.modules.distill import DistillationModule
 from fastast_pl.modules.teacher import TeacherModule
 
-from helpers.distill import FAST_OPTIM, TINY_AST, T, TinyDataModule, teacher_copy, tiny_trainer
+from helpers.distill import (
+    FAST_OPTIM,
+    TINY_AST,
+    T,
+    TinyDataModule,
+    teacher_copy,
+    tiny_trainer,
+    train_teacher,
+)
 
 
 @pytest.fixture(scope="module")
@@ -143,6 +151,44 @@ def test_incompatible_teacher_is_refused_before_training(
         trainer.fit(module, datamodule=TinyDataModule(**data_kwargs))
     assert str(teacher_ckpt) in str(err.value)
     assert trainer.global_step == 0
+
+
+class _NamedData(TinyDataModule):
+    """TinyDataModule with the class names and data identity AudioDataModule offers."""
+
+    def __init__(self, names: list[str], source: str) -> None:
+        super().__init__(num_classes=len(names))
+        self.class_names, self._source = names, source
+
+    def data_identity(self) -> dict:
+        return {"source": self._source, "augment": {}, "seed": 0}
+
+
+@pytest.fixture(scope="module")
+def named_teacher(tmp_path_factory):
+    data = _NamedData(["a", "b", "c", "d"], "FolderSource(root='x', seed=0)")
+    return train_teacher(tmp_path_factory.mktemp("named"), data)
+
+
+@pytest.mark.parametrize(
+    "names,source,message",
+    [
+        (["a", "b", "d", "c"], "FolderSource(root='x', seed=0)", "class 2: teacher 'c', data 'd'"),
+        (["a", "b", "c", "d"], "FolderSource(root='x', seed=1)",
+         r"data source: teacher trained on FolderSource\(root='x', seed=0\), data "
+         r"FolderSource\(root='x', seed=1\).*teacher_other_data=true"),
+    ],
+)  # fmt: skip
+def test_teacher_trained_on_other_data_is_refused(tmp_path, named_teacher, names, source, message):
+    trainer = tiny_trainer(tmp_path)
+    with pytest.raises(ValueError, match=message):
+        trainer.fit(make_module(named_teacher), datamodule=_NamedData(names, source))
+    assert trainer.global_step == 0
+    if "source" in message:  # meant: said with the documented option
+        trainer = tiny_trainer(tmp_path, max_steps=1)
+        module = make_module(named_teacher, teacher_other_data=True)
+        trainer.fit(module, datamodule=_NamedData(names, source))
+        assert trainer.global_step == 1
 
 
 def test_fit_needs_a_teacher(tmp_path) -> None:

@@ -111,3 +111,18 @@ def test_training_audio_in_evaluation_splits_is_reported(tmp_path, capsys, caplo
         dm.setup("fit")
     assert "4 evaluation clip(s) hold training audio" in caplog.text  # val, and test = val
     assert "copy.wav" in caplog.text and "link.wav" in caplog.text
+
+
+def test_an_earlier_report_is_not_overwritten(tmp_path, capsys):
+    root = tmp_path / "data"
+    folder_dataset(root / "train", {"a": 1, "b": 1}, seconds=0.1)
+    folder_dataset(root / "val", {"a": 1, "b": 1}, seconds=0.1)
+    out = tmp_path / "report.csv"
+    out.write_text("an earlier report\n")
+    argv = ["check-data", "--config", str(_config(tmp_path, root)), "--out", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "report.csv exists" in err and "--overwrite" in err
+    assert out.read_text() == "an earlier report\n"  # untouched
+    assert main([*argv, "--overwrite"]) == 0
+    assert out.read_text().startswith("split,")

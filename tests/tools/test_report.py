@@ -217,3 +217,16 @@ def test_equal_accuracy_goes_to_the_faster_schedule_and_repeats_are_grouped(tmp_
     assert groups[("b", "c")]["test/acc mean"] == pytest.approx(0.75)
     assert groups[("b", "c")]["test/acc min"] == 0.70 and groups[("b", "c")]["test/acc max"] == 0.80
     assert "| schedule | runs | test/acc mean |" in render.markdown_table(rep)
+
+
+def test_an_earlier_report_is_not_overwritten(sweep_dir: Path, tmp_path: Path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "runs.md").write_text("an earlier table\n")
+    assert report.main([str(sweep_dir), "--out", str(out), "--no-timing"]) == 2
+    err = capsys.readouterr().err
+    assert "already holds a report (runs.md)" in err and "--overwrite" in err
+    assert sorted(p.name for p in out.iterdir()) == ["runs.md"]  # nothing written
+    assert (out / "runs.md").read_text() == "an earlier table\n"
+    assert report.main([str(sweep_dir), "--out", str(out), "--no-timing", "--overwrite"]) == 0
+    assert (out / "runs.csv").is_file() and (out / "runs.md").read_text() != "an earlier table\n"

@@ -4,6 +4,7 @@ callbacks, and by a short run whose validation score never improves (learning ra
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 import torch
@@ -51,3 +52,26 @@ def test_short_run_last_ckpt_holds_the_final_epoch(kind, tmp_path):
     run(argv)
     last = torch.load(find_last(tmp_path / "runs"), weights_only=False)
     assert (last["epoch"], last["global_step"]) == (2, 3)
+
+
+@pytest.mark.parametrize("kind", SHIPPED)
+def test_shipped_configs_saving_last_resume_their_random_numbers(kind):
+    """A resume from last.ckpt is exact only with the RNG states saved (docs/reliability.md)."""
+    names = [c["class_path"] for c in composed_callbacks(*SHIPPED[kind])]
+    assert "fastast_pl.trainer.resume.ResumeRNGState" in names, names
+
+
+def test_resume_without_rng_states_says_it_will_not_be_exact(tmp_path, caplog):
+    no_rng = [{"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+               "init_args": {"monitor": None, "save_last": True}}]  # fmt: skip
+    argv = ["fit", *tiny(tmp_path / "data", tmp_path / "runs"),
+            "--trainer.callbacks=" + json.dumps(no_rng)]  # fmt: skip
+    run(argv)
+    with caplog.at_level(logging.WARNING, logger="fastast_pl"):
+        run([*argv, "--ckpt_path", "last", "--trainer.max_epochs", "2"])
+    assert "continuation will not be exact" in caplog.text and "ResumeRNGState" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="fastast_pl"):  # the shipped quickstart
+        run(["fit", *tiny(tmp_path / "data", tmp_path / "runs"), "--ckpt_path", "last",
+             "--trainer.max_epochs", "3"])  # fmt: skip
+    assert "continuation will not be exact" in caplog.text  # the callback: no states saved

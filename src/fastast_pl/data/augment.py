@@ -16,6 +16,8 @@ from typing import Literal
 
 import torch
 
+from fastast_pl.utils.numbers import check_number
+
 MIXUP_DOMAINS = ("fbank", "waveform")
 
 
@@ -51,23 +53,17 @@ class AugmentConfig:
     time_roll: int = 0
 
     def __post_init__(self) -> None:
-        if self.freqm < 0 or self.timem < 0:
-            raise ValueError(
-                f"AugmentConfig.freqm and timem must be >= 0, got {self.freqm} and {self.timem}"
-            )
-        if not 0.0 <= self.mixup <= 1.0:
-            raise ValueError(f"AugmentConfig.mixup is a probability in [0, 1], got {self.mixup}")
-        if self.mixup_alpha <= 0:
-            raise ValueError(f"AugmentConfig.mixup_alpha must be > 0, got {self.mixup_alpha}")
+        check_number("AugmentConfig.freqm", self.freqm, at_least=0, integer=True)
+        check_number("AugmentConfig.timem", self.timem, at_least=0, integer=True)
+        check_number("AugmentConfig.mixup", self.mixup, at_least=0, at_most=1)
+        check_number("AugmentConfig.mixup_alpha", self.mixup_alpha, above=0)
         if self.mixup_domain not in MIXUP_DOMAINS:
             raise ValueError(
                 f"AugmentConfig.mixup_domain must be one of {MIXUP_DOMAINS}, got "
                 f"{self.mixup_domain!r}"
             )
-        if self.noise < 0:
-            raise ValueError(f"AugmentConfig.noise must be >= 0, got {self.noise}")
-        if self.time_roll < 0:
-            raise ValueError(f"AugmentConfig.time_roll must be >= 0 frames, got {self.time_roll}")
+        check_number("AugmentConfig.noise", self.noise, at_least=0)
+        check_number("AugmentConfig.time_roll", self.time_roll, at_least=0, integer=True)
 
     def active(self) -> list[str]:
         """``"name=value"`` of every setting that changes a training clip (empty: none).

@@ -4,12 +4,15 @@ What is cached: the dither-free log-mel fbank, cropped to ``target_length`` fram
 yet padded, normalized or augmented. Normalization statistics and augmentation can thus
 change without invalidating the cache, while any setting that changes the raw fbank
 (sample rate, mel bins, frame shift/length, target length, recipe version) selects another
-cache directory. Each entry is keyed by the file's absolute path, size and mtime, so an
-edited or replaced audio file is a miss, never a stale hit.
+cache directory. Each entry is keyed by the audio file's content (a BLAKE2b hash of its
+bytes: an edited or replaced file is a miss, never a stale hit, even at the same size and
+mtime; hashing a file costs far less than decoding it and computing its fbank).
 
-An entry that cannot be read (0 bytes, not a .npy) or does not hold what these settings
-give (a ``(frames, num_mel_bins)`` float array with 1..target_length finite frames) is a
-miss: the fbank is recomputed and the entry rewritten, and a warning names the entry.
+Each entry is a ``.npy`` file followed by the SHA-256 of its bytes, checked on every read.
+An entry that cannot be read (0 bytes, not a .npy), whose bytes do not match its checksum
+(edited or corrupted on disk) or that does not hold what these settings give (a
+``(frames, num_mel_bins)`` float array with 1..target_length finite frames) is a miss: the
+fbank is recomputed and the entry rewritten, and a warning names the entry.
 
 Layout: ``<root>/<settings hash>/settings.json`` and ``<root>/<settings hash>/<ab>/<key>.npy``.
 Writes go to a temporary file in the same directory and are published with ``os.replace``
@@ -19,6 +22,7 @@ Writes go to a temporary file in the same directory and are published with ``os.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 from pathlib import Path
@@ -36,11 +40,17 @@ _LOGGED_BAD = 5
 
 
 def file_fingerprint(path: str | Path) -> str:
-    """SHA-256 of a file's absolute path, size and mtime: what identifies a clip's content
-    cheaply (an edited or replaced file gets another fingerprint)."""
-    path = Path(path).resolve()
-    stat = path.stat()
-    return hashlib.sha256(f"{path}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()
+    """BLAKE2b (256 bits) of a file's bytes: what identifies a clip's content (an edited or
+    replaced file gets another fingerprint, whatever its size and mtime)."""
+    digest = hashlib.blake2b(digest_size=32)
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+#: Bytes of the SHA-256 that follows each entry's .npy data.
+_CHECKSUM_BYTES = 32
 
 
 class FeatureCache:
@@ -80,9 +90,14 @@ class FeatureCache:
             self.misses += 1
             return None
         try:
-            array = np.load(entry, allow_pickle=False)
-            problem = self._problem(array)
-        except (OSError, ValueError, EOFError) as err:  # 0 bytes, truncated, not a .npy
+            data = entry.read_bytes()
+            body, checksum = data[:-_CHECKSUM_BYTES], data[-_CHECKSUM_BYTES:]
+            if len(data) <= _CHECKSUM_BYTES or hashlib.sha256(body).digest() != checksum:
+                problem = "its bytes do not match the checksum stored with it (edited or corrupted)"
+            else:
+                array = np.load(io.BytesIO(body), allow_pickle=False)
+                problem = self._problem(array)
+        except (OSError, ValueError, EOFError) as err:  # truncated, not a .npy
             problem = f"unreadable ({type(err).__name__}: {err})"
         if problem is not None:
             self.misses += 1
@@ -116,5 +131,8 @@ class FeatureCache:
         settings = self.dir / "settings.json"
         if not settings.exists():
             atomic_write_text(settings, json.dumps(self._settings, indent=2, sort_keys=True) + "\n")
+        buffer = io.BytesIO()
+        np.save(buffer, fbank.detach().cpu().numpy().astype(np.float32), allow_pickle=False)
+        body = buffer.getvalue()
         with atomic_write(entry) as fh:
-            np.save(fh, fbank.detach().cpu().numpy().astype(np.float32), allow_pickle=False)
+            fh.write(body + hashlib.sha256(body).digest())

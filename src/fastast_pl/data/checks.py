@@ -13,7 +13,6 @@ by check-data, not bad: silence and sample-rate surprises.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import struct
 from collections import Counter
@@ -22,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+
+from fastast_pl.data.cache import file_fingerprint
 
 #: Peak amplitude at or below which a clip counts as silent (about -100 dBFS).
 SILENCE_PEAK = 1e-5
@@ -192,7 +193,7 @@ def leaks_across_splits(paths: dict[str, list[Path]]) -> list[str]:
 
     The same file (two manifests listing one wav, a symlink into another split) or identical
     bytes under another name. Only files whose size equals a training file's are read and
-    hashed (SHA-256 of the bytes), so a split without size collisions costs one ``stat`` each.
+    hashed (``cache.file_fingerprint``, BLAKE2b of the bytes), so a split without size collisions costs one ``stat`` each.
     """
     train_by_size: dict[int, list[Path]] = {}
     for p in paths.get("train", []):
@@ -205,8 +206,7 @@ def leaks_across_splits(paths: dict[str, list[Path]]) -> list[str]:
     def digest(p: Path) -> str:
         real = p.resolve()
         if real not in digests:
-            with open(real, "rb") as fh:
-                digests[real] = hashlib.file_digest(fh, "sha256").hexdigest()
+            digests[real] = file_fingerprint(real)  # what keys the feature cache
         return digests[real]
 
     lines: list[str] = []

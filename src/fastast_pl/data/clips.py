@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,15 @@ class ClipSplits:
             self.source,
             list(self.notes),
         )
+
+
+def split_fingerprint(clips: Sequence[Clip]) -> dict[str, object]:
+    """The number of clips and a SHA-256 of their paths and labels, in split order: what a
+    resumed run compares to know that its splits are the ones it started with."""
+    digest = hashlib.sha256()
+    for clip in clips:
+        digest.update(f"{clip.path}\t{','.join(map(str, clip.labels))}\n".encode())
+    return {"clips": len(clips), "sha256": digest.hexdigest()}
 
 
 def show(items: Sequence[object], limit: int = 5) -> str:

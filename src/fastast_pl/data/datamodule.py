@@ -23,12 +23,21 @@ from fastast_pl.data.audio import AudioDecodeError, decode
 from fastast_pl.data.augment import AugmentConfig
 from fastast_pl.data.cache import FeatureCache
 from fastast_pl.data.checks import leaks_across_splits
-from fastast_pl.data.clips import SPLITS, Clip, ClipSplits, check_files, check_nonempty, show
+from fastast_pl.data.clips import (
+    SPLITS,
+    Clip,
+    ClipSplits,
+    check_files,
+    check_nonempty,
+    show,
+    split_fingerprint,
+)
 from fastast_pl.data.dataset import AudioDataset, BadAudioTally
 from fastast_pl.data.features import FeatureConfig
 from fastast_pl.data.sampling import DistributedWeightedSampler, balanced_weights
 from fastast_pl.data.sources import DataSource
 from fastast_pl.data.unlabeled import UnlabeledConfig, split_unlabeled
+from fastast_pl.utils.numbers import check_number
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +76,14 @@ class LoaderConfig:
                 "LoaderConfig: batch_size must be > 0 and num_workers >= 0, got "
                 f"{self.batch_size}, {self.num_workers}"
             )
+        if self.samples_per_epoch is not None:
+            check_number("loader.samples_per_epoch", self.samples_per_epoch, at_least=1,
+                         integer=True)  # fmt: skip
+            if not self.balanced_sampling:
+                raise ValueError(
+                    f"loader.samples_per_epoch={self.samples_per_epoch} is used only with "
+                    "loader.balanced_sampling: true (it would be ignored); set both, or neither"
+                )
 
 
 class AudioDataModule(pl.LightningDataModule):
@@ -134,6 +151,16 @@ class AudioDataModule(pl.LightningDataModule):
             )
         if on_bad_audio not in ("raise", "skip"):
             raise ValueError(f"on_bad_audio must be 'raise' or 'skip', got {on_bad_audio!r}")
+        for key, width, size in (
+            ("freqm", augment.freqm, features.num_mel_bins),
+            ("timem", augment.timem, features.target_length),
+        ):
+            if width > size:
+                axis = "num_mel_bins" if key == "freqm" else "target_length"
+                raise ValueError(
+                    f"data.augment.{key}={width} masks more than the input has "
+                    f"(data.features.{axis}={size}); expected at most {size}"
+                )
         self.save_hyperparameters()
         self.source = source
         self.features = features
@@ -149,6 +176,7 @@ class AudioDataModule(pl.LightningDataModule):
         self.seed = seed
         self.unlabeled = unlabeled
         self.waveforms = waveforms
+        self._split_fingerprints: dict[str, dict[str, object]] | None = None
         self.datasets: dict[str, AudioDataset] = {}
         self._tallies: dict[str, BadAudioTally] = {}
         #: Clips left out of each evaluation split with on_bad_audio=skip: (path, reason).
@@ -188,11 +216,18 @@ class AudioDataModule(pl.LightningDataModule):
 
     def data_identity(self) -> dict[str, Any]:
         """What tells this training data from another beyond the feature settings: the
-        source and its options, the augmentation and the seed (not how clips are loaded)."""
+        source and its options, the augmentation, the seed (not how clips are loaded) and
+        each split's clips (count and SHA-256 of paths and labels: a folder that gained
+        files splits differently)."""
+        if self._split_fingerprints is None:  # the splits do not change within a process
+            self._split_fingerprints = {
+                name: split_fingerprint(clips) for name, clips in self.clip_splits.splits.items()
+            }
         identity = {
             "source": repr(self.source),
             "augment": dataclasses.asdict(self.augment),
             "seed": self.seed,
+            "splits": self._split_fingerprints,
         }
         if self.unlabeled is not None:
             identity["unlabeled"] = dataclasses.asdict(self.unlabeled)

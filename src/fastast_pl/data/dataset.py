@@ -268,7 +268,7 @@ class AudioDataset(Dataset):
 
     def clip_key(self, index: int) -> str:
         """What clip ``index`` is, independent of its row number: its file's fingerprint
-        (path, size, mtime; ``cache.file_fingerprint``), e.g. for the teacher-logits cache;
+        (a hash of the file's bytes; ``cache.file_fingerprint``), e.g. for the teacher-logits cache;
         computed once per clip (per DataLoader worker)."""
         key = self._clip_keys.get(index)
         if key is None:

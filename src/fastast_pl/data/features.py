@@ -18,6 +18,8 @@ from typing import Any, Protocol
 import torch
 from torchaudio.compliance import kaldi
 
+from fastast_pl.utils.numbers import check_number
+
 AUDIOSET_MEAN = -4.2677393
 AUDIOSET_STD = 4.5689974
 
@@ -51,17 +53,23 @@ class FeatureConfig:
 
     def __post_init__(self) -> None:
         for name in ("sample_rate", "num_mel_bins", "target_length"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"FeatureConfig.{name} must be > 0, got {getattr(self, name)}")
-        if not (self.std > 0 and math.isfinite(self.std)):
-            raise ValueError(f"FeatureConfig.std must be a finite number > 0, got {self.std}")
-        if self.frame_shift <= 0 or self.frame_length <= 0:
+            check_number(f"FeatureConfig.{name}", getattr(self, name), above=0, integer=True)
+        check_number("FeatureConfig.std", self.std, above=0)
+        check_number("FeatureConfig.mean", self.mean)
+        check_number("FeatureConfig.dither", self.dither, at_least=0)
+        check_number("FeatureConfig.frame_shift", self.frame_shift, above=0)
+        check_number("FeatureConfig.frame_length", self.frame_length, above=0)
+        # Kaldi's framing needs whole samples: a shift of at least one sample, and a window
+        # of at least two (a 0.01 ms window is 0 samples at 16 kHz: torchaudio then fails
+        # without naming the setting).
+        shift = int(self.sample_rate * self.frame_shift * 0.001)
+        if shift < 1 or self.window_samples < 2:
             raise ValueError(
-                f"frame_shift and frame_length must be > 0 ms, got {self.frame_shift} "
-                f"and {self.frame_length}"
+                f"FeatureConfig.frame_shift={self.frame_shift} ms and frame_length="
+                f"{self.frame_length} ms give {shift} and {self.window_samples} samples at "
+                f"{self.sample_rate} Hz; expected a shift of at least 1 sample and a window "
+                "of at least 2 (AST: 10 ms and 25 ms)"
             )
-        if self.dither < 0:
-            raise ValueError(f"FeatureConfig.dither must be >= 0, got {self.dither}")
 
     @property
     def window_samples(self) -> int:

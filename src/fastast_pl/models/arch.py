@@ -80,6 +80,24 @@ class ASTArch:
     norm_eps: float = 1e-6
     qkv_bias: bool = True
 
+    def __post_init__(self) -> None:
+        # Written as not (inside): comparisons with NaN are false, so NaN is refused too.
+        if not 0.0 <= self.drop_path_rate < 1.0:
+            raise ValueError(
+                f"ASTArch.drop_path_rate is a probability in [0, 1), got {self.drop_path_rate}"
+            )
+        if not (0 < self.norm_eps < 1):
+            raise ValueError(f"ASTArch.norm_eps must be in (0, 1), got {self.norm_eps}")
+        if not (0 < self.mlp_ratio < float("inf")):
+            raise ValueError(f"ASTArch.mlp_ratio must be a finite number > 0, got {self.mlp_ratio}")
+        for name in ("fstride", "tstride"):
+            stride = getattr(self, name)
+            if not 1 <= stride <= self.patch_size:  # a larger stride leaves input unseen
+                raise ValueError(
+                    f"ASTArch.{name}={stride}: expected 1..patch_size ({self.patch_size}); a "
+                    "stride above the patch size skips part of the spectrogram"
+                )
+
     def resolved(self) -> ASTArch:
         """The same architecture with ``embed_dim``/``depth``/``num_heads`` spelt out."""
         embed_dim, depth, num_heads = arch_dims(

@@ -19,6 +19,7 @@ from torch import Tensor
 from fastast_pl.losses import masked_task_loss
 from fastast_pl.metrics import ClassificationMetrics, accuracy_metric
 from fastast_pl.models.checkpoints.record import RECORD_KEY, make_record
+from fastast_pl.utils.numbers import check_number
 
 Batch = dict[str, Tensor]
 #: The record's name of what the datamodule offers under another name.
@@ -48,15 +49,14 @@ class OptimConfig:
     decay_factor: float = 0.5
 
     def __post_init__(self) -> None:
-        if self.lr <= 0:
-            raise ValueError(f"optim.lr must be > 0, got {self.lr}")
-        if self.warmup_steps < 0 or self.decay_every < 1 or self.decay_start_epoch < 0:
-            raise ValueError(
-                "optim.warmup_steps and optim.decay_start_epoch must be >= 0 and optim.decay_every "
-                f">= 1, got {self.warmup_steps}, {self.decay_start_epoch}, {self.decay_every}"
-            )
-        if not 0 < self.decay_factor <= 1:
-            raise ValueError(f"optim.decay_factor must be in (0, 1], got {self.decay_factor}")
+        check_number("optim.lr", self.lr, above=0)
+        check_number("optim.weight_decay", self.weight_decay, at_least=0)
+        for k, beta in enumerate(self.betas):
+            check_number(f"optim.betas[{k}]", beta, at_least=0, below=1)
+        check_number("optim.warmup_steps", self.warmup_steps, at_least=0, integer=True)
+        check_number("optim.decay_start_epoch", self.decay_start_epoch, at_least=0, integer=True)
+        check_number("optim.decay_every", self.decay_every, at_least=1, integer=True)
+        check_number("optim.decay_factor", self.decay_factor, above=0, at_most=1)
 
     def lr_factor(self, step: int, epoch: int) -> float:
         """Multiplier of `lr` at optimiser step `step` (0-based) in epoch `epoch` (0-based)."""
@@ -137,6 +137,7 @@ class ClassificationModule(L.LightningModule):
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         logits = self(batch["fbank"])
         parts = self.training_loss(batch, logits)
+        self._check_finite(parts, batch, batch_idx)
         bs = batch["fbank"].shape[0]
         for name, value in parts.items():
             key = "train/loss" if name == "loss" else f"train/loss_{name}"
@@ -158,6 +159,23 @@ class ClassificationModule(L.LightningModule):
                 self._update_train_acc(logits[labeled], batch["target"][labeled])
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=bs)
         return parts["loss"]
+
+    def _check_finite(self, parts: dict[str, Tensor], batch: Batch, batch_idx: int) -> None:
+        """Stop training at a NaN/inf loss, naming the step, the batch and its clips: an
+        optimiser step on it would make every weight NaN, and the run would go on to score
+        NaN as numbers."""
+        bad = [name for name, value in parts.items() if not torch.isfinite(value).all()]
+        if not bad:
+            return
+        clips = batch.get("index")
+        clips = clips.tolist()[:8] if isinstance(clips, Tensor) else "unknown"
+        values = ", ".join(f"{name}={parts[name].detach().float().cpu().tolist()}" for name in bad)
+        raise FloatingPointError(
+            f"non-finite training loss ({values}) at global step {self.global_step}, epoch "
+            f"{self.current_epoch}, batch {batch_idx} (clip indices {clips}; the inputs are "
+            f"{'finite' if torch.isfinite(batch['fbank']).all() else 'NOT finite'}). Check "
+            "the learning rate, the feature mean/std and the data of these clips."
+        )
 
     def _update_train_acc(self, logits: Tensor, target: Tensor) -> None:
         if self.multi_label:

@@ -43,16 +43,36 @@ def check_teacher_compatibility(
     num_classes: int,
     multi_label: bool,
     feature_config: dict[str, Any] | None,
+    class_names: list[str] | None = None,
+    data_source: str | None = None,
+    other_data: bool = False,
 ) -> None:
     """Raise ValueError naming the teacher's and the data's value of every setting that differs.
 
-    Compared: the number of classes, the label kind and the feature settings (every
-    key of ``feature_config()`` both sides have, except training dither; without a stored
-    feature config, the mel bins).
+    Compared: the number of classes, the class names (where both say), the label kind, the
+    feature settings (every key of ``feature_config()`` both sides have, except training
+    dither; without a stored feature config, the mel bins) and, unless ``other_data``, the
+    data source the teacher was trained on (its ``data_identity()["source"]``: the source,
+    its root and split settings; a teacher trained on other splits may have seen the
+    student's validation and test clips).
     """
     problems = []
     if info.num_classes != num_classes:
         problems.append(f"num_classes: teacher {info.num_classes}, data {num_classes}")
+    elif info.class_names is not None and class_names is not None:
+        pairs = zip(info.class_names, class_names)
+        at = next((i for i, (a, b) in enumerate(pairs) if str(a) != str(b)), None)
+        if at is not None:
+            problems.append(
+                f"class {at}: teacher {info.class_names[at]!r}, data {class_names[at]!r}"
+            )
+    teacher_source = (info.data or {}).get("source")
+    if not other_data and teacher_source is not None and data_source is not None:
+        if teacher_source != data_source:
+            problems.append(
+                f"data source: teacher trained on {teacher_source}, data {data_source} (if "
+                "meant, set model.init_args.teacher_other_data=true)"
+            )
     if info.multi_label is None:
         log.warning(
             "teacher checkpoint %r does not say whether it is multi-label; not checked", info.path
@@ -110,6 +130,9 @@ class DistillationModule(StudentModule):
         cache_teacher_logits: cache the teacher's logits of the training clips on disk
             (used only when training augmentation leaves the teacher's input unchanged).
         teacher_cache_dir: where the cache lives; default ``<teacher checkpoint dir>/teacher_logits``.
+        teacher_other_data: the teacher was trained on another data source or split than this
+            data on purpose (e.g. a larger corpus with the same classes); otherwise a teacher
+            whose checkpoint records another source is refused.
     """
 
     def __init__(
@@ -121,6 +144,7 @@ class DistillationModule(StudentModule):
         kd_form: KDForm = DEFAULT_KD_FORM,
         cache_teacher_logits: bool = False,
         teacher_cache_dir: str | None = None,
+        teacher_other_data: bool = False,
         **student_args: Any,
     ) -> None:
         super().__init__(**student_args)
@@ -132,6 +156,7 @@ class DistillationModule(StudentModule):
         self.kd_form = kd_form
         self.cache_teacher_logits = cache_teacher_logits
         self.teacher_cache_dir = teacher_cache_dir
+        self.teacher_other_data = teacher_other_data
         self.teacher: FrozenTeacher | None = None
         self.teacher_metrics = nn.ModuleDict(
             {
@@ -153,8 +178,16 @@ class DistillationModule(StudentModule):
             self._load_teacher(stage)
         if self.teacher is None:
             return
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer else None
+        identity = getattr(datamodule, "data_identity", None)
         check_teacher_compatibility(
-            self.teacher.info, self.num_classes, self.multi_label, self._data_feature_config()
+            self.teacher.info,
+            self.num_classes,
+            self.multi_label,
+            self._data_feature_config(),
+            getattr(datamodule, "class_names", None),
+            identity().get("source") if callable(identity) else None,
+            self.teacher_other_data,
         )
         if self.hears_waveforms and stage == "fit":
             self._check_waveform_data()
@@ -363,7 +396,9 @@ def _data_identity(datamodule: Any) -> dict[str, Any]:
     identity: dict[str, Any] = {"class": type(datamodule).__qualname__}
     data_identity = getattr(datamodule, "data_identity", None)
     if callable(data_identity):
-        identity["data"] = data_identity()
+        # Without the split fingerprints: entries are per clip, so adding a clip must not
+        # invalidate the others (the record's fingerprints guard resumed splits instead).
+        identity["data"] = {k: v for k, v in data_identity().items() if k != "splits"}
     return identity
 
 

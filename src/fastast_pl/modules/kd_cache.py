@@ -9,8 +9,9 @@ One file per split, ``<dir>/teacher_logits_<split>.pt``, holding a key and the l
 computed so far. The file's key hashes the teacher checkpoint (absolute path, size,
 mtime), the feature settings, the split and any extra identity of the data; a file with
 another key is rebuilt from scratch. Each entry is keyed by what its clip is, never by its
-row number in the split: the audio file's fingerprint (path, size, mtime), or, for data
-without files, a hash of the teacher's input. Adding, removing or reordering clips thus
+row number in the split: the audio file's fingerprint (a hash of its bytes), or, for data
+without files, a hash of the teacher's input. Each row is stored with a checksum of its
+bytes, checked on load: an edited or corrupted row is dropped and recomputed, not served. Adding, removing or reordering clips thus
 leaves every other clip's entry valid, and an edited file is a miss. Entries are filled
 lazily (clips not yet stored are computed by the teacher) and the file is written (temp
 file + ``os.replace``, atomic) at the end of each epoch.
@@ -78,6 +79,12 @@ def batch_clip_keys(batch: dict[str, Any]) -> list[str]:
     return fbank_keys(batch["fbank"])
 
 
+def _row_checksum(row: Tensor) -> str:
+    """BLAKE2b of one stored (C,) float32 logits row's bytes."""
+    data = row.detach().float().cpu().contiguous().numpy().tobytes()
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
 class TeacherLogitsCache:
     """Teacher logits of one split's clips, kept on disk, keyed by what each clip is.
 
@@ -108,6 +115,7 @@ class TeacherLogitsCache:
             log.warning("teacher-logits cache %s unreadable (%s); rebuilding it", self.path, err)
             return "rebuild"
         clips, logits = saved.get("clips"), saved.get("logits")
+        checksums = saved.get("checksums")
         if (
             saved.get("key") != self.key
             or not isinstance(clips, list)
@@ -115,6 +123,8 @@ class TeacherLogitsCache:
             or logits.dim() != 2
             or logits.shape[1] != self.num_classes
             or logits.shape[0] != len(clips)
+            or not isinstance(checksums, list)
+            or len(checksums) != len(clips)
         ):
             log.info(
                 "teacher-logits cache %s is for another teacher/data or format; rebuilding it",
@@ -122,14 +132,16 @@ class TeacherLogitsCache:
             )
             return "rebuild"
         finite = torch.isfinite(logits.float()).all(dim=1)  # (N,)
-        for clip, row, ok in zip(clips, logits.float(), finite.tolist()):
-            if ok and isinstance(clip, str):
+        rows = logits.float()
+        for clip, row, ok, checksum in zip(clips, rows, finite.tolist(), checksums):
+            if ok and isinstance(clip, str) and _row_checksum(row) == checksum:
                 self.entries[clip] = row
             else:
                 self.bad += 1
         if self.bad:
             log.warning(
-                "teacher-logits cache %s: %d bad entries (NaN/inf or malformed) dropped and "
+                "teacher-logits cache %s: %d bad entries (NaN/inf, malformed or not matching "
+                "their checksum: edited or corrupted) dropped and "
                 "recomputed by the teacher, %d kept",
                 self.path, self.bad, len(self.entries),
             )  # fmt: skip
@@ -177,5 +189,8 @@ class TeacherLogitsCache:
             else torch.zeros(0, self.num_classes)
         )  # (N, C)
         with atomic_write(self.path) as fh:
-            torch.save({"key": self.key, "clips": clips, "logits": logits}, fh)
+            checksums = [_row_checksum(row) for row in logits]
+            torch.save(
+                {"key": self.key, "clips": clips, "logits": logits, "checksums": checksums}, fh
+            )
         self.dirty = False

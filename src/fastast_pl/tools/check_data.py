@@ -22,7 +22,7 @@ from fastast_pl.data.checks import (
     leaks_across_splits,
 )
 from fastast_pl.data.clips import SPLITS
-from fastast_pl.tools.common import USER_ERRORS, build_datamodule, fail
+from fastast_pl.tools.common import USER_ERRORS, ToolError, build_datamodule, fail
 from fastast_pl.utils.io import atomic_write
 
 REPORT_COLUMNS = (
@@ -46,7 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     p.add_argument("--split", choices=(*SPLITS, "all"), default="all", help="default: all")
     p.add_argument("--out", default="runs/check-data.csv", help="CSV report (default: %(default)s)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out report")
     args = p.parse_args(argv)
+    if Path(args.out).exists() and not args.overwrite:
+        return fail(p.prog, ToolError(f"{args.out} exists (an earlier report); pass --overwrite "
+                                      "to replace it, or give another --out"))  # fmt: skip
     try:
         dm = build_datamodule(args.config)
         dm.prepare_data()

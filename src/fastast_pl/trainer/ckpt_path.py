@@ -13,6 +13,13 @@ exists only during a live fit. Here both are read from what earlier runs left on
   tie the newest). Runs recording different monitors or modes are an error;
 - ``PATH``: that file.
 
+``last`` and ``best`` consider only runs of the same data as configured now: checkpoints whose
+record (``models/checkpoints/record.py``) names the same data source (its class, root, split
+settings and seeds) and the same feature settings (dither aside). A root shared by several
+experiments (other seeds, splits or features) thus never hands one experiment's checkpoint to
+another, where half the test clips may have been the other one's training clips. The runs
+considered, and why any was left out, are printed.
+
 The resolved file is read (``models.checkpoints.read_module_checkpoint``) and checked against
 the configured module before anything runs; a missing or unreadable file is an error naming it.
 """
@@ -28,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from fastast_pl.models.checkpoints.module_checkpoint import (
+    FEATURES_FREE_TO_DIFFER,
     ModuleCheckpoint,
     check_module_class,
     read_module_checkpoint,
@@ -41,9 +49,76 @@ def _newest(paths: list[Path]) -> Path | None:
     return max(paths, key=lambda p: p.stat().st_mtime) if paths else None
 
 
-def find_last(root: Path) -> Path:
-    """The newest ``last*.ckpt`` under ``root``."""
-    found = _newest(list(root.rglob("last*.ckpt"))) if root.is_dir() else None
+@dataclass(frozen=True)
+class DataIdentity:
+    """What tells one experiment's data from another's: the source and the features."""
+
+    source: str  # repr of the DataSource: class, root, split settings, seeds
+    features: dict[str, Any]  # FeatureConfig.to_dict()
+
+    def differences(self, checkpoint: ModuleCheckpoint) -> str:
+        """ "" when the checkpoint records this data; else what differs, for the listing."""
+        record = checkpoint.record
+        data = (record.data or {}) if record is not None else {}
+        if record is None or record.version is None or "source" not in data:
+            return "no data identity recorded"
+        if data["source"] != self.source:
+            return f"other data source {data['source']}"
+        saved = record.features or {}
+        keys = sorted((set(saved) & set(self.features)) - FEATURES_FREE_TO_DIFFER)
+        other = [f"{k} {saved[k]!r}" for k in keys if saved[k] != self.features[k]]
+        return f"other features ({', '.join(other)})" if other else ""
+
+
+def data_identity_of(config: Any) -> DataIdentity | None:
+    """The data identity a subcommand's configuration describes (source and features built
+    the way LightningCLI builds them); None when it names no data source."""
+    from jsonargparse import ArgumentParser
+
+    from fastast_pl.data.features import FeatureConfig
+    from fastast_pl.data.sources import DataSource
+
+    source, features = config.get("data.source"), config.get("data.features")
+    if source is None or features is None:
+        return None
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_argument("--source", type=DataSource)
+    parser.add_argument("--features", type=FeatureConfig)
+    plain = {k: v.as_dict() if hasattr(v, "as_dict") else v for k, v in
+             (("source", source), ("features", features))}  # fmt: skip
+    parsed = parser.parse_object(plain)
+    built = parser.instantiate_classes(parsed)
+    return DataIdentity(repr(built.source), built.features.to_dict())
+
+
+def same_data(
+    files: list[Path], identity: DataIdentity | None, value: str, root: Path
+) -> list[Path]:
+    """The checkpoints among ``files`` of runs on ``identity``'s data; prints the runs considered."""
+    if identity is None or not files:
+        return files
+    verdicts = {f: identity.differences(read_module_checkpoint(f)) for f in files}
+    kept = [f for f, why in verdicts.items() if not why]
+    runs: dict[Path, str] = {}
+    for f, why in verdicts.items():
+        run = f.parent.parent if f.parent.name == "checkpoints" else f.parent
+        runs.setdefault(run, why or "same data")
+    listing = "; ".join(f"{run}: {why}" for run, why in sorted(runs.items()))
+    print(f"--ckpt_path {value}: runs considered under {root}: {listing}", file=sys.stderr)
+    if not kept:
+        raise FileNotFoundError(
+            f"--ckpt_path {value}: none of the runs under {root} was trained on the data "
+            f"configured now ({identity.source}, these features): {listing}. Point "
+            "--trainer.default_root_dir at this experiment's runs or name a file with "
+            "--ckpt_path PATH"
+        )
+    return kept
+
+
+def find_last(root: Path, identity: DataIdentity | None = None) -> Path:
+    """The newest ``last*.ckpt`` under ``root`` of a run on the same data."""
+    files = list(root.rglob("last*.ckpt")) if root.is_dir() else []
+    found = _newest(same_data(files, identity, "last", root))
     if found is None:
         raise FileNotFoundError(
             f"--ckpt_path last: no last.ckpt under trainer.default_root_dir={root}; nothing to "
@@ -64,7 +139,7 @@ class RecordedBest:
     source: Path  # the checkpoint holding the state
 
 
-def find_best(root: Path) -> Path:
+def find_best(root: Path, identity: DataIdentity | None = None) -> Path:
     """The best-on-validation checkpoint of all runs under ``root`` (see the module docstring).
 
     A resumed fit logs into a new ``version_N``; Lightning's ``ModelCheckpoint`` then keeps only
@@ -78,7 +153,11 @@ def find_best(root: Path) -> Path:
             f"--ckpt_path best: no checkpoint under trainer.default_root_dir={root}; point "
             "--trainer.default_root_dir at the run's root or name a file with --ckpt_path PATH"
         )
+    files = same_data(files, identity, "best", root)
     recorded = [r for f in files for r in recorded_best(read_module_checkpoint(f))]
+    if identity is not None:  # a best recorded by a run on this data must be on it too
+        recorded = [r for r in recorded if not r.path.is_file()
+                    or not identity.differences(read_module_checkpoint(r.path))]  # fmt: skip
     if not recorded:
         raise FileNotFoundError(
             f"--ckpt_path best: none of the {len(files)} checkpoints under {root} records a "
@@ -146,12 +225,14 @@ def recorded_best(checkpoint: ModuleCheckpoint) -> list[RecordedBest]:
     return out
 
 
-def resolve_ckpt_path(value: str | os.PathLike, root: Path) -> Path:
+def resolve_ckpt_path(
+    value: str | os.PathLike, root: Path, identity: DataIdentity | None = None
+) -> Path:
     """``last``/``best``/PATH -> an existing file (see the module docstring)."""
     if value == "last":
-        return find_last(root)
+        return find_last(root, identity)
     if value == "best":
-        return find_best(root)
+        return find_best(root, identity)
     path = Path(value).expanduser()
     if not path.is_file():
         raise FileNotFoundError(
@@ -172,7 +253,8 @@ def prepare_ckpt_path(config: Any) -> ModuleCheckpoint | None:
     if not value or value in LIGHTNING_VALUES:
         return None
     root = Path(config.get("trainer.default_root_dir") or os.getcwd())
-    path = resolve_ckpt_path(value, root)
+    identity = data_identity_of(config) if value in ("last", "best") else None
+    path = resolve_ckpt_path(value, root, identity)
     if value == "last":  # find_best prints its choice and score itself
         print(f"--ckpt_path {value}: {path}", file=sys.stderr)
     checkpoint = read_module_checkpoint(path)

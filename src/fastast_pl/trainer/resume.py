@@ -28,6 +28,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from fastast_pl.models.checkpoints.module_checkpoint import ModuleCheckpoint
+
 log = logging.getLogger(__name__)
 
 KEY = "fastast_rng_states"
@@ -67,6 +69,30 @@ def set_rng_states(states: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
+def warn_inexact_resume(checkpoint: ModuleCheckpoint, callbacks: list[pl.Callback]) -> None:
+    """Say, before a resumed fit, when its continuation cannot match the uninterrupted run:
+    the checkpoint holds no RNG states, or this run has no ``ResumeRNGState`` to restore them
+    (a checkpoint without them, resumed with the callback, is reported by the callback)."""
+    restores = any(isinstance(cb, ResumeRNGState) for cb in callbacks)
+    saved = KEY in checkpoint.entries
+    if restores and saved:
+        return
+    if not restores:
+        why = (
+            "this run has no ResumeRNGState callback to restore the RNG states it holds"
+            if saved
+            else "it holds no RNG states and this run has no ResumeRNGState callback"
+        )
+        log.warning(
+            "resuming from %s: the continuation will not be exact (%s), so data order, "
+            "augmentation and mixup draw other numbers than an uninterrupted run. Add "
+            "`- class_path: fastast_pl.trainer.resume.ResumeRNGState` to trainer.callbacks "
+            "(docs/reliability.md)",
+            checkpoint.path,
+            why,
+        )
+
+
 class ResumeRNGState(pl.Callback):
     """Save every rank's generator states in checkpoints; restore them on resume."""
 
@@ -88,7 +114,11 @@ class ResumeRNGState(pl.Callback):
     ) -> None:
         saved = checkpoint.get(KEY)
         if saved is None:
-            log.warning("checkpoint has no RNG states (%s): the resumed run will not match", KEY)
+            log.warning(
+                "checkpoint has no RNG states (%s): the continuation will not be exact (data "
+                "order, augmentation and mixup draw other numbers than an uninterrupted run)",
+                KEY,
+            )
             return
         states = saved["states"]
         rank = trainer.global_rank

@@ -35,6 +35,7 @@ class ModuleCheckpoint:
     shapes: dict[str, tuple[int, ...]]
     callbacks: dict[str, Any] = field(default_factory=dict)  # each callback's saved state
     record: CheckpointRecord | None = None  # what it says about its model and data
+    entries: frozenset[str] = frozenset()  # its top-level keys (e.g. the RNG states' entry)
 
 
 def read_module_checkpoint(path: str | os.PathLike) -> ModuleCheckpoint:
@@ -58,6 +59,7 @@ def read_module_checkpoint(path: str | os.PathLike) -> ModuleCheckpoint:
         shapes={str(k): tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)},
         callbacks=dict(callbacks),
         record=record,
+        entries=frozenset(str(k) for k in raw),
     )
 
 
@@ -117,4 +119,91 @@ def check_module_state(
             f"({len(missing)} keys missing: {missing[:6]}; {len(unexpected)} unexpected: "
             f"{unexpected[:6]}; shape mismatches: {shapes[:3]}). Expected the state dict of "
             "this model, e.g. a checkpoint written by `fit` with the same config."
+        )
+
+
+#: Feature settings that may differ between a checkpoint and the data it meets: training-time
+#: dither is augmentation (evaluation never dithers), not part of what the model expects.
+FEATURES_FREE_TO_DIFFER = frozenset({"dither"})
+
+
+def record_differences(
+    ckpt: ModuleCheckpoint,
+    class_names: list[str] | None,
+    features: Mapping[str, Any] | None,
+    architecture: Mapping[str, Any] | None,
+) -> dict[str, str]:
+    """Each item the checkpoint's record and the configured data/model disagree on, as
+    ``{"features.mean": "checkpoint -4.27, data -5.0", ...}``; nothing where either side
+    does not say (a checkpoint without a record)."""
+    record = ckpt.record
+    if record is None or record.version is None:
+        return {}
+    out: dict[str, str] = {}
+    theirs, ours = record.class_names, class_names
+    # (another number of classes is check_module_state's, with its own advice)
+    if theirs is not None and ours is not None and len(theirs) == len(ours):
+        at = next((i for i, (a, b) in enumerate(zip(theirs, ours)) if str(a) != str(b)), None)
+        if at is not None:
+            out["class_names"] = f"class {at}: checkpoint {theirs[at]!r}, data {ours[at]!r}"
+    for prefix, saved, given, free in (
+        ("features", record.features, features, FEATURES_FREE_TO_DIFFER),
+        ("arch", record.arch, architecture, frozenset()),
+    ):
+        if saved is None or given is None:
+            continue
+        for key in sorted((set(saved) | set(given)) - free):
+            if saved.get(key) != given.get(key):
+                what = "data" if prefix == "features" else "model"
+                out[f"{prefix}.{key}"] = f"checkpoint {saved.get(key)!r}, {what} {given.get(key)!r}"
+    return out
+
+
+def check_record(
+    ckpt: ModuleCheckpoint,
+    class_names: list[str] | None,
+    features: Mapping[str, Any] | None,
+    architecture: Mapping[str, Any] | None,
+    allowed: set[str] | frozenset[str] = frozenset(),
+) -> None:
+    """Raise naming every item (class names, a feature setting, an architecture field) the
+    checkpoint was trained with that the data or model differs in, unless ``allowed`` names
+    it (or its group: ``features``, ``arch``)."""
+    differences = record_differences(ckpt, class_names, features, architecture)
+    left = {
+        k: v for k, v in differences.items() if k not in allowed and k.split(".")[0] not in allowed
+    }
+    if left:
+        items = "; ".join(f"{k}: {v}" for k, v in left.items())
+        raise ValueError(
+            f"{ckpt.path}: the checkpoint was trained with other settings than the data/model "
+            f"configured now ({items}). Its results would not be those of the checkpoint. Run it "
+            "with the settings it records, or, where the difference is meant, name the items "
+            f"with --allow_ckpt_differences '[{', '.join(left)}]' (a new head on other classes: "
+            f"start from its weights with --model.init_args.init_from={ckpt.path} instead)."
+        )
+
+
+def check_same_splits(ckpt: ModuleCheckpoint, data_identity: Mapping[str, Any] | None) -> None:
+    """Raise unless the data's splits hold the clips they held when the checkpoint's run
+    started (its record's ``data.splits``): a resumed fit must not train on clips it once
+    validated on, as a folder source that gained files would reshuffle them."""
+    record = ckpt.record
+    saved = ((record.data or {}) if record is not None else {}).get("splits")
+    now = (data_identity or {}).get("splits")
+    if not saved or not now:
+        return
+    changed = [
+        f"{name}: {saved[name]['clips']} clips then, "
+        f"{(now.get(name) or {}).get('clips', 0)} now"
+        + (" (other clips)" if (now.get(name) or {}).get("clips") == saved[name]["clips"] else "")
+        for name in sorted(saved)
+        if saved[name] != now.get(name)
+    ]
+    if changed:
+        raise ValueError(
+            f"{ckpt.path}: the data's splits are not the ones this run started with "
+            f"({'; '.join(changed)}): the data source lists other files now, so resuming would "
+            "mix training and evaluation clips. Resume on the data as it was, or start a new "
+            f"run from these weights with --model.init_args.init_from={ckpt.path}."
         )

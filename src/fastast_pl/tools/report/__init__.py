@@ -26,7 +26,12 @@ from fastast_pl.tools.report.analyze import (
 )
 from fastast_pl.tools.report.esc50 import esc50_result, format_result
 from fastast_pl.tools.report.read import gather
-from fastast_pl.tools.report.render import log_to_wandb, markdown_table, write_outputs
+from fastast_pl.tools.report.render import (
+    REPORT_FILES,
+    log_to_wandb,
+    markdown_table,
+    write_outputs,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timing-clock", choices=["cpu", "wall"], default="cpu",
                    help="cpu: this process's CPU time (robust to other load with one thread)")  # fmt: skip
     p.add_argument("--out", default="report", help="output directory (default: report/)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the report files already in --out (else refused)")  # fmt: skip
     p.add_argument("--wandb-project", help="also log the table and plot to this W&B project")
     p.add_argument("--esc50-folds", action="store_true",
                    help="RUNS are the 5 ESC-50 fold runs: print the best epoch of the mean "
@@ -68,6 +75,11 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         print(format_result(result))
         return 0
+    earlier = sorted(n for n in REPORT_FILES if (Path(args.out) / n).exists())
+    if earlier and not args.overwrite:
+        print(f"error: {args.out} already holds a report ({', '.join(earlier)}); pass "
+              "--overwrite to replace it, or give another --out", file=sys.stderr)  # fmt: skip
+        return 2
     settings = TimingSettings(args.timing_batch, args.timing_rounds, threads=args.timing_threads,
                               clock=args.timing_clock)  # fmt: skip
     try:

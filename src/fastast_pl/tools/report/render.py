@@ -122,6 +122,10 @@ def plot_pareto(report: Report, path: Path) -> Path:
     return path
 
 
+#: The files ``write_outputs`` writes into its directory.
+REPORT_FILES = ("runs.csv", "runs.md", "report.json", "pareto.png")
+
+
 def write_outputs(report: Report, out_dir: Path) -> dict[str, Path]:
     """runs.csv, runs.md, report.json and pareto.png in `out_dir`."""
     out_dir.mkdir(parents=True, exist_ok=True)
