@@ -85,6 +85,34 @@ def test_bad_arguments_are_one_line_errors(tmp_path, capsys):
     assert "absent.yaml" in capsys.readouterr().err
 
 
+def test_training_audio_in_evaluation_splits_is_reported(tmp_path, capsys, caplog):
+    import logging
+    import shutil
+
+    from fastast_pl.data.datamodule import AudioDataModule
+    from fastast_pl.data.features import FeatureConfig
+    from fastast_pl.data.sources import FolderSource
+
+    root = tmp_path / "data"
+    folder_dataset(root / "train", {"a": 3, "b": 3}, seconds=0.1)
+    folder_dataset(root / "val", {"a": 1, "b": 1}, seconds=0.15)  # other clips
+    shutil.copy(root / "train" / "a" / "a_0.wav", root / "val" / "a" / "copy.wav")  # same bytes
+    (root / "val" / "b" / "link.wav").symlink_to(root / "train" / "b" / "b_2.wav")
+    main(["check-data", "--config", str(_config(tmp_path, root)), "--out",
+          str(tmp_path / "report.csv")])  # fmt: skip
+    out = capsys.readouterr().out
+    assert "copy.wav has the same audio bytes as training clip" in out
+    assert "link.wav has the same audio bytes as training clip" in out
+    assert out.count("leak: ") == 4  # copy and link in val, and in test (= val)
+    dm = AudioDataModule(
+        FolderSource(str(root)), features=FeatureConfig(target_length=40, num_mel_bins=32)
+    )
+    with caplog.at_level(logging.WARNING, logger="fastast_pl"):
+        dm.setup("fit")
+    assert "4 evaluation clip(s) hold training audio" in caplog.text  # val, and test = val
+    assert "copy.wav" in caplog.text and "link.wav" in caplog.text
+
+
 def test_an_earlier_report_is_not_overwritten(tmp_path, capsys):
     root = tmp_path / "data"
     folder_dataset(root / "train", {"a": 1, "b": 1}, seconds=0.1)

@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from fastast_pl.data.cache import file_fingerprint
+
 #: Peak amplitude at or below which a clip counts as silent (about -100 dBFS).
 SILENCE_PEAK = 1e-5
 
@@ -184,3 +186,40 @@ def flag_rate_outliers(reports: list[AudioReport]) -> None:
             note = f"sample rate {r.file_rate} Hz differs from the split's usual {majority} Hz"
             if note not in r.warnings:
                 r.warnings.append(note)
+
+
+def leaks_across_splits(paths: dict[str, list[Path]]) -> list[str]:
+    """Evaluation clips (``val``, ``test``) whose audio is also a training clip, one line each.
+
+    The same file (two manifests listing one wav, a symlink into another split) or identical
+    bytes under another name. Only files whose size equals a training file's are read and
+    hashed (``cache.file_fingerprint``, BLAKE2b of the bytes), so a split without size collisions costs one ``stat`` each.
+    """
+    train_by_size: dict[int, list[Path]] = {}
+    for p in paths.get("train", []):
+        try:
+            train_by_size.setdefault(Path(p).stat().st_size, []).append(Path(p))
+        except OSError:
+            continue
+    digests: dict[Path, str] = {}
+
+    def digest(p: Path) -> str:
+        real = p.resolve()
+        if real not in digests:
+            digests[real] = file_fingerprint(real)  # what keys the feature cache
+        return digests[real]
+
+    lines: list[str] = []
+    for split in ("val", "test"):
+        for p in dict.fromkeys(Path(q) for q in paths.get(split, [])):
+            try:
+                same_size = train_by_size.get(p.stat().st_size, [])
+                match = [t for t in same_size if digest(t) == digest(p)]
+            except OSError:
+                continue
+            if match:
+                lines.append(
+                    f"{split} clip {p} has the same audio bytes as training clip {match[0]}"
+                    + (f" (and {len(match) - 1} more)" if len(match) > 1 else "")
+                )
+    return lines

@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 from fastast_pl.data.audio import AudioDecodeError, decode
 from fastast_pl.data.augment import AugmentConfig
 from fastast_pl.data.cache import FeatureCache
+from fastast_pl.data.checks import leaks_across_splits
 from fastast_pl.data.clips import (
     SPLITS,
     Clip,
@@ -276,6 +277,17 @@ class AudioDataModule(pl.LightningDataModule):
             if note not in self._noted:
                 log.info("%s", note)
                 self._noted.add(note)
+        if "train" in needed and "leaks" not in self._noted:
+            self._noted.add("leaks")
+            leaks = leaks_across_splits({s: [c.path for c in splits.splits[s]] for s in SPLITS})
+            if leaks:
+                log.warning(
+                    "%s: %d evaluation clip(s) hold training audio; their scores are not held "
+                    "out:\n  %s",
+                    splits.source,
+                    len(leaks),
+                    "\n  ".join(leaks),
+                )
         cache = self._cache()
         for split in needed:
             if split in self.datasets:

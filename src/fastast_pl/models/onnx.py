@@ -21,6 +21,7 @@ import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -179,3 +180,33 @@ def parity(reference: torch.Tensor, exported: torch.Tensor) -> dict[str, float |
     agree = (reference.argmax(dim=-1) == exported.argmax(dim=-1)).float().mean()
     diff = (reference - exported).abs().max()
     return {"windows": len(reference), "top1_agreement": float(agree), "max_abs_diff": float(diff)}
+
+
+def sidecar_path(out: Path) -> Path:
+    """``model.onnx`` -> ``model.onnx.json``."""
+    return out.with_name(out.name + ".json")
+
+
+def sidecar(
+    model: Any, info: Any, fmt: str, checkpoint: str, quantize: str | None, measured: dict
+) -> dict[str, Any]:
+    """What a user of the exported file needs besides it (written as ``sidecar_path(out)``);
+    ``measured``: the parity against the eager float32 model."""
+    return {
+        "format": fmt,
+        "checkpoint": checkpoint,
+        "input": {
+            "name": "fbank",
+            "shape": ["batch", model.input_tdim, model.input_fdim],
+            "dtype": "float32",
+            "what": "normalised Kaldi fbank (T frames, F mel bins); see features",
+        },
+        "output": {"name": "logits", "shape": ["batch", model.num_classes], "dtype": "float32"},
+        "features": info.features,
+        "class_names": info.class_names,
+        "multi_label": info.multi_label,
+        "merge_r_per_layer": model.merge_schedule().r,
+        "quantize": quantize,
+        "parity_vs_eager_fp32": measured,
+        "missing": info.missing,
+    }

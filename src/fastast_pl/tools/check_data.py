@@ -15,7 +15,12 @@ from pathlib import Path
 
 from rich.progress import track
 
-from fastast_pl.data.checks import AudioReport, flag_rate_outliers, inspect_audio
+from fastast_pl.data.checks import (
+    AudioReport,
+    flag_rate_outliers,
+    inspect_audio,
+    leaks_across_splits,
+)
 from fastast_pl.data.clips import SPLITS
 from fastast_pl.tools.common import USER_ERRORS, ToolError, build_datamodule, fail
 from fastast_pl.utils.io import atomic_write
@@ -52,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         splits = dm.clip_splits
         for note in splits.notes:
             print(note)
+        for leak in leaks_across_splits({s: [c.path for c in splits.splits[s]] for s in SPLITS}):
+            print(f"leak: {leak}")
         names = SPLITS if args.split == "all" else (args.split,)
         reports = scan(
             {s: [c.path for c in splits.splits[s]] for s in names}, dm.features, args.out

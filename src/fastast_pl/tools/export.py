@@ -20,42 +20,21 @@ from typing import Any
 
 import torch
 
-from fastast_pl.models.onnx import export_onnx, export_program, parity, quantize_int8, run_exported
+from fastast_pl.models.onnx import (
+    export_onnx,
+    export_program,
+    parity,
+    quantize_int8,
+    run_exported,
+    sidecar,
+    sidecar_path,
+)
 from fastast_pl.tools.classify import parse_merge, read_json_option
 from fastast_pl.tools.common import USER_ERRORS, ToolError, fail
 from fastast_pl.utils.io import atomic_write
 
 PROG = "python -m fastast_pl export"
 FORMATS = ("onnx", "torch-export")
-
-
-def sidecar_path(out: Path) -> Path:
-    """``model.onnx`` -> ``model.onnx.json``."""
-    return out.with_name(out.name + ".json")
-
-
-def sidecar(
-    model: Any, info: Any, fmt: str, checkpoint: str, quantize: str | None, parity: dict
-) -> dict[str, Any]:
-    """What a user of the exported file needs besides it."""
-    return {
-        "format": fmt,
-        "checkpoint": checkpoint,
-        "input": {
-            "name": "fbank",
-            "shape": ["batch", model.input_tdim, model.input_fdim],
-            "dtype": "float32",
-            "what": "normalised Kaldi fbank (T frames, F mel bins); see features",
-        },
-        "output": {"name": "logits", "shape": ["batch", model.num_classes], "dtype": "float32"},
-        "features": info.features,
-        "class_names": info.class_names,
-        "multi_label": info.multi_label,
-        "merge_r_per_layer": model.merge_schedule().r,
-        "quantize": quantize,
-        "parity_vs_eager_fp32": parity,
-        "missing": info.missing,
-    }
 
 
 def _parser() -> argparse.ArgumentParser:

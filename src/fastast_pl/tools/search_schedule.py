@@ -19,11 +19,10 @@ import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from fastast_pl.models.ast import ASTModel
-from fastast_pl.models.checkpoints import read_inference_info, read_lightning
-from fastast_pl.models.checkpoints.record import RECORD_KEY, record_of
+from fastast_pl.models.checkpoints import read_inference_info
+from fastast_pl.models.checkpoints.record import store_eval_schedule
 from fastast_pl.tome.search import SearchResult, SearchStep, search_schedule
 from fastast_pl.tools.common import USER_ERRORS, ToolError, build_datamodule, fail
-from fastast_pl.utils.io import atomic_write
 
 PROG = "python -m fastast_pl search-schedule"
 
@@ -69,25 +68,6 @@ def yaml_snippet(result: SearchResult, command: str) -> str:
         "  init_args:\n"
         f"    eval_merge: [{r}]   # evaluate with it; `merge: [...]` trains with it\n"
     )
-
-
-def save_checkpoint(source: str, out: Path, schedule: list[int]) -> None:
-    """A copy of a fastast-pl ``.ckpt`` whose record (``models/checkpoints/record.py``: the
-    evaluation schedule) and ``eval_merge`` hyper-parameter carry the schedule."""
-    if not Path(source).is_file() or Path(source).suffix != ".ckpt":
-        raise ToolError(
-            f"--save-checkpoint needs a fastast-pl .ckpt as --checkpoint, got {source}; "
-            "use the YAML snippet with other checkpoints"
-        )
-    checkpoint = read_lightning(source)
-    if record_of(checkpoint, source).version is None:  # raises on a record it cannot read
-        raise ToolError(f"{source} carries no {RECORD_KEY!r} record (saved by another version)")
-    checkpoint[RECORD_KEY]["merge"] = list(schedule)
-    hparams = checkpoint.get("hyper_parameters")
-    if isinstance(hparams, dict) and "eval_merge" in hparams:
-        hparams["eval_merge"] = list(schedule)
-    with atomic_write(out, "wb") as fh:
-        torch.save(checkpoint, fh)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -159,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         _write_json(args.out / "schedule.json", result, args, seconds)
         _write_log(args.out / "search_log.csv", result.history)
         if args.save_checkpoint is not None:
-            save_checkpoint(args.checkpoint, args.save_checkpoint, result.schedule)
+            store_eval_schedule(args.checkpoint, args.save_checkpoint, result.schedule)
     except USER_ERRORS as err:
         return fail(p.prog, err)
     print(f"r per layer: {result.schedule}")

@@ -40,6 +40,7 @@ import torch
 from fastast_pl.models.arch import ARCHS, ASTArch, arch_dims
 from fastast_pl.models.checkpoints.files import read_lightning
 from fastast_pl.models.checkpoints.formats import field_of
+from fastast_pl.utils.io import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +174,25 @@ def record_of(checkpoint: Mapping[str, Any], path: str | os.PathLike) -> Checkpo
         fields = {f.name for f in dataclasses.fields(CheckpointRecord)} - {"path"}
         return CheckpointRecord(path=path, **{k: saved.get(k) for k in fields})
     return _from_hyper_parameters(checkpoint, path)
+
+
+def store_eval_schedule(source: str, out: Path, schedule: list[int]) -> None:
+    """Write to ``out`` a copy of the fastast-pl ``.ckpt`` ``source`` whose record (``merge``:
+    the evaluation schedule) and ``eval_merge`` hyper-parameter carry ``schedule``."""
+    if not Path(source).is_file() or Path(source).suffix != ".ckpt":
+        raise ValueError(
+            f"--save-checkpoint needs a fastast-pl .ckpt as --checkpoint, got {source}; "
+            "use the YAML snippet with other checkpoints"
+        )
+    checkpoint = read_lightning(source)
+    if record_of(checkpoint, source).version is None:  # raises on a record it cannot read
+        raise ValueError(f"{source} carries no {RECORD_KEY!r} record (saved by another version)")
+    checkpoint[RECORD_KEY]["merge"] = list(schedule)
+    hparams = checkpoint.get("hyper_parameters")
+    if isinstance(hparams, dict) and "eval_merge" in hparams:
+        hparams["eval_merge"] = list(schedule)
+    with atomic_write(out, "wb") as fh:
+        torch.save(checkpoint, fh)
 
 
 def old_version_note(checkpoint: Mapping[str, Any]) -> str:
