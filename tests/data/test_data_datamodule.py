@@ -319,7 +319,7 @@ def _eval_with_bad_files(tmp_path):
 @pytest.mark.parametrize("split", ["val", "test"])
 def test_skip_in_evaluation_drops_bad_clips_and_reports_them_once(tmp_path, caplog, split):
     dm = _bad_dm(_eval_with_bad_files(tmp_path), on_bad_audio="skip", batch_size=4)
-    with caplog.at_level(logging.WARNING, logger="fastast_pl.data.datamodule"):
+    with caplog.at_level(logging.WARNING, logger="fastast_pl.data.setup_checks"):
         dm.setup({"val": "validate", "test": "test"}[split])
         dm.setup({"val": "validate", "test": "test"}[split])  # a second setup: no new report
     names = sorted(c.path.name for c in dm.datasets[split].clips)

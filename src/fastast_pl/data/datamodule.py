@@ -1,9 +1,9 @@
 """AudioDataModule: a dataset source + feature, augmentation and loader settings -> batches.
 
 It owns the DataLoaders, balanced/distributed sampling, the feature cache and bad-audio
-reporting; which clips exist and what their labels are is the source's business
-(``sources.py``). ``num_classes`` and ``multi_label`` are readable right after
-``__init__`` (the CLI links them into the model) without touching audio.
+reporting (``setup``'s checks: ``setup_checks.py``); which clips exist and what their
+labels are is the source's business (``sources.py``). ``num_classes`` and ``multi_label``
+are readable right after ``__init__`` (the CLI links them into the model) without touching audio.
 """
 
 from __future__ import annotations
@@ -17,24 +17,15 @@ from typing import Any, Literal
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
-from fastast_pl.data.audio import AudioDecodeError, decode
 from fastast_pl.data.augment import AugmentConfig
 from fastast_pl.data.cache import FeatureCache
-from fastast_pl.data.checks import leaks_across_splits
-from fastast_pl.data.clips import (
-    SPLITS,
-    Clip,
-    ClipSplits,
-    check_files,
-    check_nonempty,
-    show,
-    split_fingerprint,
-)
+from fastast_pl.data.clips import SPLITS, Clip, ClipSplits, split_fingerprint
 from fastast_pl.data.dataset import AudioDataset, BadAudioTally
 from fastast_pl.data.features import FeatureConfig
 from fastast_pl.data.sampling import DistributedWeightedSampler, balanced_weights
+from fastast_pl.data.setup_checks import check_splits, readable_clips, report_left_out
 from fastast_pl.data.sources import DataSource
 from fastast_pl.data.unlabeled import UnlabeledConfig, split_unlabeled
 from fastast_pl.utils.numbers import check_number
@@ -256,38 +247,8 @@ class AudioDataModule(pl.LightningDataModule):
         if self.trainer is None:
             self.prepare_data()  # used without a Trainer (scripts, benchmarks)
         splits = self.clip_splits
-        if splits.num_classes != self.num_classes:  # the model was built with self.num_classes
-            raise ValueError(
-                f"{splits.source} has {splits.num_classes} classes, but {self.num_classes} were "
-                "announced before the data existed (and linked into the model); rerun now "
-                "that the data is in place"
-            )
         needed = _STAGE_SPLITS[stage] if stage else SPLITS
-        check_nonempty(splits, needed)
-        if self.check_files_exist:
-            check_files(splits.subset(needed))
-        log.info(
-            "%s: %d classes (%s), %s",
-            splits.source,
-            splits.num_classes,
-            "multi-label" if splits.multi_label else "single-label",
-            ", ".join(f"{s}={len(splits.splits[s])}" for s in needed),
-        )
-        for note in splits.notes:
-            if note not in self._noted:
-                log.info("%s", note)
-                self._noted.add(note)
-        if "train" in needed and "leaks" not in self._noted:
-            self._noted.add("leaks")
-            leaks = leaks_across_splits({s: [c.path for c in splits.splits[s]] for s in SPLITS})
-            if leaks:
-                log.warning(
-                    "%s: %d evaluation clip(s) hold training audio; their scores are not held "
-                    "out:\n  %s",
-                    splits.source,
-                    len(leaks),
-                    "\n  ".join(leaks),
-                )
+        check_splits(splits, self.num_classes, needed, self.check_files_exist, self._noted)
         cache = self._cache()
         for split in needed:
             if split in self.datasets:
@@ -318,27 +279,11 @@ class AudioDataModule(pl.LightningDataModule):
     def _readable(self, split: str, clips: list[Clip]) -> list[Clip]:
         """``clips`` without the bad ones (decoded once each, in the loader's workers);
         the left-out files are logged once and kept in ``self.skipped[split]``."""
-        todo = list(dict.fromkeys(c.path for c in clips if c.path not in self._scanned))
-        if todo:
-            scan = DataLoader(
-                _DecodeCheck(todo, self.features.frame_length),
-                batch_size=None,
-                num_workers=min(self.loader.num_workers, len(todo)),
-            )
-            self._scanned.update(zip(todo, scan))
-        kept = [c for c in clips if self._scanned[c.path] is None]
-        bad = list(dict.fromkeys((c.path, self._scanned[c.path]) for c in clips if c not in kept))
-        self.skipped[split] = bad  # type: ignore[assignment]
-        if bad and not kept:
-            raise ValueError(
-                f"{split} split: all {len(bad)} clip(s) are unreadable (on_bad_audio=skip "
-                f"leaves nothing to evaluate): {show([f'{p} ({r})' for p, r in bad])}"
-            )
-        if bad:
-            log.warning(
-                "%s split: left out %d unreadable clip(s) of %d (on_bad_audio=skip): %s",
-                split, len(bad), len(clips), show([f"{p} ({r})" for p, r in bad], limit=20),
-            )  # fmt: skip
+        kept, bad = readable_clips(
+            clips, self._scanned, self.features.frame_length, self.loader.num_workers
+        )
+        self.skipped[split] = bad
+        report_left_out(split, bad, len(kept), len(clips))
         return kept
 
     def _cache(self) -> FeatureCache | None:
@@ -452,20 +397,3 @@ class AudioDataModule(pl.LightningDataModule):
     def teardown(self, stage: str | None = None) -> None:
         for split in list(self.datasets):
             self.report_bad_audio(split)
-
-
-class _DecodeCheck(Dataset):
-    """Item i: None if file i decodes and passes the checks, else why not (for the scan)."""
-
-    def __init__(self, paths: list[Path], window_ms: float) -> None:
-        self.paths, self.window_ms = paths, window_ms
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, index: int) -> str | None:
-        try:
-            decode(self.paths[index], self.window_ms)
-        except AudioDecodeError as err:
-            return err.reason
-        return None
