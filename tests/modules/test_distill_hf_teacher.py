@@ -150,7 +150,7 @@ def test_waveform_teacher_needs_waveforms_and_waveform_mixup(tmp_path, hub, capl
 
     masked = _dm(tmp_path / "data", freqm=4, mixup=0.5, mixup_domain="waveform")
     L.seed_everything(0, verbose=False)
-    with caplog.at_level(logging.WARNING, logger="fastast_pl.modules.distill"):
+    with caplog.at_level(logging.WARNING, logger="fastast_pl.modules.teacher_checks"):
         tiny_trainer(tmp_path, max_epochs=1, limit_val_batches=0).fit(_student(), datamodule=masked)
     assert "freqm=4 change only the student's fbank" in caplog.text
     assert "mixup=" not in caplog.text.split("waveform teacher")[1].split("\n")[0]

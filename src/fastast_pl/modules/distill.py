@@ -1,5 +1,6 @@
 """DistillationModule: the AST student trained with CMKD (``fastast_pl.losses``) from a frozen
-teacher (the CNN teacher or a trained AST), and the check that the teacher fits the data."""
+teacher (the CNN teacher, a trained AST or an HF audio classifier); the checks that the
+teacher fits the data live in ``teacher_checks.py``."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from fastast_pl.losses import (
 from fastast_pl.metrics import ClassificationMetrics
 from fastast_pl.models.frozen import load_frozen_teacher
 from fastast_pl.models.hf_teacher import WAVEFORM_KIND, is_waveform_teacher, load_waveform_teacher
-from fastast_pl.models.teacher import FrozenTeacher, TeacherInfo
+from fastast_pl.models.teacher import FrozenTeacher
 from fastast_pl.modules.base import Batch
 from fastast_pl.modules.kd_cache import (
     TeacherLogitsCache,
@@ -30,68 +31,13 @@ from fastast_pl.modules.kd_cache import (
 )
 from fastast_pl.modules.student import StudentModule
 from fastast_pl.modules.teacher import datamodule_feature_config
+from fastast_pl.modules.teacher_checks import (
+    check_teacher_compatibility,
+    check_waveform_data,
+    training_augmentations,
+)
 
 log = logging.getLogger(__name__)
-
-#: Feature settings that may differ between teacher and student data: training-time
-#: dither is augmentation, not part of what the teacher expects at its input.
-_IGNORED_FEATURE_KEYS = frozenset({"dither"})
-
-
-def check_teacher_compatibility(
-    info: TeacherInfo,
-    num_classes: int,
-    multi_label: bool,
-    feature_config: dict[str, Any] | None,
-    class_names: list[str] | None = None,
-    data_source: str | None = None,
-    other_data: bool = False,
-) -> None:
-    """Raise ValueError naming the teacher's and the data's value of every setting that differs.
-
-    Compared: the number of classes, the class names (where both say), the label kind, the
-    feature settings (every key of ``feature_config()`` both sides have, except training
-    dither; without a stored feature config, the mel bins) and, unless ``other_data``, the
-    data source the teacher was trained on (its ``data_identity()["source"]``: the source,
-    its root and split settings; a teacher trained on other splits may have seen the
-    student's validation and test clips).
-    """
-    problems = []
-    if info.num_classes != num_classes:
-        problems.append(f"num_classes: teacher {info.num_classes}, data {num_classes}")
-    elif info.class_names is not None and class_names is not None:
-        pairs = zip(info.class_names, class_names)
-        at = next((i for i, (a, b) in enumerate(pairs) if str(a) != str(b)), None)
-        if at is not None:
-            problems.append(
-                f"class {at}: teacher {info.class_names[at]!r}, data {class_names[at]!r}"
-            )
-    teacher_source = (info.data or {}).get("source")
-    if not other_data and teacher_source is not None and data_source is not None:
-        if teacher_source != data_source:
-            problems.append(
-                f"data source: teacher trained on {teacher_source}, data {data_source} (if "
-                "meant, set model.init_args.teacher_other_data=true)"
-            )
-    if info.multi_label is None:
-        log.warning(
-            "teacher checkpoint %r does not say whether it is multi-label; not checked", info.path
-        )
-    elif info.multi_label != multi_label:
-        problems.append(f"multi_label: teacher {info.multi_label}, data {multi_label}")
-    teacher_features = info.feature_config
-    if teacher_features is None:
-        teacher_features = {"num_mel_bins": info.num_mel_bins}
-    if feature_config is not None:
-        for key in sorted(set(teacher_features) & set(feature_config) - _IGNORED_FEATURE_KEYS):
-            if teacher_features[key] != feature_config[key]:
-                problems.append(
-                    f"feature {key}: teacher {teacher_features[key]!r}, data {feature_config[key]!r}"
-                )
-    if problems:
-        raise ValueError(
-            f"teacher checkpoint {info.path!r} does not fit the data: " + "; ".join(problems)
-        )
 
 
 class DistillationModule(StudentModule):
@@ -190,7 +136,7 @@ class DistillationModule(StudentModule):
             self.teacher_other_data,
         )
         if self.hears_waveforms and stage == "fit":
-            self._check_waveform_data()
+            check_waveform_data(datamodule, self.teacher_checkpoint)
         if stage == "fit":
             self._setup_cache()
 
@@ -234,29 +180,6 @@ class DistillationModule(StudentModule):
             )
         return batch["waveform"]
 
-    def _check_waveform_data(self) -> None:
-        """A waveform teacher needs waveforms in the batch; say what it does not hear."""
-        datamodule = getattr(self._trainer, "datamodule", None)
-        carries = getattr(datamodule, "carries_waveforms", None)
-        if datamodule is not None and not (callable(carries) and carries()):
-            raise ValueError(
-                f"teacher {self.teacher_checkpoint!r} is a waveform teacher (an HF audio "
-                f"classifier with its own feature extractor); {type(datamodule).__name__} "
-                "does not put waveforms into its batches: set data.waveforms: true"
-            )
-        others = (
-            [a for a in _training_augmentations(datamodule) if not a.startswith("mixup=")]
-            if datamodule is not None
-            else []
-        )
-        if others:
-            log.warning(
-                "waveform teacher: it hears each clip's clean waveform (and the waveform mix "
-                "with mixup); %s change only the student's fbank, so the teacher does not see "
-                "what the student sees there (CMKD teaches on the same input)",
-                ", ".join(others),
-            )
-
     def _data_feature_config(self) -> dict[str, Any]:
         features = datamodule_feature_config(self._trainer)
         if features is None:  # built by hand, no datamodule: what the module itself knows
@@ -271,7 +194,7 @@ class DistillationModule(StudentModule):
         if datamodule is None:
             log.warning("not caching teacher logits: no datamodule to check augmentation on")
             return
-        augmentations = _training_augmentations(datamodule)
+        augmentations = training_augmentations(datamodule)
         if augmentations:
             log.warning(
                 "not caching teacher logits: training augmentation changes the teacher's input "
@@ -400,12 +323,3 @@ def _data_identity(datamodule: Any) -> dict[str, Any]:
         # invalidate the others (the record's fingerprints guard resumed splits instead).
         identity["data"] = {k: v for k, v in data_identity().items() if k != "splits"}
     return identity
-
-
-def _training_augmentations(datamodule: Any) -> list[str]:
-    """The datamodule's ``training_augmentations()`` (what changes a training clip's input
-    from epoch to epoch); a datamodule without it cannot say, and is listed as unknown."""
-    augmentations = getattr(datamodule, "training_augmentations", None)
-    if not callable(augmentations):
-        return [f"unknown ({type(datamodule).__name__} has no training_augmentations())"]
-    return list(augmentations())
