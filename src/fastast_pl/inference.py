@@ -5,7 +5,8 @@ Decoding and resampling (``data.audio``), the fbank and its normalisation
 settings the checkpoint carries (``models.checkpoints.metadata``). A clip longer than the
 model's input is covered by sliding windows whose scores are aggregated; a shorter one is
 zero-padded before normalisation, exactly as in training, or run at its own length
-(``short_clips="crop-pos"``, ``fastast_pl.short_clips``).
+(``short_clips="crop-pos"``, ``fastast_pl.short_clips``). What ``predict`` accepts (files,
+folders, arrays) is made into checked waveforms in ``fastast_pl.inference_inputs``.
 """
 
 from __future__ import annotations
@@ -19,11 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
-import numpy as np
 import torch
 
-from fastast_pl.data.audio import AUDIO_EXTENSIONS, AudioDecodeError, load_audio
-from fastast_pl.data.checks import FULL_SCALE_LIMIT
+from fastast_pl.data.audio import AudioDecodeError
 from fastast_pl.data.features import (
     FEATURE_VERSION,
     FeatureConfig,
@@ -31,6 +30,7 @@ from fastast_pl.data.features import (
     normalize,
     pad_or_crop,
 )
+from fastast_pl.inference_inputs import AudioInput, as_items, read_waveform
 from fastast_pl.models.ast import ASTModel
 from fastast_pl.models.checkpoints import read_inference_info, resolve_source
 from fastast_pl.short_clips import SHORT_CLIPS, kept_frames, schedule_as_ratios, tokens_entering
@@ -38,10 +38,7 @@ from fastast_pl.tome import MergeSpec
 
 log = logging.getLogger(__name__)
 
-AudioInput = str | os.PathLike | torch.Tensor | np.ndarray
 _FEATURE_FIELDS = tuple(f.name for f in dataclasses.fields(FeatureConfig))
-#: Most channels a (channels, samples) waveform may have; more reads as a transposed array.
-MAX_CHANNELS = 8
 
 
 class ClassScore(NamedTuple):
@@ -67,25 +64,6 @@ class Prediction:
     windows: int
     above_threshold: list[ClassScore] | None = None
     tokens: int = 0  # tokens entering the transformer, summed over the windows
-
-
-def audio_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
-    """Files as given, folders searched (recursively, sorted) for audio files."""
-    out: list[Path] = []
-    for item in paths:
-        p = Path(item).expanduser()
-        if p.is_dir():
-            found = sorted(
-                f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in AUDIO_EXTENSIONS
-            )
-            if not found:
-                raise FileNotFoundError(
-                    f"folder {p} holds no audio files (looked for {', '.join(AUDIO_EXTENSIONS)})"
-                )
-            out.extend(found)
-        else:
-            out.append(p)  # a missing file is reported when it is decoded
-    return out
 
 
 class AudioClassifier:
@@ -263,36 +241,6 @@ class AudioClassifier:
         )  # (W, T, F)
         return normalize(padded, cfg.mean, cfg.std).float()
 
-    def _waveform(self, item: AudioInput) -> torch.Tensor:
-        if isinstance(item, (str, os.PathLike)):
-            # the loaders' bad-audio checks (data.checks), shorter-than-one-window included
-            return load_audio(item, self.sample_rate, self.features.frame_length)  # (1, N)
-        x = _full_scale_float(item)
-        if x.ndim == 1:
-            x = x.unsqueeze(0)  # (1, N)
-        elif x.ndim == 2 and (x.shape[0] > x.shape[1] or x.shape[0] > MAX_CHANNELS):
-            rows, cols = x.shape
-            raise ValueError(
-                f"expected a waveform (channels, samples), got shape {(rows, cols)}: that "
-                f"reads as {rows} channels of {cols} samples. A (samples, channels) array "
-                f"(as soundfile.read returns) must be transposed: pass array.T "
-                f"(shape {(cols, rows)})"
-            )
-        elif x.ndim == 2 and x.shape[0] > 1:
-            x = x.mean(dim=0, keepdim=True)  # (channels, N) -> (1, N)
-        if x.ndim != 2 or x.shape[1] == 0:
-            raise ValueError(f"expected a waveform (N,) or (channels, N), got {tuple(x.shape)}")
-        if not torch.isfinite(x).all():
-            raise ValueError("the waveform contains NaN or infinity")
-        peak = float(x.abs().max())
-        if peak > FULL_SCALE_LIMIT:
-            raise ValueError(
-                f"the waveform's peak amplitude is {peak:.4g} (expected at most "
-                f"{FULL_SCALE_LIMIT}: float audio lies in [-1, 1]); scale it, e.g. int16 "
-                "values by 1/32768, or pass the integer array itself"
-            )
-        return x
-
     # ------------------------------------------------------------------ predicting
     @torch.inference_mode()
     def predict(
@@ -310,10 +258,10 @@ class AudioClassifier:
         """Top-k classes of each input: audio files, folders of them, or waveforms.
 
         Waveforms (tensors/arrays) must be at ``self.sample_rate``, shaped ``(samples,)``
-        or ``(channels, samples)`` (at most ``MAX_CHANNELS`` channels, fewer channels than
-        samples; transpose a soundfile ``(samples, channels)`` array); float in [-1, 1]
-        (peak above ``FULL_SCALE_LIMIT`` refused) or signed integer PCM, scaled by its
-        dtype's full scale as soundfile scales integer files. ``aggregate``
+        or ``(channels, samples)`` (at most ``inference_inputs.MAX_CHANNELS`` channels,
+        fewer channels than samples; transpose a soundfile ``(samples, channels)`` array);
+        float in [-1, 1] (peak above ``FULL_SCALE_LIMIT`` refused) or signed integer PCM,
+        scaled by its dtype's full scale as soundfile scales integer files. ``aggregate``
         combines the window scores (default: max for multi-label, mean for single-label).
 
         Bad audio files (undecodable, missing, truncated, NaN/inf, shorter than one fbank
@@ -327,7 +275,7 @@ class AudioClassifier:
         aggregate = aggregate or ("max" if self.multi_label else "mean")
         if aggregate not in ("mean", "max"):
             raise ValueError(f"aggregate must be 'mean' or 'max', got {aggregate!r}")
-        items = _as_items(inputs)
+        items = as_items(inputs)
         batch = batch_size or self.batch_size
         results: list[Prediction | None] = []
         pending: list[tuple[int, str, torch.Tensor]] = []  # (result slot, source, windows)
@@ -336,7 +284,8 @@ class AudioClassifier:
                 str(item) if isinstance(item, (str, os.PathLike)) else f"waveform {len(results)}"
             )
             try:
-                windows = self.windows(self._waveform(item), hop)
+                wave = read_waveform(item, self.sample_rate, self.features.frame_length)
+                windows = self.windows(wave, hop)
             except AudioDecodeError as err:
                 if on_bad_audio == "raise":
                     raise
@@ -391,35 +340,6 @@ class AudioClassifier:
 
     def _class(self, index: int, score: float) -> ClassScore:
         return ClassScore(int(index), self.class_names[index], float(score))
-
-
-def _full_scale_float(item: torch.Tensor | np.ndarray) -> torch.Tensor:
-    """A float32 tensor of a waveform; signed integer PCM (int16, int32, ...) is scaled by
-    its dtype's full scale, 2^(bits-1), as soundfile scales integer files, so an array and
-    its WAV file give the same samples. Unsigned and boolean arrays are refused."""
-    x = torch.as_tensor(item)
-    if x.dtype.is_floating_point:
-        return x.float()
-    if x.dtype in (torch.int8, torch.int16, torch.int32, torch.int64):
-        bits = torch.iinfo(x.dtype).bits
-        log.info("waveform of dtype %s scaled to [-1, 1] by 1/2^%d", x.dtype, bits - 1)
-        return (x.double() / 2.0 ** (bits - 1)).float()
-    raise ValueError(
-        f"a waveform of dtype {x.dtype} has no known full scale; pass float audio in "
-        "[-1, 1] or signed integer PCM (int16, int32)"
-    )
-
-
-def _as_items(inputs: AudioInput | Sequence[AudioInput]) -> list[AudioInput]:
-    if isinstance(inputs, (str, os.PathLike, torch.Tensor, np.ndarray)):
-        inputs = [inputs]
-    items: list[AudioInput] = []
-    for item in inputs:
-        if isinstance(item, (str, os.PathLike)) and Path(item).is_dir():
-            items.extend(audio_files([item]))
-        else:
-            items.append(item)
-    return items
 
 
 def _track(items: list[AudioInput], progress: bool) -> Iterable[AudioInput]:

@@ -183,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     """`python -m fastast_pl classify CHECKPOINT FILE_OR_FOLDER...`."""
     args = _parser().parse_args(argv)
     try:
-        from fastast_pl.inference import AudioClassifier, audio_files
+        from fastast_pl.inference import AudioClassifier
+        from fastast_pl.inference_inputs import audio_files
 
         if args.top_k < 1 or args.batch_size < 1:
             raise ToolError("--top-k and --batch-size must be >= 1")

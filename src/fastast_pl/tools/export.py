@@ -85,7 +85,8 @@ def _check_windows(local: Path, args: argparse.Namespace, merge: Any) -> tuple[A
     """The model through ``AudioClassifier`` (its feature settings) and the fbank windows
     ``(W, T, F)`` of every ``--check-audio`` file."""
     from fastast_pl.data.audio import load_audio
-    from fastast_pl.inference import AudioClassifier, audio_files
+    from fastast_pl.inference import AudioClassifier
+    from fastast_pl.inference_inputs import audio_files
 
     classifier = AudioClassifier.from_pretrained(
         local, merge=merge, features=read_json_option(args.features, "--features"), device="cpu"

@@ -1,0 +1,108 @@
+"""What ``AudioClassifier.predict`` accepts, as checked ``(1, N)`` waveforms.
+
+Audio files and folders of them are decoded by the training pipeline's loader
+(``data.audio.load_audio``, with its bad-audio checks); tensors and arrays are checked here
+for the mistakes a caller makes with them: a transposed ``(samples, channels)`` array,
+NaN/inf, integer PCM, float audio beyond full scale.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fastast_pl.data.audio import AUDIO_EXTENSIONS, load_audio
+from fastast_pl.data.checks import FULL_SCALE_LIMIT
+
+log = logging.getLogger(__name__)
+
+AudioInput = str | os.PathLike | torch.Tensor | np.ndarray
+#: Most channels a (channels, samples) waveform may have; more reads as a transposed array.
+MAX_CHANNELS = 8
+
+
+def audio_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """Files as given, folders searched (recursively, sorted) for audio files."""
+    out: list[Path] = []
+    for item in paths:
+        p = Path(item).expanduser()
+        if p.is_dir():
+            found = sorted(
+                f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in AUDIO_EXTENSIONS
+            )
+            if not found:
+                raise FileNotFoundError(
+                    f"folder {p} holds no audio files (looked for {', '.join(AUDIO_EXTENSIONS)})"
+                )
+            out.extend(found)
+        else:
+            out.append(p)  # a missing file is reported when it is decoded
+    return out
+
+
+def as_items(inputs: AudioInput | Sequence[AudioInput]) -> list[AudioInput]:
+    """One input or a sequence of them as a list, folders replaced by their audio files."""
+    if isinstance(inputs, (str, os.PathLike, torch.Tensor, np.ndarray)):
+        inputs = [inputs]
+    items: list[AudioInput] = []
+    for item in inputs:
+        if isinstance(item, (str, os.PathLike)) and Path(item).is_dir():
+            items.extend(audio_files([item]))
+        else:
+            items.append(item)
+    return items
+
+
+def read_waveform(item: AudioInput, sample_rate: int, frame_length: float) -> torch.Tensor:
+    """The ``(1, N)`` mono waveform of a file (decoded, resampled to ``sample_rate``) or of a
+    tensor/array already at that rate; refuses what would give silently wrong scores."""
+    if isinstance(item, (str, os.PathLike)):
+        # the loaders' bad-audio checks (data.checks), shorter-than-one-window included
+        return load_audio(item, sample_rate, frame_length)  # (1, N)
+    x = _full_scale_float(item)
+    if x.ndim == 1:
+        x = x.unsqueeze(0)  # (1, N)
+    elif x.ndim == 2 and (x.shape[0] > x.shape[1] or x.shape[0] > MAX_CHANNELS):
+        rows, cols = x.shape
+        raise ValueError(
+            f"expected a waveform (channels, samples), got shape {(rows, cols)}: that "
+            f"reads as {rows} channels of {cols} samples. A (samples, channels) array "
+            f"(as soundfile.read returns) must be transposed: pass array.T "
+            f"(shape {(cols, rows)})"
+        )
+    elif x.ndim == 2 and x.shape[0] > 1:
+        x = x.mean(dim=0, keepdim=True)  # (channels, N) -> (1, N)
+    if x.ndim != 2 or x.shape[1] == 0:
+        raise ValueError(f"expected a waveform (N,) or (channels, N), got {tuple(x.shape)}")
+    if not torch.isfinite(x).all():
+        raise ValueError("the waveform contains NaN or infinity")
+    peak = float(x.abs().max())
+    if peak > FULL_SCALE_LIMIT:
+        raise ValueError(
+            f"the waveform's peak amplitude is {peak:.4g} (expected at most "
+            f"{FULL_SCALE_LIMIT}: float audio lies in [-1, 1]); scale it, e.g. int16 "
+            "values by 1/32768, or pass the integer array itself"
+        )
+    return x
+
+
+def _full_scale_float(item: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """A float32 tensor of a waveform; signed integer PCM (int16, int32, ...) is scaled by
+    its dtype's full scale, 2^(bits-1), as soundfile scales integer files, so an array and
+    its WAV file give the same samples. Unsigned and boolean arrays are refused."""
+    x = torch.as_tensor(item)
+    if x.dtype.is_floating_point:
+        return x.float()
+    if x.dtype in (torch.int8, torch.int16, torch.int32, torch.int64):
+        bits = torch.iinfo(x.dtype).bits
+        log.info("waveform of dtype %s scaled to [-1, 1] by 1/2^%d", x.dtype, bits - 1)
+        return (x.double() / 2.0 ** (bits - 1)).float()
+    raise ValueError(
+        f"a waveform of dtype {x.dtype} has no known full scale; pass float audio in "
+        "[-1, 1] or signed integer PCM (int16, int32)"
+    )
