@@ -133,9 +133,13 @@ def test_missing_data_directory_is_named(tmp_path):
         "fit",
         *_tiny(tmp_path),
         "--data.source",
-        json.dumps({"class_path": "fastast_pl.data.sources.ESC50Source",
-                    "init_args": {"root": str(missing)}}),
-    )  # fmt: skip
+        json.dumps(
+            {
+                "class_path": "fastast_pl.data.sources.ESC50Source",
+                "init_args": {"root": str(missing)},
+            }
+        ),
+    )
     assert result.returncode != 0
     assert str(missing) in result.stderr
     assert not (tmp_path / "runs").exists()

@@ -109,8 +109,12 @@ def test_dataset_recipes_compose_and_print(dataset):
         averaged = dataset == "audioset" and method in ("teacher", "ast_baseline", "fastast")
         extra = ["EpochWindowAveraging"] if averaged else []
         assert [c["class_path"].rsplit(".", 1)[-1] for c in cfg["trainer"]["callbacks"]] == [
-            "ModelCheckpoint", "ModelCheckpoint", "ResumeRNGState", "LearningRateMonitor", *extra
-        ]  # fmt: skip
+            "ModelCheckpoint",
+            "ModelCheckpoint",
+            "ResumeRNGState",
+            "LearningRateMonitor",
+            *extra,
+        ]
         assert cfg["trainer"]["callbacks"][1]["init_args"]["save_last"] is True
 
 
@@ -120,7 +124,7 @@ def test_audioset_full_overlay_quickstart_and_demo():
             "fit",
             *_configs(*_recipe_base("audioset"), "audioset/fastast", "audioset/full"),
             "--print_config",
-        ]  # fmt: skip
+        ]
     )
     cfg = yaml.safe_load(text)
     assert cfg["model"]["class_path"].endswith("DistillationModule")
@@ -219,11 +223,18 @@ TINY_TEACHER = [
 def _one_step(root: Path) -> list[str]:
     """One training step and one validation batch, saving last.ckpt under `root`."""
     return [
-        "--trainer.max_steps=1", "--trainer.limit_val_batches=1", "--trainer.num_sanity_val_steps=0",
+        "--trainer.max_steps=1",
+        "--trainer.limit_val_batches=1",
+        "--trainer.num_sanity_val_steps=0",
         f"--trainer.default_root_dir={root}",
-        "--trainer.logger=" + json.dumps({"class_path": "lightning.pytorch.loggers.CSVLogger",
-                                          "init_args": {"save_dir": str(root), "name": "", "version": ""}}),
-    ]  # fmt: skip
+        "--trainer.logger="
+        + json.dumps(
+            {
+                "class_path": "lightning.pytorch.loggers.CSVLogger",
+                "init_args": {"save_dir": str(root), "name": "", "version": ""},
+            }
+        ),
+    ]
 
 
 @pytest.mark.slow
@@ -254,9 +265,21 @@ def test_each_recipe_runs_one_step(dataset, tmp_path):
     )
     student = tmp_path / "ast" / "checkpoints" / "last.ckpt"
     assert student.is_file()
-    run("fit", "fastast", *TINY_AST_ARGS, "--model.init_args.init_from=null",
-        f"--model.init_args.teacher_checkpoint={teacher}", "--trainer.fast_dev_run=1",
-        f"--trainer.default_root_dir={tmp_path / 'fastast'}")  # fmt: skip
-    run("test", "eval_pretrained", *TINY_AST_ARGS, f"--model.init_args.init_from={student}",
-        "--trainer.fast_dev_run=1", f"--trainer.default_root_dir={tmp_path / 'eval'}")  # fmt: skip
+    run(
+        "fit",
+        "fastast",
+        *TINY_AST_ARGS,
+        "--model.init_args.init_from=null",
+        f"--model.init_args.teacher_checkpoint={teacher}",
+        "--trainer.fast_dev_run=1",
+        f"--trainer.default_root_dir={tmp_path / 'fastast'}",
+    )
+    run(
+        "test",
+        "eval_pretrained",
+        *TINY_AST_ARGS,
+        f"--model.init_args.init_from={student}",
+        "--trainer.fast_dev_run=1",
+        f"--trainer.default_root_dir={tmp_path / 'eval'}",
+    )
     assert not list(tmp_path.rglob("*.part"))  # no temporary checkpoint left behind

@@ -50,8 +50,12 @@ def test_a_tiny_run_prints_no_library_noise(tmp_path):
     env.pop("KINETO_LOG_LEVEL", None)
     run = subprocess.run(
         [sys.executable, "-c", SCRIPT, json.dumps(commands)],
-        capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        cwd=tmp_path,
+    )
     printed = run.stdout + run.stderr
     assert run.returncode == 0, printed[-3000:]
     assert "peak MiB > 0: True" in printed and "test/acc" in printed

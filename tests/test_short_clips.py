@@ -62,8 +62,15 @@ def test_cropped_equals_a_shorter_model_with_cut_embeddings(merge):
 def test_kept_frames_cover_the_clip_with_whole_columns():
     model = _model()  # patch 16, stride 8, 96 frames
     assert [kept_frames(model, n) for n in (1, 16, 17, 24, 25, 95, 96, 200)] == [
-        16, 16, 24, 24, 32, 96, 96, 96,
-    ]  # fmt: skip
+        16,
+        16,
+        24,
+        24,
+        32,
+        96,
+        96,
+        96,
+    ]
     assert tokens_entering(model, 96) == model.num_tokens
     assert tokens_entering(model, 24) == 2 + model.grid_size[0] * 2
 

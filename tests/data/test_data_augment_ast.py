@@ -40,9 +40,15 @@ def _clips(tmp_path: Path) -> list[Clip]:
 def _fbank(wav: torch.Tensor) -> torch.Tensor:
     """AST's _wav2fbank after the waveform step: kaldi fbank, zero-pad/cut, (T, F) raw."""
     fb = kaldi.fbank(
-        wav, htk_compat=True, sample_frequency=16000, use_energy=False,
-        window_type="hanning", num_mel_bins=MELS, dither=0.0, frame_shift=10,
-    )  # fmt: skip
+        wav,
+        htk_compat=True,
+        sample_frequency=16000,
+        use_energy=False,
+        window_type="hanning",
+        num_mel_bins=MELS,
+        dither=0.0,
+        frame_shift=10,
+    )
     if fb.shape[0] < TLEN:
         return torch.nn.functional.pad(fb, (0, 0, 0, TLEN - fb.shape[0]))
     return fb[:TLEN]
@@ -143,9 +149,12 @@ def test_mask_before_norm_matches_ast(tmp_path):
     feats = FeatureConfig(target_length=TLEN, num_mel_bins=MELS)
     raw = _fbank(_wave(clips[0].path))  # (T, F)
     before = AudioDataset(
-        clips, 3, feats, train=True,
+        clips,
+        3,
+        feats,
+        train=True,
         augment=AugmentConfig(freqm=8, timem=16, mask_before_norm=True),
-    )  # fmt: skip
+    )
     after = AudioDataset(clips, 3, feats, train=True, augment=AugmentConfig(freqm=8, timem=16))
     for seed in range(20):
         torch.manual_seed(seed)

@@ -34,32 +34,49 @@ def tiny_args(data_root: Path, run_root: Path, *, classes: int = 3) -> list[str]
     """The quickstart shrunk to seconds: 3 classes x 6 clips of 0.5 s, a 2-layer 32-wide AST,
     no feature cache, no progress bar; every batch of every stage (callers set the length)."""
     return [
-        "--config", QUICKSTART,
-        "--data.source.init_args.root", str(data_root),
-        "--data.cache_dir", "null",
-        "--data.loader.num_workers", "0",
-        "--data.features.target_length", "64",
-        "--data.features.num_mel_bins", "32",
-        "--data.loader.batch_size", "4",
-        "--data.source.init_args.generator.num_classes", str(classes),
-        "--data.source.init_args.generator.clips_per_class", "6",
-        "--data.source.init_args.generator.clip_seconds", "0.5",
+        "--config",
+        QUICKSTART,
+        "--data.source.init_args.root",
+        str(data_root),
+        "--data.cache_dir",
+        "null",
+        "--data.loader.num_workers",
+        "0",
+        "--data.features.target_length",
+        "64",
+        "--data.features.num_mel_bins",
+        "32",
+        "--data.loader.batch_size",
+        "4",
+        "--data.source.init_args.generator.num_classes",
+        str(classes),
+        "--data.source.init_args.generator.clips_per_class",
+        "6",
+        "--data.source.init_args.generator.clip_seconds",
+        "0.5",
         *TINY_AST_ARGS,
-        "--trainer.default_root_dir", str(run_root),
-        "--trainer.enable_progress_bar", "false",
-    ]  # fmt: skip
+        "--trainer.default_root_dir",
+        str(run_root),
+        "--trainer.enable_progress_bar",
+        "false",
+    ]
 
 
 def tiny(data_root: Path, run_root: Path, *, classes: int = 3) -> list[str]:
     """``tiny_args`` with one batch per stage and one epoch."""
     return [
         *tiny_args(data_root, run_root, classes=classes),
-        "--trainer.limit_train_batches", "1",
-        "--trainer.limit_val_batches", "1",
-        "--trainer.limit_test_batches", "1",
-        "--trainer.limit_predict_batches", "1",
-        "--trainer.max_epochs", "1",
-    ]  # fmt: skip
+        "--trainer.limit_train_batches",
+        "1",
+        "--trainer.limit_val_batches",
+        "1",
+        "--trainer.limit_test_batches",
+        "1",
+        "--trainer.limit_predict_batches",
+        "1",
+        "--trainer.max_epochs",
+        "1",
+    ]
 
 
 def teacher_model() -> list[str]:
@@ -68,8 +85,10 @@ def teacher_model() -> list[str]:
 
 
 def csv_logger(save_dir: Path, name: str = "logs", version: int | str | None = 0) -> str:
-    logger = {"class_path": "lightning.pytorch.loggers.CSVLogger",
-              "init_args": {"save_dir": str(save_dir), "name": name, "version": version}}  # fmt: skip
+    logger = {
+        "class_path": "lightning.pytorch.loggers.CSVLogger",
+        "init_args": {"save_dir": str(save_dir), "name": name, "version": version},
+    }
     return "--trainer.logger=" + json.dumps(logger)
 
 

@@ -27,9 +27,13 @@ def ast_teacher_ckpt(tmp_path_factory):
     root = tmp_path_factory.mktemp("ast_teacher")
     L.seed_everything(1, verbose=False)
     module = StudentModule(
-        num_classes=4, target_length=T, num_mel_bins=F, multi_label=False,
-        ast=ASTArch(**TEACHER_AST), optim=FAST_OPTIM,
-    )  # fmt: skip
+        num_classes=4,
+        target_length=T,
+        num_mel_bins=F,
+        multi_label=False,
+        ast=ASTArch(**TEACHER_AST),
+        optim=FAST_OPTIM,
+    )
     trainer = tiny_trainer(root, limit_val_batches=0)
     trainer.fit(module, datamodule=TinyDataModule(num_classes=4))
     path = root / "ast_teacher.ckpt"
@@ -40,9 +44,16 @@ def ast_teacher_ckpt(tmp_path_factory):
 def _student(teacher_checkpoint: str, **kwargs) -> DistillationModule:
     L.seed_everything(0, verbose=False)
     return DistillationModule(
-        num_classes=4, target_length=T, num_mel_bins=F, multi_label=False, ast=TINY_AST,
-        optim=FAST_OPTIM, merge=2, teacher_checkpoint=teacher_checkpoint, **kwargs,
-    )  # fmt: skip
+        num_classes=4,
+        target_length=T,
+        num_mel_bins=F,
+        multi_label=False,
+        ast=TINY_AST,
+        optim=FAST_OPTIM,
+        merge=2,
+        teacher_checkpoint=teacher_checkpoint,
+        **kwargs,
+    )
 
 
 def _independent_teacher_weights(path) -> dict[str, torch.Tensor]:
@@ -108,9 +119,14 @@ def test_hf_transformers_ast_as_teacher(tmp_path) -> None:
 
     torch.manual_seed(0)
     cfg = ASTConfig(
-        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-        max_length=T, num_mel_bins=F, num_labels=4,
-    )  # fmt: skip
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_length=T,
+        num_mel_bins=F,
+        num_labels=4,
+    )
     hf = ASTForAudioClassification(cfg)
     with torch.no_grad():
         for p in hf.parameters():  # HF zero-initialises tokens and embeddings: make all count
@@ -132,9 +148,14 @@ def test_hf_transformers_ast_as_teacher(tmp_path) -> None:
 
 def test_ast_teacher_of_other_classes_is_refused(tmp_path, ast_teacher_ckpt) -> None:
     module = DistillationModule(
-        num_classes=5, target_length=T, num_mel_bins=F, multi_label=False, ast=TINY_AST,
-        optim=FAST_OPTIM, teacher_checkpoint=str(ast_teacher_ckpt),
-    )  # fmt: skip
+        num_classes=5,
+        target_length=T,
+        num_mel_bins=F,
+        multi_label=False,
+        ast=TINY_AST,
+        optim=FAST_OPTIM,
+        teacher_checkpoint=str(ast_teacher_ckpt),
+    )
     with pytest.raises(ValueError, match="num_classes: teacher 4, data 5"):
         tiny_trainer(tmp_path).fit(module, datamodule=TinyDataModule(num_classes=5))
 

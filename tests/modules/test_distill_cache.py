@@ -106,11 +106,18 @@ def teacher_ckpt(tmp_path_factory):
 def _distill(root, teacher_ckpt, dm, epochs=1, **kwargs) -> DistillationModule:
     L.seed_everything(0, verbose=False)
     module = DistillationModule(
-        num_classes=4, target_length=T, num_mel_bins=32, multi_label=False, ast=TINY_AST,
-        merge=2, optim=FAST_OPTIM,
-        teacher_checkpoint=str(teacher_ckpt), cache_teacher_logits=True,
-        teacher_cache_dir=str(root / "cache"), **kwargs,
-    )  # fmt: skip
+        num_classes=4,
+        target_length=T,
+        num_mel_bins=32,
+        multi_label=False,
+        ast=TINY_AST,
+        merge=2,
+        optim=FAST_OPTIM,
+        teacher_checkpoint=str(teacher_ckpt),
+        cache_teacher_logits=True,
+        teacher_cache_dir=str(root / "cache"),
+        **kwargs,
+    )
     tiny_trainer(root, max_epochs=epochs, limit_val_batches=0).fit(module, datamodule=dm)
     return module
 
@@ -221,11 +228,17 @@ def _distill_and_compare(root, teacher_ckpt, dm) -> tuple[DistillationModule, fl
     the teacher logits a batch was distilled against and the teacher's output on it."""
     L.seed_everything(0, verbose=False)
     module = DistillationModule(
-        num_classes=4, target_length=T, num_mel_bins=32, multi_label=False, ast=TINY_AST,
-        merge=2, optim=FAST_OPTIM,
-        teacher_checkpoint=str(teacher_ckpt), cache_teacher_logits=True,
+        num_classes=4,
+        target_length=T,
+        num_mel_bins=32,
+        multi_label=False,
+        ast=TINY_AST,
+        merge=2,
+        optim=FAST_OPTIM,
+        teacher_checkpoint=str(teacher_ckpt),
+        cache_teacher_logits=True,
         teacher_cache_dir=str(root / "cache"),
-    )  # fmt: skip
+    )
     worst, truths = [0.0], []
     original = module.teacher_logits
 
@@ -274,8 +287,9 @@ def test_bad_entries_are_recomputed_and_reported_once(tmp_path, teacher_ckpt, ca
 def _sync_worker(rank: int, world: int, port: int, directory: str) -> None:
     import torch.distributed as dist
 
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
-                            world_size=world)  # fmt: skip
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world
+    )
     cache = TeacherLogitsCache(directory, "train", "k", num_classes=2)
     cache.store([f"clip{rank}"], torch.full((1, 2), float(rank)))
     cache.sync()

@@ -98,7 +98,7 @@ def test_teacher_then_distillation_then_test(tmp_path: Path) -> None:
                         "num_heads": 2,
                         "fstride": 16,
                         "tstride": 16,
-                    },  # fmt: skip
+                    },
                     "merge": 2,
                     "teacher_checkpoint": str(teacher_ckpt),
                     "kd_lambda": 0.5,
@@ -119,9 +119,16 @@ def test_teacher_then_distillation_then_test(tmp_path: Path) -> None:
 
     teacher_ckpt.unlink()  # the distilled student must test on its own
     main(
-        ["test", "--config", student_cfg, "--ckpt_path", str(student_ckpt),
-         "--trainer.logger.init_args.version", "1"]
-    )  # fmt: skip
+        [
+            "test",
+            "--config",
+            student_cfg,
+            "--ckpt_path",
+            str(student_ckpt),
+            "--trainer.logger.init_args.version",
+            "1",
+        ]
+    )
     test_logged = _logged(tmp_path, "student", version=1)
     assert 0.0 <= test_logged["test/acc"] <= 1.0
     assert "test/teacher_acc" not in test_logged

@@ -76,9 +76,14 @@ def test_single_label_matches_formula(lam: float, temp: float, soft: bool) -> No
     if soft:  # mixup targets
         target = [[0.3, 0.0, 0.7], [0.0, 0.6, 0.4]]
     out = cmkd_loss(
-        torch.tensor(STUDENT), torch.tensor(TEACHER), torch.tensor(target), False, lam, temp,
+        torch.tensor(STUDENT),
+        torch.tensor(TEACHER),
+        torch.tensor(target),
+        False,
+        lam,
+        temp,
         form="hinton",
-    )  # fmt: skip
+    )
     loss, task, kd = _single_label_reference(target, lam, temp)
     assert out["loss"].item() == pytest.approx(loss, rel=1e-5)
     assert out["task"].item() == pytest.approx(task, rel=1e-5)
@@ -120,9 +125,14 @@ def test_multi_label_hinton_form(lam: float, temp: float) -> None:
     """Hinton's form for multi-label: BCE(z_s/T, sigmoid(z_t/T)) * T^2."""
     target = [[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]]
     out = cmkd_loss(
-        torch.tensor(STUDENT), torch.tensor(TEACHER), torch.tensor(target), True, lam, temp,
+        torch.tensor(STUDENT),
+        torch.tensor(TEACHER),
+        torch.tensor(target),
+        True,
+        lam,
+        temp,
         form="hinton",
-    )  # fmt: skip
+    )
     loss, task, kd = _multi_label_reference(target, lam, temp, form="hinton")
     assert out["loss"].item() == pytest.approx(loss, rel=1e-5)
     assert out["task"].item() == pytest.approx(task, rel=1e-5)

@@ -174,11 +174,14 @@ def named_teacher(tmp_path_factory):
     "names,source,message",
     [
         (["a", "b", "d", "c"], "FolderSource(root='x', seed=0)", "class 2: teacher 'c', data 'd'"),
-        (["a", "b", "c", "d"], "FolderSource(root='x', seed=1)",
-         r"data source: teacher trained on FolderSource\(root='x', seed=0\), data "
-         r"FolderSource\(root='x', seed=1\).*teacher_other_data=true"),
+        (
+            ["a", "b", "c", "d"],
+            "FolderSource(root='x', seed=1)",
+            r"data source: teacher trained on FolderSource\(root='x', seed=0\), data "
+            r"FolderSource\(root='x', seed=1\).*teacher_other_data=true",
+        ),
     ],
-)  # fmt: skip
+)
 def test_teacher_trained_on_other_data_is_refused(tmp_path, named_teacher, names, source, message):
     trainer = tiny_trainer(tmp_path)
     with pytest.raises(ValueError, match=message):

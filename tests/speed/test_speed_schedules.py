@@ -25,10 +25,14 @@ def _tiny(merge=0) -> ASTModel:
 
 def test_rounds_rotate_the_order_and_every_variant_runs_once_per_round():
     calls = []
-    variants = [Variant("m", name, 1.0, [], [], 1.0, lambda x, n=name: calls.append(n))
-                for name in "abc"]  # fmt: skip
+    variants = [
+        Variant("m", name, 1.0, [], [], 1.0, lambda x, n=name: calls.append(n)) for name in "abc"
+    ]
     assert [[v.schedule for v in rnd] for rnd in rounds(variants, 3)] == [
-        ["a", "b", "c"], ["b", "c", "a"], ["c", "a", "b"]]  # fmt: skip
+        ["a", "b", "c"],
+        ["b", "c", "a"],
+        ["c", "a", "b"],
+    ]
     timings = interleaved_times(variants, torch.zeros(1), torch.device("cpu"), 2, 4, "cpu")
     assert all(len(t) == 4 for t in timings.times.values())
     assert len(calls) == 3 * (1 + 1 + 4)  # first call, one more warm-up round, 4 timed rounds

@@ -128,8 +128,10 @@ def test_gmacs_are_half_of_what_torch_counts():
 def _by_hand(tokens, dim):
     """Block FLOPs written out: attention on tokens[l] (qkv 3NC^2, scores and AV 2N^2C,
     proj NC^2), MLP on tokens[l + 1] (8NC^2); 2 per multiply-add."""
-    return sum(2 * (4 * n * dim * dim + 2 * n * n * dim) + 2 * 8 * m * dim * dim
-               for n, m in zip(tokens[:-1], tokens[1:]))  # fmt: skip
+    return sum(
+        2 * (4 * n * dim * dim + 2 * n * n * dim) + 2 * 8 * m * dim * dim
+        for n, m in zip(tokens[:-1], tokens[1:])
+    )
 
 
 def test_weighted_schedule_reaches_the_target_in_the_shape_of_the_weights():

@@ -20,14 +20,22 @@ def test_tiny_benchmark_writes_json_and_png(tmp_path):
     code = benchmark.main(
         [
             "--tiny",
-            "--batch-sizes", "1", "2",
-            "--iters", "2",
-            "--warmup", "1",
-            "--targets", "2", "1.5",
-            "--device", "cpu",
-            "--out", str(out),
+            "--batch-sizes",
+            "1",
+            "2",
+            "--iters",
+            "2",
+            "--warmup",
+            "1",
+            "--targets",
+            "2",
+            "1.5",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
         ]
-    )  # fmt: skip
+    )
     assert code == 0
     assert (out / "benchmark.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| ours | 2x |" in (out / "benchmark.md").read_text()
@@ -154,8 +162,11 @@ def test_training_benchmark_rows_and_flops(tmp_path):
             assert r["gflops_per_clip"] == pytest.approx(student)
         else:  # plus the teacher's forward, the same for every schedule
             assert r["gflops_per_clip"] > student
-    teacher = [rows[("distill", s)]["gflops_per_clip"] - training_flops(rows[("distill", s)]["tokens"], 64) / 1e9
-               for s in ("r=0", "2x")]  # fmt: skip
+    teacher = [
+        rows[("distill", s)]["gflops_per_clip"]
+        - training_flops(rows[("distill", s)]["tokens"], 64) / 1e9
+        for s in ("r=0", "2x")
+    ]
     assert teacher[0] == pytest.approx(teacher[1])
     # Distillation's FLOP ratio is diluted by the teacher's constant share.
     assert 1.0 < rows[("distill", "2x")]["flop_ratio"] < rows[("student", "2x")]["flop_ratio"]
@@ -267,12 +278,16 @@ def test_gpu_command_needs_only_torch_timm_transformers_lightning(tmp_path):
         "assert main(common) == 0\n"
         "assert main(['--kind', 'train', *common]) == 0\n"
     )
-    done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
-                          text=True, timeout=300)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert {p.name for p in tmp_path.iterdir()} == {
-        "benchmark.json", "benchmark.md", "train_benchmark.json", "train_benchmark.md"
-    }  # fmt: skip
+        "benchmark.json",
+        "benchmark.md",
+        "train_benchmark.json",
+        "train_benchmark.md",
+    }
 
 
 def test_int8_column_runs_onnx_runtime_per_schedule(tmp_path):

@@ -25,15 +25,28 @@ ARGS = ["--batch-sizes", "1", "--iters", "1", "--warmup", "1", "--device", "cpu"
 
 def test_quickstart_checkpoint_with_its_own_schedules(tmp_path, repo_root, monkeypatch):
     monkeypatch.chdir(repo_root)
-    fit = run(["fit", *tiny(tmp_path / "data", tmp_path / "runs"),
-               "--model.init_args.merge", "1", "--model.init_args.eval_merge", "[2, 2]"])  # fmt: skip
+    fit = run(
+        [
+            "fit",
+            *tiny(tmp_path / "data", tmp_path / "runs"),
+            "--model.init_args.merge",
+            "1",
+            "--model.init_args.eval_merge",
+            "[2, 2]",
+        ]
+    )
     ckpt = fit.trainer.checkpoint_callback.best_model_path
     out = tmp_path / "bench"
     assert benchmark.main(["--checkpoint", ckpt, *ARGS, "--targets", "1.2", "--out", str(out)]) == 0
     doc = json.loads((out / "benchmark.json").read_text())
     rows = {(r["model"], r["schedule"]): r for r in doc["rows"]}
-    assert set(rows) == {("hf", "r=0"), ("ours", "r=0"), ("ours", "ckpt eval"),
-                         ("ours", "ckpt train"), ("ours", "1.2x")}  # fmt: skip
+    assert set(rows) == {
+        ("hf", "r=0"),
+        ("ours", "r=0"),
+        ("ours", "ckpt eval"),
+        ("ours", "ckpt train"),
+        ("ours", "1.2x"),
+    }
     # the checkpoint's own input size and patching (64 frames x 32 mel bins, stride 8)
     assert rows[("ours", "r=0")]["tokens"][0] == ASTModel.from_pretrained(ckpt).num_tokens == 23
     assert rows[("ours", "ckpt eval")]["r"] == [2, 2]
@@ -53,10 +66,26 @@ def test_hub_id_from_the_offline_cache(tmp_path):
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HUB_CACHE=str(cache), PYTHONPATH="src")
     env.pop("HF_HOME", None)
     out = tmp_path / "bench"
-    command = [sys.executable, "-m", "fastast_pl.tools.benchmark", "--checkpoint",
-               "tiny-org/tiny-ast", *ARGS, "--targets", "1.3", "--out", str(out)]  # fmt: skip
-    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300,
-                          cwd=Path(__file__).resolve().parents[2])  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "fastast_pl.tools.benchmark",
+        "--checkpoint",
+        "tiny-org/tiny-ast",
+        *ARGS,
+        "--targets",
+        "1.3",
+        "--out",
+        str(out),
+    ]
+    proc = subprocess.run(
+        command,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=Path(__file__).resolve().parents[2],
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     doc = json.loads((out / "benchmark.json").read_text())
     names = [(r["model"], r["schedule"]) for r in doc["rows"]]

@@ -17,11 +17,13 @@ from helpers.audio import folder_dataset, tone, write
 def _config(tmp_path, root) -> Path:
     config = {
         "data": {
-            "source": {"class_path": "fastast_pl.data.sources.FolderSource",
-                       "init_args": {"root": str(root)}},
+            "source": {
+                "class_path": "fastast_pl.data.sources.FolderSource",
+                "init_args": {"root": str(root)},
+            },
             "features": {"target_length": 40, "num_mel_bins": 32},
         }
-    }  # fmt: skip
+    }
     path = tmp_path / "data.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
@@ -31,8 +33,15 @@ def test_clean_data_passes(tmp_path, capsys):
     root = tmp_path / "data"
     folder_dataset(root / "train", {"a": 3, "b": 3}, seconds=0.1)
     folder_dataset(root / "val", {"a": 1, "b": 1}, seconds=0.1)
-    code = main(["check-data", "--config", str(_config(tmp_path, root)), "--out",
-                 str(tmp_path / "report.csv")])  # fmt: skip
+    code = main(
+        [
+            "check-data",
+            "--config",
+            str(_config(tmp_path, root)),
+            "--out",
+            str(tmp_path / "report.csv"),
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert "8 files checked" in out and "no problems" in out
@@ -56,8 +65,17 @@ def test_every_problem_is_in_the_report_and_the_exit_code(tmp_path, capsys):
     write(train / "b" / "nan.wav", nan, 16000, subtype="FLOAT")
     (train / "a" / "junk.wav").write_bytes(b"junk")
     out_csv = tmp_path / "report.csv"
-    code = main(["check-data", "--config", str(_config(tmp_path, root)), "--split", "train",
-                 "--out", str(out_csv)])  # fmt: skip
+    code = main(
+        [
+            "check-data",
+            "--config",
+            str(_config(tmp_path, root)),
+            "--split",
+            "train",
+            "--out",
+            str(out_csv),
+        ]
+    )
     assert code == 1
     with open(out_csv, newline="") as fh:
         rows = {Path(r["path"]).name: r for r in csv.DictReader(fh)}
@@ -98,8 +116,15 @@ def test_training_audio_in_evaluation_splits_is_reported(tmp_path, capsys, caplo
     folder_dataset(root / "val", {"a": 1, "b": 1}, seconds=0.15)  # other clips
     shutil.copy(root / "train" / "a" / "a_0.wav", root / "val" / "a" / "copy.wav")  # same bytes
     (root / "val" / "b" / "link.wav").symlink_to(root / "train" / "b" / "b_2.wav")
-    main(["check-data", "--config", str(_config(tmp_path, root)), "--out",
-          str(tmp_path / "report.csv")])  # fmt: skip
+    main(
+        [
+            "check-data",
+            "--config",
+            str(_config(tmp_path, root)),
+            "--out",
+            str(tmp_path / "report.csv"),
+        ]
+    )
     out = capsys.readouterr().out
     assert "copy.wav has the same audio bytes as training clip" in out
     assert "link.wav has the same audio bytes as training clip" in out

@@ -20,10 +20,20 @@ from helpers.tiny_run import tiny_args
 def trained(tmp_path_factory):
     """A 2-layer, 32-wide AST fitted for 40 steps on 3 synthetic classes; its test WAVs."""
     tmp = tmp_path_factory.mktemp("int8")
-    args = ["fit", *tiny_args(tmp / "synthetic", tmp / "runs"),
-            "--data.source.init_args.generator.clips_per_class", "20",
-            "--data.loader.batch_size", "8", "--trainer.max_steps", "40",
-            "--trainer.limit_val_batches", "1", "--trainer.logger", "false"]  # fmt: skip
+    args = [
+        "fit",
+        *tiny_args(tmp / "synthetic", tmp / "runs"),
+        "--data.source.init_args.generator.clips_per_class",
+        "20",
+        "--data.loader.batch_size",
+        "8",
+        "--trainer.max_steps",
+        "40",
+        "--trainer.limit_val_batches",
+        "1",
+        "--trainer.logger",
+        "false",
+    ]
     cli = build_cli(args)
     ckpt = tmp / "tiny.ckpt"
     cli.trainer.save_checkpoint(ckpt)
@@ -35,8 +45,20 @@ def trained(tmp_path_factory):
 def test_int8_export_agrees_with_float32_in_onnxruntime(trained, tmp_path, capsys):
     ckpt, clips = trained
     out = tmp_path / "tiny.int8.onnx"
-    argv = ["export", str(ckpt), "--format", "onnx", "--merge", "4", "--quantize", "int8",
-            "--check-audio", *map(str, clips), "--out", str(out)]  # fmt: skip
+    argv = [
+        "export",
+        str(ckpt),
+        "--format",
+        "onnx",
+        "--merge",
+        "4",
+        "--quantize",
+        "int8",
+        "--check-audio",
+        *map(str, clips),
+        "--out",
+        str(out),
+    ]
     assert main(argv) == 0, capsys.readouterr()
     printed = capsys.readouterr().out
     assert "top-1 agreement" in printed

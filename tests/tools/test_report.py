@@ -25,13 +25,31 @@ RUNS = [
     ("trial-004", 0.4, 0.75, 3.0),
 ]
 # A tiny AST as trainer.merge_stats logs it (merge/model): 4 x 2 patches + 2 = 10 tokens.
-TINY_SPEC = {"num_classes": 3, "input_tdim": 64, "input_fdim": 32, "prop_attn": True,
-             "arch": {"embed_dim": 32, "depth": 2, "num_heads": 2, "patch_size": 16,
-                      "fstride": 16, "tstride": 16}}  # fmt: skip
+TINY_SPEC = {
+    "num_classes": 3,
+    "input_tdim": 64,
+    "input_fdim": 32,
+    "prop_attn": True,
+    "arch": {
+        "embed_dim": 32,
+        "depth": 2,
+        "num_heads": 2,
+        "patch_size": 16,
+        "fstride": 16,
+        "tstride": 16,
+    },
+}
 
 
-def _write_run(root: Path, name: str, ratio: float, acc: float, flops: float, status="finished",
-               r: list[int] | None = None):  # fmt: skip
+def _write_run(
+    root: Path,
+    name: str,
+    ratio: float,
+    acc: float,
+    flops: float,
+    status="finished",
+    r: list[int] | None = None,
+):
     run = root / name
     run.mkdir(parents=True)
     with (run / "metrics.csv").open("w", newline="") as f:
@@ -115,10 +133,12 @@ def test_report_from_wandb_api_object():
 
     def fake_run(i, acc, flops, state="finished"):
         return SimpleNamespace(
-            name=f"run-{i}", id=f"id{i}", state=state,
+            name=f"run-{i}",
+            id=f"id{i}",
+            state=state,
             summary={"test/acc": acc, "test/flop_ratio": flops, "note": "x"},
             config={"model.init_args.merge.ratio": i / 10, "trainer.max_epochs": 3},
-        )  # fmt: skip
+        )
 
     runs = [fake_run(0, 0.9, 1.0), fake_run(1, 0.8, 2.0), fake_run(2, 0.1, 1.0, "crashed")]
     api = SimpleNamespace(sweep=lambda path: SimpleNamespace(runs=runs), runs=None)

@@ -18,8 +18,13 @@ from fastast_pl.tools.sweep import check, run, spec
 TINY_CONFIG = {
     "seed_everything": 0,
     "trainer": {
-        "accelerator": "cpu", "devices": 1, "max_steps": 2, "limit_val_batches": 1,
-        "log_every_n_steps": 1, "enable_model_summary": False, "enable_progress_bar": False,
+        "accelerator": "cpu",
+        "devices": 1,
+        "max_steps": 2,
+        "limit_val_batches": 1,
+        "log_every_n_steps": 1,
+        "enable_model_summary": False,
+        "enable_progress_bar": False,
         "enable_checkpointing": False,
     },
     "model": {
@@ -27,11 +32,21 @@ TINY_CONFIG = {
         "init_args": {"ast": {"size": "tiny", "embed_dim": 32, "depth": 2, "num_heads": 2}},
     },
     "data": {
-        "source": {"class_path": "fastast_pl.data.sources.SyntheticSource", "init_args": {
-            "generator": {"num_classes": 3, "clips_per_class": 3, "clip_seconds": 0.5, "seed": 0}}},
-        "features": {"target_length": 64, "num_mel_bins": 32}, "loader": {"batch_size": 4},
+        "source": {
+            "class_path": "fastast_pl.data.sources.SyntheticSource",
+            "init_args": {
+                "generator": {
+                    "num_classes": 3,
+                    "clips_per_class": 3,
+                    "clip_seconds": 0.5,
+                    "seed": 0,
+                }
+            },
+        },
+        "features": {"target_length": 64, "num_mel_bins": 32},
+        "loader": {"batch_size": 4},
     },
-}  # fmt: skip
+}
 
 
 def _write(tmp_path: Path, parameters: dict, method: str = "grid", **extra) -> Path:
@@ -51,7 +66,7 @@ def _write(tmp_path: Path, parameters: dict, method: str = "grid", **extra) -> P
             "--config",
             str(tmp_path / "tiny.yaml"),
             "${args}",
-        ],  # fmt: skip
+        ],
         **extra,
     }
     path = tmp_path / "sweep.yaml"
@@ -60,19 +75,26 @@ def _write(tmp_path: Path, parameters: dict, method: str = "grid", **extra) -> P
 
 
 def test_grid_plan_and_command_like_the_wandb_agent(tmp_path):
-    path = _write(tmp_path, {
-        "model.init_args.merge.ratio": {"values": [0.1, 0.2]},
-        "model.init_args.merge.shape": {"values": ["constant", "late"]},
-        "model.init_args.merge.ratio_overrides": {"value": {0: 0.3}},
-    })  # fmt: skip
+    path = _write(
+        tmp_path,
+        {
+            "model.init_args.merge.ratio": {"values": [0.1, 0.2]},
+            "model.init_args.merge.shape": {"values": ["constant", "late"]},
+            "model.init_args.merge.ratio_overrides": {"value": {0: 0.3}},
+        },
+    )
     sw = spec.load_sweep(path)
     trials = run.plan_trials(sw, count=None)
     assert len(trials) == 4
     assert {
         (t["model.init_args.merge.ratio"], t["model.init_args.merge.shape"]) for t in trials
     } == {(0.1, "constant"), (0.1, "late"), (0.2, "constant"), (0.2, "late")}
-    first = next(t for t in trials if t["model.init_args.merge.ratio"] == 0.1
-                 and t["model.init_args.merge.shape"] == "constant")  # fmt: skip
+    first = next(
+        t
+        for t in trials
+        if t["model.init_args.merge.ratio"] == 0.1
+        and t["model.init_args.merge.shape"] == "constant"
+    )
     cmd = spec.expand_command(sw, first)
     # the agent writes --name=str(value) for ${args} and drops nothing else
     assert cmd[:3] == [sys.executable, "-m", "fastast_pl"]
@@ -86,11 +108,15 @@ def test_grid_plan_and_command_like_the_wandb_agent(tmp_path):
 
 
 def test_random_plan_is_seeded_and_inside_the_bounds(tmp_path):
-    path = _write(tmp_path, {
-        "model.init_args.merge.ratio": {"distribution": "uniform", "min": 0.05, "max": 0.3},
-        "model.init_args.prop_attn": {"values": [True, False]},
-        "data.loader.batch_size": {"min": 2, "max": 5},
-    }, method="random")  # fmt: skip
+    path = _write(
+        tmp_path,
+        {
+            "model.init_args.merge.ratio": {"distribution": "uniform", "min": 0.05, "max": 0.3},
+            "model.init_args.prop_attn": {"values": [True, False]},
+            "data.loader.batch_size": {"min": 2, "max": 5},
+        },
+        method="random",
+    )
     sw = spec.load_sweep(path)
     a = run.plan_trials(sw, count=20, seed=3)
     assert a == run.plan_trials(sw, count=20, seed=3) != run.plan_trials(sw, count=20, seed=4)
@@ -141,18 +167,30 @@ def checker():
     ("parameters", "blamed", "why"),
     [
         # a key the CLI does not know
-        ({"model.init_args.merge.ratio": {"values": [0.1]}, "model.init_args.bogus": {"value": 1}},
-         "model.init_args.bogus=1", "bogus"),
+        (
+            {
+                "model.init_args.merge.ratio": {"values": [0.1]},
+                "model.init_args.bogus": {"value": 1},
+            },
+            "model.init_args.bogus=1",
+            "bogus",
+        ),
         # a value the module's own check rejects (ratios live in [0, 0.5))
-        ({"model.init_args.merge.ratio": {"values": [0.1, 0.7]}},
-         "model.init_args.merge.ratio=0.7", "0.7"),
+        (
+            {"model.init_args.merge.ratio": {"values": [0.1, 0.7]}},
+            "model.init_args.merge.ratio=0.7",
+            "0.7",
+        ),
         # a random-search bound outside the range (checked at min and max, not just samples)
-        ({"model.init_args.merge.ratio": {"distribution": "uniform", "min": 0.0, "max": 0.6}},
-         "model.init_args.merge.ratio=0.6", "0.6"),
+        (
+            {"model.init_args.merge.ratio": {"distribution": "uniform", "min": 0.0, "max": 0.6}},
+            "model.init_args.merge.ratio=0.6",
+            "0.6",
+        ),
         # a wrongly typed value, named by the CLI's parser
         ({"trainer.max_epochs": {"values": ["many"]}}, "trainer.max_epochs='many'", "max_epochs"),
     ],
-)  # fmt: skip
+)
 def test_bad_parameters_rejected_before_any_trial(tmp_path, checker, parameters, blamed, why):
     method = "random" if any("distribution" in v for v in parameters.values()) else "grid"
     path = _write(tmp_path, parameters, method=method)
@@ -166,12 +204,15 @@ def test_bad_parameters_rejected_before_any_trial(tmp_path, checker, parameters,
 
 
 def test_good_sweep_passes_validation(tmp_path, checker):
-    path = _write(tmp_path, {
-        "model.init_args.merge.ratio": {"values": [0.0, 0.2]},
-        "model.init_args.merge.shape": {"values": ["decreasing", "late"]},
-        "model.init_args.merge.ratio_overrides": {"values": [{1: 0.3}, {1: 0.0}]},
-        "model.init_args.merge.r_overrides": {"values": [{0: 4}]},
-    })  # fmt: skip
+    path = _write(
+        tmp_path,
+        {
+            "model.init_args.merge.ratio": {"values": [0.0, 0.2]},
+            "model.init_args.merge.shape": {"values": ["decreasing", "late"]},
+            "model.init_args.merge.ratio_overrides": {"values": [{1: 0.3}, {1: 0.0}]},
+            "model.init_args.merge.r_overrides": {"values": [{0: 4}]},
+        },
+    )
     sw = spec.load_sweep(path)
     check.validate_sweep(sw, checker)
     assert all(checker.trial_error(sw, t) is None for t in run.plan_trials(sw, None))
@@ -183,11 +224,14 @@ def test_sweep_runs_trials_and_records_a_failed_one(tmp_path, monkeypatch):
     runtime (negative max_steps is only caught by the Trainer) and the sweep goes on."""
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
-    path = _write(tmp_path, {
-        "trainer.max_steps": {"values": [-7, 2]},
-        "model.init_args.merge.ratio": {"value": 0.2},
-        "model.init_args.merge.shape": {"value": "late"},
-    })  # fmt: skip
+    path = _write(
+        tmp_path,
+        {
+            "trainer.max_steps": {"values": [-7, 2]},
+            "model.init_args.merge.ratio": {"value": 0.2},
+            "model.init_args.merge.shape": {"value": "late"},
+        },
+    )
     out = tmp_path / "out"
     code = run.main(
         [str(path), "--out", str(out), "--logger", "wandb", "--", "--trainer.limit_test_batches=1"]
@@ -256,8 +300,20 @@ def test_a_rerun_into_the_same_out_changes_nothing_unless_resumed_or_overwritten
     assert len({t["params"]["x"] for t in trials}) == 3  # the resumed study draws anew
     assert run.main([*argv, "--count", "1", "--overwrite"]) == 0
     assert sorted(p.name for p in out.glob("trial-*")) == ["trial-000"]
-    assert run.main([str(path), "--out", str(tmp_path / "none"), "--resume", "--count", "1",
-                     "--no-validate"]) == 2  # fmt: skip
+    assert (
+        run.main(
+            [
+                str(path),
+                "--out",
+                str(tmp_path / "none"),
+                "--resume",
+                "--count",
+                "1",
+                "--no-validate",
+            ]
+        )
+        == 2
+    )
 
 
 # ------------------------------------------------------------- engine (Optuna)
@@ -286,12 +342,16 @@ def test_bayes_is_model_based_not_random(tmp_path):
 
 
 def test_distributions_translated_or_refused_by_name(tmp_path):
-    path = _write(tmp_path, {
-        "a": {"distribution": "q_uniform", "min": 0.0, "max": 0.3, "q": 0.05},
-        "b": {"distribution": "log_uniform", "min": -2.0, "max": 0.0},
-        "c": {"distribution": "q_log_uniform_values", "min": 1, "max": 64, "q": 4},
-        "d": {"values": [{}, {0: 0.1}]},
-    }, method="random")  # fmt: skip
+    path = _write(
+        tmp_path,
+        {
+            "a": {"distribution": "q_uniform", "min": 0.0, "max": 0.3, "q": 0.05},
+            "b": {"distribution": "log_uniform", "min": -2.0, "max": 0.0},
+            "c": {"distribution": "q_log_uniform_values", "min": 1, "max": 64, "q": 4},
+            "d": {"values": [{}, {0: 0.1}]},
+        },
+        method="random",
+    )
     trials = run.plan_trials(spec.load_sweep(path), count=40, seed=1)
     a = [t["a"] for t in trials]
     assert all(0.0 <= v <= 0.3 and abs(v / 0.05 - round(v / 0.05)) < 1e-9 for v in a)
@@ -311,8 +371,10 @@ def test_distributions_translated_or_refused_by_name(tmp_path):
 def _flops(tokens: list[int], dim: int) -> float:
     """Matmul FLOPs of ViT blocks written out: attention on tokens[l], MLP (ratio 4) on
     tokens[l + 1] (qkv 3NC^2, scores and AV 2N^2C, proj NC^2, MLP 8NC^2; 2 per MAC)."""
-    return sum(2 * (4 * n * dim * dim + 2 * n * n * dim) + 2 * 8 * m * dim * dim
-               for n, m in zip(tokens[:-1], tokens[1:]))  # fmt: skip
+    return sum(
+        2 * (4 * n * dim * dim + 2 * n * n * dim) + 2 * 8 * m * dim * dim
+        for n, m in zip(tokens[:-1], tokens[1:])
+    )
 
 
 def test_budget_schedule_reaches_the_flop_ratio_in_the_given_shape():
@@ -349,10 +411,14 @@ def test_budget_front_end_turns_weights_into_the_cli_schedule(tmp_path, checker)
 # ----------------------------------------------- eval-only per-layer sweep, report
 def _eval_sweep(tmp_path: Path, method: str) -> Path:
     layer = {"values": [0.0, 0.3]}  # the tiny model: 12 tokens, ratio 0.3 merges r=3
-    path = _write(tmp_path, {
-        "model.init_args.eval_merge.ratio_overrides.0": layer,
-        "model.init_args.eval_merge.ratio_overrides.1": layer,
-    }, method=method)  # fmt: skip
+    path = _write(
+        tmp_path,
+        {
+            "model.init_args.eval_merge.ratio_overrides.0": layer,
+            "model.init_args.eval_merge.ratio_overrides.1": layer,
+        },
+        method=method,
+    )
     doc = yaml.safe_load(path.read_text())
     doc["command"][4] = "test"  # eval-only: no training
     doc["metric"] = {"name": "test/acc", "goal": "maximize"}
@@ -420,10 +486,17 @@ def test_trial_under_wandb_agent_logs_to_the_agents_offline_run(tmp_path):
     config_util.save_config_file_from_dict(
         str(param_file), {k: {"value": v} for k, v in params.items()}
     )
-    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_SWEEP_ID": "sw1",
-           "WANDB_RUN_ID": "run42", "WANDB_SWEEP_PARAM_PATH": str(param_file),
-           "WANDB_DIR": str(tmp_path), "WANDB_PROJECT": "fastast-test",
-           "PYTHONPATH": os.pathsep.join(sys.path)}  # fmt: skip
+    env = {
+        **os.environ,
+        "WANDB_MODE": "offline",
+        "WANDB_SILENT": "true",
+        "WANDB_SWEEP_ID": "sw1",
+        "WANDB_RUN_ID": "run42",
+        "WANDB_SWEEP_PARAM_PATH": str(param_file),
+        "WANDB_DIR": str(tmp_path),
+        "WANDB_PROJECT": "fastast-test",
+        "PYTHONPATH": os.pathsep.join(sys.path),
+    }
     command = spec.expand_command(spec.load_sweep(path), params)
     command += [f"--trainer.default_root_dir={tmp_path / 'trial'}"]
     proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)

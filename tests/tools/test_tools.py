@@ -136,7 +136,7 @@ def test_stats_generates_synthetic_data_first(tmp_path, capsys):
                     "init_args": {"root": str(data_dir), "generator": synthetic},
                 }
             }
-        },  # fmt: skip
+        },
     )
     assert main(["stats", "--config", cfg, "--max-clips", "3"]) == 0
     printed = yaml.safe_load(capsys.readouterr().out)["data"]["features"]

@@ -43,15 +43,26 @@ def test_last_loads_the_newest_last_ckpt_under_the_root(subcommand, fitted_stude
 
 
 def test_best_is_the_best_on_val_recorded_by_model_checkpoint(fitted_student, tmp_path):
-    cli = run(["test", *tiny(fitted_student.data, fitted_student.root), "--ckpt_path", "best",
-               "--trainer.logger", "false"])  # fmt: skip
+    cli = run(
+        [
+            "test",
+            *tiny(fitted_student.data, fitted_student.root),
+            "--ckpt_path",
+            "best",
+            "--trainer.logger",
+            "false",
+        ]
+    )
     assert cli.config["test"]["ckpt_path"] == str(fitted_student.best)
     assert weights_equal(cli.model, fitted_student.best)
 
 
 def _monitored_state(checkpoint: dict) -> dict:
-    (state,) = [v for k, v in checkpoint["callbacks"].items() if k.startswith("ModelCheckpoint")
-                and v.get("monitor")]  # fmt: skip
+    (state,) = [
+        v
+        for k, v in checkpoint["callbacks"].items()
+        if k.startswith("ModelCheckpoint") and v.get("monitor")
+    ]
     return state
 
 

@@ -28,8 +28,9 @@ def test_other_feature_settings_than_the_checkpoints_are_refused(fitted_student,
     ):
         run(["test", *args, "--data.features.mean=-1.5"])
     assert not (tmp_path / "runs").exists()  # refused before anything was written
-    cli = run(["test", *args, "--data.features.mean=-1.5",
-               "--allow_ckpt_differences=[features.mean]"])  # fmt: skip
+    cli = run(
+        ["test", *args, "--data.features.mean=-1.5", "--allow_ckpt_differences=[features.mean]"]
+    )
     assert cli.datamodule.features.mean == -1.5
 
 
@@ -78,8 +79,15 @@ def test_last_and_best_keep_to_runs_on_the_same_data(fitted_student, tmp_path, c
             "same data" in err and f"other data source SyntheticSource(root='{other_data}'" in err
         )
     with pytest.raises(FileNotFoundError, match=r"none of the runs .* trained on the data"):
-        run(["test", *tiny(fitted_student.data, root), "--ckpt_path", "last",
-             "--data.features.mean=-1.0"])  # fmt: skip
+        run(
+            [
+                "test",
+                *tiny(fitted_student.data, root),
+                "--ckpt_path",
+                "last",
+                "--data.features.mean=-1.0",
+            ]
+        )
 
 
 def _folder_args(data: Path, runs: Path) -> list[str]:
@@ -94,8 +102,10 @@ def _folder_args(data: Path, runs: Path) -> list[str]:
             skip = True
             continue
         out.append(a)
-    source = {"class_path": "fastast_pl.data.sources.FolderSource",
-              "init_args": {"root": str(data), "val_fraction": 0.25, "test_fraction": 0.25}}  # fmt: skip
+    source = {
+        "class_path": "fastast_pl.data.sources.FolderSource",
+        "init_args": {"root": str(data), "val_fraction": 0.25, "test_fraction": 0.25},
+    }
     return [*out, "--data.source", json.dumps(source)]
 
 
@@ -108,8 +118,11 @@ def test_resume_after_the_folder_gained_files_is_refused(tmp_path):
     for i in range(4, 7):  # new recordings: the per-class shuffle now splits otherwise
         write(data / "a" / f"a_{i}.wav", tone(0.3, 16000, 900 + i), 16000)
     before = sorted(p for p in runs.rglob("*") if p.is_file())
-    with pytest.raises(ValueError, match=r"last\.ckpt: the data's splits are not the ones this "
-                       r"run started with \(.*train: \d+ clips then, \d+ now"):  # fmt: skip
+    with pytest.raises(
+        ValueError,
+        match=r"last\.ckpt: the data's splits are not the ones this "
+        r"run started with \(.*train: \d+ clips then, \d+ now",
+    ):
         run(["fit", *_folder_args(data, runs), "--ckpt_path", "last", "--trainer.max_epochs", "3"])
     assert sorted(p for p in runs.rglob("*") if p.is_file()) == before  # nothing written
     assert last.is_file()

@@ -24,12 +24,26 @@ from fastast_pl.trainer.checkpoint_io import TMP_PREFIX, AtomicCheckpointIO, ato
 
 # As in experiments/*/data.yaml: best on val/acc, latest + last.ckpt, RNG states.
 CALLBACKS = [
-    {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
-     "init_args": {"monitor": "val/acc", "mode": "max", "save_top_k": 1, "filename": "best-{epoch}"}},
-    {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
-     "init_args": {"monitor": None, "save_top_k": 1, "save_last": True, "filename": "latest-{epoch}"}},
+    {
+        "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+        "init_args": {
+            "monitor": "val/acc",
+            "mode": "max",
+            "save_top_k": 1,
+            "filename": "best-{epoch}",
+        },
+    },
+    {
+        "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+        "init_args": {
+            "monitor": None,
+            "save_top_k": 1,
+            "save_last": True,
+            "filename": "latest-{epoch}",
+        },
+    },
     {"class_path": "fastast_pl.trainer.resume.ResumeRNGState"},
-]  # fmt: skip
+]
 
 
 def _config(tmp_path: Path, cache_dir: str | None = None, **loader) -> Path:
@@ -37,8 +51,12 @@ def _config(tmp_path: Path, cache_dir: str | None = None, **loader) -> Path:
     cfg = {
         "seed_everything": 0,
         "trainer": {
-            "accelerator": "cpu", "devices": 1, "deterministic": True,
-            "log_every_n_steps": 1, "enable_progress_bar": False, "enable_model_summary": False,
+            "accelerator": "cpu",
+            "devices": 1,
+            "deterministic": True,
+            "log_every_n_steps": 1,
+            "enable_progress_bar": False,
+            "enable_model_summary": False,
             "plugins": [{"class_path": "fastast_pl.trainer.checkpoint_io.AtomicCheckpointIO"}],
             "callbacks": CALLBACKS,
         },
@@ -51,24 +69,36 @@ def _config(tmp_path: Path, cache_dir: str | None = None, **loader) -> Path:
             },
         },
         "data": {
-            "source": {"class_path": "fastast_pl.data.sources.SyntheticSource", "init_args": {
-                "root": str(tmp_path.parent / "synthetic"),
-                "generator": {"num_classes": 4, "clips_per_class": 10, "clip_seconds": 0.5,
-                              "val_fraction": 0.2, "test_fraction": 0.2, "seed": 0}}},
+            "source": {
+                "class_path": "fastast_pl.data.sources.SyntheticSource",
+                "init_args": {
+                    "root": str(tmp_path.parent / "synthetic"),
+                    "generator": {
+                        "num_classes": 4,
+                        "clips_per_class": 10,
+                        "clip_seconds": 0.5,
+                        "val_fraction": 0.2,
+                        "test_fraction": 0.2,
+                        "seed": 0,
+                    },
+                },
+            },
             "features": {"target_length": 64, "num_mel_bins": 32},
             "augment": {"freqm": 8, "timem": 8, "mixup": 0.5},  # random, so RNG state matters
             "loader": {"batch_size": 4, "num_workers": 0, **loader},
             "cache_dir": cache_dir,
         },
-    }  # fmt: skip
+    }
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
 
 
 def _logger(root: Path) -> str:
-    logger = {"class_path": "lightning.pytorch.loggers.CSVLogger",
-              "init_args": {"save_dir": str(root), "name": "", "version": ""}}  # fmt: skip
+    logger = {
+        "class_path": "lightning.pytorch.loggers.CSVLogger",
+        "init_args": {"save_dir": str(root), "name": "", "version": ""},
+    }
     return "--trainer.logger=" + json.dumps(logger)
 
 
@@ -76,9 +106,13 @@ def _run_args(config: Path, root: Path, *extra: str, log_dir: Path | None = None
     """Checkpoints in ROOT/checkpoints (stable across restarts, so --ckpt_path last finds
     them), logs and the CLI's config.yaml in `log_dir` (one per attempt; default ROOT)."""
     return [
-        "--config", str(config), f"--trainer.default_root_dir={root}", _logger(log_dir or root),
-        _callbacks(root / "checkpoints"), *extra,
-    ]  # fmt: skip
+        "--config",
+        str(config),
+        f"--trainer.default_root_dir={root}",
+        _logger(log_dir or root),
+        _callbacks(root / "checkpoints"),
+        *extra,
+    ]
 
 
 def _callbacks(ckpt_dir: Path, *more: dict) -> str:
@@ -104,9 +138,14 @@ def _subprocess(argv: list[str], cwd: Path, env_extra: dict | None = None, timeo
     threads = str(torch.get_num_threads())
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": threads, **(env_extra or {})}
     return subprocess.run(
-        [sys.executable, "-m", "fastast_pl", *argv], cwd=cwd, env=env, timeout=timeout,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+        [sys.executable, "-m", "fastast_pl", *argv],
+        cwd=cwd,
+        env=env,
+        timeout=timeout,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def _last_metrics(path: Path) -> dict[str, float]:
@@ -180,10 +219,14 @@ def test_killed_run_resumed_from_last_matches_uninterrupted(tmp_path):
     kill = {"class_path": "killer.KillAtStep", "init_args": {"step": 9}}
     root = tmp_path / "resumed"
     killed = _subprocess(
-        ["fit", *_run_args(config, root, *epochs, log_dir=root / "attempt1"),
-         _callbacks(root / "checkpoints", kill)],
-        cwd=tmp_path, env_extra={"PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])},
-    )  # fmt: skip
+        [
+            "fit",
+            *_run_args(config, root, *epochs, log_dir=root / "attempt1"),
+            _callbacks(root / "checkpoints", kill),
+        ],
+        cwd=tmp_path,
+        env_extra={"PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])},
+    )
     assert killed.returncode == -signal.SIGKILL, killed.stdout[-3000:]
     last = tmp_path / "resumed" / "checkpoints" / "last.ckpt"
     assert torch.load(last, weights_only=False)["global_step"] == 6  # end of the first epoch

@@ -26,8 +26,12 @@ SHIPPED = {
 
 
 def test_the_check_flags_a_single_monitored_checkpoint_with_save_last():
-    stale = [{"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
-              "init_args": {"monitor": "val/acc", "mode": "max", "save_last": True}}]  # fmt: skip
+    stale = [
+        {
+            "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+            "init_args": {"monitor": "val/acc", "mode": "max", "save_last": True},
+        }
+    ]
     assert last_ckpt_problems(stale)
     assert last_ckpt_problems([])
 
@@ -46,7 +50,7 @@ def test_short_run_last_ckpt_holds_the_final_epoch(kind, tmp_path):
         "3",
         "--model.init_args.optim.lr",
         "1e-12",
-    ]  # fmt: skip  (val/acc then never improves)
+    ]  # (val/acc then never improves)
     if kind != "quickstart":
         argv.append("--trainer.callbacks=" + json.dumps(composed_callbacks(*SHIPPED[kind])))
     run(argv)
@@ -62,16 +66,31 @@ def test_shipped_configs_saving_last_resume_their_random_numbers(kind):
 
 
 def test_resume_without_rng_states_says_it_will_not_be_exact(tmp_path, caplog):
-    no_rng = [{"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
-               "init_args": {"monitor": None, "save_last": True}}]  # fmt: skip
-    argv = ["fit", *tiny(tmp_path / "data", tmp_path / "runs"),
-            "--trainer.callbacks=" + json.dumps(no_rng)]  # fmt: skip
+    no_rng = [
+        {
+            "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+            "init_args": {"monitor": None, "save_last": True},
+        }
+    ]
+    argv = [
+        "fit",
+        *tiny(tmp_path / "data", tmp_path / "runs"),
+        "--trainer.callbacks=" + json.dumps(no_rng),
+    ]
     run(argv)
     with caplog.at_level(logging.WARNING, logger="fastast_pl"):
         run([*argv, "--ckpt_path", "last", "--trainer.max_epochs", "2"])
     assert "continuation will not be exact" in caplog.text and "ResumeRNGState" in caplog.text
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="fastast_pl"):  # the shipped quickstart
-        run(["fit", *tiny(tmp_path / "data", tmp_path / "runs"), "--ckpt_path", "last",
-             "--trainer.max_epochs", "3"])  # fmt: skip
+        run(
+            [
+                "fit",
+                *tiny(tmp_path / "data", tmp_path / "runs"),
+                "--ckpt_path",
+                "last",
+                "--trainer.max_epochs",
+                "3",
+            ]
+        )
     assert "continuation will not be exact" in caplog.text  # the callback: no states saved

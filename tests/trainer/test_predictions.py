@@ -48,9 +48,14 @@ def test_predictions_have_one_row_per_readable_input(tmp_path, capsys):
     )
     writer = PredictionCSVWriter(str(tmp_path / "predictions.csv"))
     trainer = pl.Trainer(
-        accelerator="cpu", devices=1, logger=False, callbacks=[writer],
-        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
-    )  # fmt: skip
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        callbacks=[writer],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
     trainer.predict(_Mean(dm.num_classes), datamodule=dm, return_predictions=False)
     with open(writer.written, newline="") as fh:
         rows = list(csv.DictReader(fh))

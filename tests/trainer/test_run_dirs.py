@@ -60,8 +60,12 @@ def test_no_logger_second_run_is_refused_untouched(tmp_path):
 
 
 def _callbacks(dirpath) -> str:
-    callbacks = [{"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
-                  "init_args": {"dirpath": str(dirpath), "save_last": True}}]  # fmt: skip
+    callbacks = [
+        {
+            "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+            "init_args": {"dirpath": str(dirpath), "save_last": True},
+        }
+    ]
     return "--trainer.callbacks=" + json.dumps(callbacks)
 
 
@@ -85,9 +89,15 @@ def test_a_resumed_fit_continues_in_its_own_checkpoint_directory(tmp_path):
 @pytest.mark.slow
 def test_wandb_offline_with_a_fixed_id_is_refused_the_second_time(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
-    logger = {"class_path": "lightning.pytorch.loggers.WandbLogger",
-              "init_args": {"save_dir": str(tmp_path / "wb"), "project": "p", "id": "run1",
-                            "offline": True}}  # fmt: skip
+    logger = {
+        "class_path": "lightning.pytorch.loggers.WandbLogger",
+        "init_args": {
+            "save_dir": str(tmp_path / "wb"),
+            "project": "p",
+            "id": "run1",
+            "offline": True,
+        },
+    }
     argv = ["--trainer.logger=" + json.dumps(logger)]
     _fit(tmp_path, *argv)
     ckpt_dir = tmp_path / "wb" / "p" / "run1" / "checkpoints"

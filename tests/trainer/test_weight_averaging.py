@@ -59,10 +59,16 @@ def _fit(tmp_path, averaging: EpochWindowAveraging, epochs: int = 5) -> tuple[_T
     L.seed_everything(0, verbose=False)
     module, record = _Tiny(), _Record()
     trainer = L.Trainer(
-        accelerator="cpu", max_epochs=epochs, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-        default_root_dir=str(tmp_path), callbacks=[averaging, record],
-    )  # fmt: skip
+        accelerator="cpu",
+        max_epochs=epochs,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        default_root_dir=str(tmp_path),
+        callbacks=[averaging, record],
+    )
     trainer.fit(module, train_dataloaders=_loader(), val_dataloaders=_loader())
     return module, record
 
@@ -131,10 +137,16 @@ def test_module_growing_in_setup_is_averaged_like_any_other(tmp_path) -> None:
     L.seed_everything(0, verbose=False)
     module, record = _GrowsInSetup(), _Record()
     trainer = L.Trainer(
-        accelerator="cpu", max_epochs=3, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-        default_root_dir=str(tmp_path), callbacks=[EpochWindowAveraging(first_epoch=2), record],
-    )  # fmt: skip
+        accelerator="cpu",
+        max_epochs=3,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        default_root_dir=str(tmp_path),
+        callbacks=[EpochWindowAveraging(first_epoch=2), record],
+    )
     trainer.fit(module, train_dataloaders=_loader(), val_dataloaders=_loader())
     final = _snapshot(module)
     for key in ("net.0.weight", "net.3.bias"):
@@ -149,10 +161,15 @@ def test_checkpoint_before_the_window_holds_the_live_weights(tmp_path) -> None:
     L.seed_everything(0, verbose=False)
     module = _Tiny()
     trainer = L.Trainer(
-        accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, default_root_dir=str(tmp_path),
+        accelerator="cpu",
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=str(tmp_path),
         callbacks=[EpochWindowAveraging(first_epoch=3)],
-    )  # fmt: skip
+    )
     trainer.fit(module, train_dataloaders=_loader())
     trainer.save_checkpoint(tmp_path / "pre.ckpt")
     saved = torch.load(tmp_path / "pre.ckpt", weights_only=False)["state_dict"]

@@ -40,13 +40,15 @@ NAN, INF = math.nan, math.inf
         (lambda: ASTArch(drop_path_rate=1.5), "ASTArch.drop_path_rate"),
         (lambda: ASTArch(drop_path_rate=NAN), "ASTArch.drop_path_rate"),
         (lambda: ASTArch(fstride=20), r"ASTArch.fstride=20: expected 1..patch_size \(16\)"),
-        (lambda: LoaderConfig(samples_per_epoch=0, balanced_sampling=True),
-         "loader.samples_per_epoch"),
+        (
+            lambda: LoaderConfig(samples_per_epoch=0, balanced_sampling=True),
+            "loader.samples_per_epoch",
+        ),
         (lambda: LoaderConfig(samples_per_epoch=100), "only with loader.balanced_sampling"),
         (lambda: check_kd_settings(0.5, NAN, "cmkd"), "kd_temperature"),
         (lambda: check_kd_settings(NAN, 2.0, "cmkd"), "kd_lambda"),
     ],
-)  # fmt: skip
+)
 def test_non_finite_and_meaningless_numbers_are_named(build, key):
     with pytest.raises(ValueError, match=key):
         build()
@@ -57,18 +59,23 @@ def test_mask_wider_than_the_input_is_named():
     from fastast_pl.data.sources import SyntheticSource
 
     with pytest.raises(ValueError, match=r"data.augment.freqm=48 .*num_mel_bins=32"):
-        AudioDataModule(SyntheticSource("unused"), FeatureConfig(num_mel_bins=32),
-                        AugmentConfig(freqm=48))  # fmt: skip
+        AudioDataModule(
+            SyntheticSource("unused"), FeatureConfig(num_mel_bins=32), AugmentConfig(freqm=48)
+        )
 
 
 def test_non_finite_loss_stops_training_naming_step_and_batch(tmp_path):
     data = TinyDataModule(num_classes=4, batch_size=4)
     data.train_set.fbank[6, 0, 0] = NAN  # clip 6: the second batch without shuffling
     data.train_dataloader = lambda: torch.utils.data.DataLoader(data.train_set, batch_size=4)
-    module = StudentModule(num_classes=4, target_length=T, num_mel_bins=F, ast=TINY_AST,
-                           optim=FAST_OPTIM)  # fmt: skip
+    module = StudentModule(
+        num_classes=4, target_length=T, num_mel_bins=F, ast=TINY_AST, optim=FAST_OPTIM
+    )
     trainer = tiny_trainer(tmp_path, limit_val_batches=0)
-    with pytest.raises(FloatingPointError, match=r"global step 1, epoch 0, batch 1 \(clip "
-                       r"indices \[4, 5, 6, 7\]; the inputs are NOT finite\)"):  # fmt: skip
+    with pytest.raises(
+        FloatingPointError,
+        match=r"global step 1, epoch 0, batch 1 \(clip "
+        r"indices \[4, 5, 6, 7\]; the inputs are NOT finite\)",
+    ):
         trainer.fit(module, datamodule=data)
     assert all(torch.isfinite(p).all() for p in module.parameters())  # no NaN step taken
