@@ -127,10 +127,10 @@ def main(argv: list[str] | None = None) -> int:
     seed = [] if args.seed is None else ["--seed_everything", str(args.seed)]
     root = args.root
 
-    teacher = run_stage(console, "1/11 train the CNN teacher on labels",
+    teacher = run_stage(console, "1/12 train the CNN teacher on labels",
                         ["fit", *data, *cfg["teacher.yaml"],
                          "--trainer.default_root_dir", str(root / "teacher"), *seed], timings)  # fmt: skip
-    ast = run_stage(console, "2/11 train the AST on labels (no merging)",
+    ast = run_stage(console, "2/12 train the AST on labels (no merging)",
                     ["fit", *data, *cfg["ast.yaml"],
                      "--trainer.default_root_dir", str(root / "ast"), *seed], timings)  # fmt: skip
     for stage in (teacher, ast):
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for schedule in schedules:
         label = "no merging" if schedule.spec == 0 else f"ToMe r={schedule.spec}"
-        test = run_stage(console, f"3/11 test the AST, {label} (no retraining)",
+        test = run_stage(console, f"3/12 test the AST, {label} (no retraining)",
                          ["test", *data, *cfg["ast.yaml"], "--model.init_args.eval_merge",
                           str(schedule.spec), "--ckpt_path", ast.best_checkpoint,
                           "--trainer.default_root_dir", str(root / "test_ast"), *seed], timings)  # fmt: skip
@@ -175,18 +175,18 @@ def main(argv: list[str] | None = None) -> int:
         return fit, test
 
     student, student_test = fine_tune(
-        (f"4/11 fine-tune the merged AST (r={merged.spec}) with CMKD from the teacher",
-         "5/11 test the CMKD student and the teacher"), "student")  # fmt: skip
+        (f"4/12 fine-tune the merged AST (r={merged.spec}) with CMKD from the teacher",
+         "5/12 test the CMKD student and the teacher"), "student")  # fmt: skip
     labels_only, labels_test = fine_tune(
-        ("6/11 the same fine-tuning on labels only (kd_lambda 0), the control",
-         "7/11 test the labels-only control"), "student_labels", "--model.init_args.kd_lambda", "0")  # fmt: skip
+        ("6/12 the same fine-tuning on labels only (kd_lambda 0), the control",
+         "7/12 test the labels-only control"), "student_labels", "--model.init_args.kd_lambda", "0")  # fmt: skip
     quarter = ("--data.unlabeled.labeled_fraction", str(QUARTER))
     scarce, scarce_test = fine_tune(
-        (f"8/11 the merged AST with CMKD, {QUARTER:.0%} of the labels, the teacher on every clip",
-         "9/11 test it"), "student_quarter", *quarter)  # fmt: skip
+        (f"8/12 the merged AST with CMKD, {QUARTER:.0%} of the labels, the teacher on every clip",
+         "9/12 test it"), "student_quarter", *quarter)  # fmt: skip
     scarce_labels, scarce_labels_test = fine_tune(
-        (f"10/11 the same on {QUARTER:.0%} of the labels alone (kd_lambda 0), its control",
-         "11/11 test that control"), "student_quarter_labels", *quarter,
+        (f"10/12 the same on {QUARTER:.0%} of the labels alone (kd_lambda 0), its control",
+         "11/12 test that control"), "student_quarter_labels", *quarter,
         "--model.init_args.kd_lambda", "0")  # fmt: skip
     scarce_rows = [
         Row(f"AST, ToMe r={merged.spec}, {QUARTER:.0%} labels only", "the control: the same "
@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     speeds = time_schedules(trained, [row.schedule.spec for row in rows], settings)
     for row, speed in zip(rows, speeds):
         row.speed = speed
-    timings["12/11 timing"] = (time.perf_counter() - wall, time.process_time() - cpu)
+    timings["12/12 timing"] = (time.perf_counter() - wall, time.process_time() - cpu)
     note = "clips/s: each distinct schedule timed once, " + settings.describe()
 
     short_note = f", batch {args.timing_batch}, {args.timing_threads} thread(s), median of rounds"
