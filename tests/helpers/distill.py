@@ -18,12 +18,30 @@ from fastast_pl.data.features import FeatureConfig
 from fastast_pl.models.arch import ASTArch
 from fastast_pl.models.teacher import TeacherArch
 from fastast_pl.modules.base import OptimConfig
+from fastast_pl.modules.distill import DistillationModule
 
 T, F = 64, 32  # frames x mel bins: the smallest input both models take
 TINY_AST = ASTArch(embed_dim=32, depth=2, num_heads=2, patch_size=16, fstride=16, tstride=16)
 # mobilenetv3_small_050: ~0.6M parameters, with BatchNorm (whose buffers must never move).
 TINY_TEACHER = TeacherArch(backbone="mobilenetv3_small_050", pooling="attention", num_heads=2)
 FAST_OPTIM = OptimConfig(lr=1e-3, decay_start_epoch=100)
+
+
+def tiny_student(
+    teacher_checkpoint: str | None, *, num_classes: int = 4, merge: int = 2, **kwargs: Any
+) -> DistillationModule:
+    """The tiny ToMe student (TINY_AST, FAST_OPTIM) of a (T, F) single-label task."""
+    return DistillationModule(
+        num_classes=num_classes,
+        target_length=T,
+        num_mel_bins=F,
+        multi_label=False,
+        ast=TINY_AST,
+        merge=merge,
+        optim=FAST_OPTIM,
+        teacher_checkpoint=teacher_checkpoint,
+        **kwargs,
+    )
 
 
 class _Clips(Dataset):

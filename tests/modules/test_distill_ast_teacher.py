@@ -14,7 +14,7 @@ from fastast_pl.models.frozen import load_frozen_teacher
 from fastast_pl.modules.distill import DistillationModule
 from fastast_pl.modules.student import StudentModule
 
-from helpers.distill import FAST_OPTIM, TINY_AST, F, T, TinyDataModule, tiny_trainer
+from helpers.distill import FAST_OPTIM, F, T, TinyDataModule, tiny_student, tiny_trainer
 
 TEACHER_AST = dict(embed_dim=48, depth=2, num_heads=2, patch_size=16, fstride=16, tstride=16)
 
@@ -43,17 +43,7 @@ def ast_teacher_ckpt(tmp_path_factory):
 
 def _student(teacher_checkpoint: str, **kwargs) -> DistillationModule:
     L.seed_everything(0, verbose=False)
-    return DistillationModule(
-        num_classes=4,
-        target_length=T,
-        num_mel_bins=F,
-        multi_label=False,
-        ast=TINY_AST,
-        optim=FAST_OPTIM,
-        merge=2,
-        teacher_checkpoint=teacher_checkpoint,
-        **kwargs,
-    )
+    return tiny_student(teacher_checkpoint, **kwargs)
 
 
 def _independent_teacher_weights(path) -> dict[str, torch.Tensor]:
@@ -147,15 +137,7 @@ def test_hf_transformers_ast_as_teacher(tmp_path) -> None:
 
 
 def test_ast_teacher_of_other_classes_is_refused(tmp_path, ast_teacher_ckpt) -> None:
-    module = DistillationModule(
-        num_classes=5,
-        target_length=T,
-        num_mel_bins=F,
-        multi_label=False,
-        ast=TINY_AST,
-        optim=FAST_OPTIM,
-        teacher_checkpoint=str(ast_teacher_ckpt),
-    )
+    module = tiny_student(str(ast_teacher_ckpt), num_classes=5, merge=0)
     with pytest.raises(ValueError, match="num_classes: teacher 4, data 5"):
         tiny_trainer(tmp_path).fit(module, datamodule=TinyDataModule(num_classes=5))
 

@@ -17,7 +17,13 @@ from fastast_pl.modules.kd_cache import (
 )
 from fastast_pl.modules.teacher import TeacherModule
 
-from helpers.distill import FAST_OPTIM, TINY_AST, T, TinyDataModule, teacher_copy, tiny_trainer
+from helpers.distill import (
+    T,
+    TinyDataModule,
+    teacher_copy,
+    tiny_student,
+    tiny_trainer,
+)
 
 FEATURES = {"num_mel_bins": 32, "target_length": 64, "mean": -4.27}
 
@@ -105,15 +111,8 @@ def teacher_ckpt(tmp_path_factory):
 
 def _distill(root, teacher_ckpt, dm, epochs=1, **kwargs) -> DistillationModule:
     L.seed_everything(0, verbose=False)
-    module = DistillationModule(
-        num_classes=4,
-        target_length=T,
-        num_mel_bins=32,
-        multi_label=False,
-        ast=TINY_AST,
-        merge=2,
-        optim=FAST_OPTIM,
-        teacher_checkpoint=str(teacher_ckpt),
+    module = tiny_student(
+        str(teacher_ckpt),
         cache_teacher_logits=True,
         teacher_cache_dir=str(root / "cache"),
         **kwargs,
@@ -227,17 +226,8 @@ def _distill_and_compare(root, teacher_ckpt, dm) -> tuple[DistillationModule, fl
     """Fit one epoch with the cache; return the module and the largest difference between
     the teacher logits a batch was distilled against and the teacher's output on it."""
     L.seed_everything(0, verbose=False)
-    module = DistillationModule(
-        num_classes=4,
-        target_length=T,
-        num_mel_bins=32,
-        multi_label=False,
-        ast=TINY_AST,
-        merge=2,
-        optim=FAST_OPTIM,
-        teacher_checkpoint=str(teacher_ckpt),
-        cache_teacher_logits=True,
-        teacher_cache_dir=str(root / "cache"),
+    module = tiny_student(
+        str(teacher_ckpt), cache_teacher_logits=True, teacher_cache_dir=str(root / "cache")
     )
     worst, truths = [0.0], []
     original = module.teacher_logits

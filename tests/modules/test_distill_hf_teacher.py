@@ -27,7 +27,7 @@ from fastast_pl.data.sources import FolderSource
 from fastast_pl.modules.distill import DistillationModule
 
 from helpers.audio import tone, write
-from helpers.distill import FAST_OPTIM, TINY_AST, T, tiny_trainer
+from helpers.distill import T, tiny_student, tiny_trainer
 from helpers.hf_tiny import place_in_hub_cache
 
 REPO_ID = "tiny-org/tiny-wav2vec2"
@@ -88,17 +88,7 @@ def _dm(root, **augment) -> AudioDataModule:
 
 
 def _student(**kwargs) -> DistillationModule:
-    return DistillationModule(
-        num_classes=4,
-        target_length=T,
-        num_mel_bins=32,
-        multi_label=False,
-        ast=TINY_AST,
-        merge=2,
-        optim=FAST_OPTIM,
-        teacher_checkpoint=REPO_ID,
-        **kwargs,
-    )
+    return tiny_student(REPO_ID, **kwargs)
 
 
 def test_hf_waveform_teacher_targets_equal_its_own_pipeline(tmp_path, hub, caplog) -> None:

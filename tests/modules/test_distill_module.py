@@ -11,11 +11,9 @@ from fastast_pl.modules.distill import DistillationModule
 from fastast_pl.modules.teacher import TeacherModule
 
 from helpers.distill import (
-    FAST_OPTIM,
-    TINY_AST,
-    T,
     TinyDataModule,
     teacher_copy,
+    tiny_student,
     tiny_trainer,
     train_teacher,
 )
@@ -28,17 +26,8 @@ def teacher_ckpt(tmp_path_factory):
 
 def make_module(teacher_checkpoint, num_classes=4, **kwargs) -> DistillationModule:
     L.seed_everything(0, verbose=False)
-    kwargs.setdefault("merge", 2)  # a ToMe student
-    return DistillationModule(
-        num_classes=num_classes,
-        target_length=T,
-        num_mel_bins=32,
-        multi_label=False,
-        ast=TINY_AST,
-        optim=FAST_OPTIM,
-        teacher_checkpoint=None if teacher_checkpoint is None else str(teacher_checkpoint),
-        **kwargs,
-    )
+    checkpoint = None if teacher_checkpoint is None else str(teacher_checkpoint)
+    return tiny_student(checkpoint, num_classes=num_classes, **kwargs)  # merge 2: a ToMe student
 
 
 class _WatchTeacher(L.Callback):

@@ -16,10 +16,9 @@ from fastast_pl.data.features import FeatureConfig
 from fastast_pl.data.sources import FolderSource
 from fastast_pl.data.unlabeled import UnlabeledConfig, withhold_labels
 from fastast_pl.losses import cmkd_loss
-from fastast_pl.modules.distill import DistillationModule
 
 from helpers.audio import tone, write
-from helpers.distill import FAST_OPTIM, TINY_AST, T, teacher_copy, tiny_trainer
+from helpers.distill import T, teacher_copy, tiny_student, tiny_trainer
 
 
 def test_task_term_averages_over_labeled_clips_only() -> None:
@@ -106,16 +105,7 @@ def test_distillation_trains_on_an_unlabeled_folder(tmp_path, caplog) -> None:
     root = _data(tmp_path / "data")
     dm = _dm(root, UnlabeledConfig(folder=str(root / "pool")))
     L.seed_everything(0, verbose=False)
-    module = DistillationModule(
-        num_classes=4,
-        target_length=T,
-        num_mel_bins=32,
-        multi_label=False,
-        ast=TINY_AST,
-        merge=2,
-        optim=FAST_OPTIM,
-        teacher_checkpoint=str(teacher_copy(tmp_path)),
-    )
+    module = tiny_student(str(teacher_copy(tmp_path)))
     seen: list[tuple[torch.Tensor, torch.Tensor, dict]] = []
     original = module.training_loss
 
