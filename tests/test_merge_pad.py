@@ -136,9 +136,7 @@ def test_classifier_merge_pad_is_exact_from_one_window_and_cheaper_below(hf_dir,
     sf.write(full, 0.1 * rng.standard_normal(400 + (FRAMES - 1) * 160), 16000)  # one window
     sf.write(short, 0.1 * rng.standard_normal(400 + (FRAMES // 3 - 1) * 160), 16000)
     pad = AudioClassifier.from_pretrained(hf_dir, merge=2, device="cpu")
-    merged = AudioClassifier.from_pretrained(
-        hf_dir, merge=2, device="cpu", short_clips="merge-pad"
-    )
+    merged = AudioClassifier.from_pretrained(hf_dir, merge=2, device="cpu", short_clips="merge-pad")
     crop = AudioClassifier.from_pretrained(hf_dir, merge=2, device="cpu", short_clips="crop-pos")
     (p_full, p_short), (m_full, m_short), (_, c_short) = (
         c.predict([full, short]) for c in (pad, merged, crop)
