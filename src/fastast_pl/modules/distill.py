@@ -125,6 +125,8 @@ class DistillationModule(StudentModule):
         self._cache: TeacherLogitsCache | None = None
         self.cache_counts = {"hits": 0, "misses": 0}
 
+    learns_from_unlabeled = True  # the teacher's targets teach them
+
     # ------------------------------------------------------------------ teacher
     def setup(self, stage: str) -> None:
         """Before the run: load the teacher, check it against the data (every stage: the
