@@ -188,17 +188,18 @@ def flag_rate_outliers(reports: list[AudioReport]) -> None:
                 r.warnings.append(note)
 
 
-def leaks_across_splits(paths: dict[str, list[Path]]) -> list[str]:
-    """Evaluation clips (``val``, ``test``) whose audio is also a training clip, one line each.
+def same_audio(reference: list[Path], candidates: list[Path]) -> dict[Path, list[Path]]:
+    """Each of ``candidates`` whose audio is also a ``reference`` file: the same file (listed
+    twice, a symlink) or identical bytes under another name -> the matching reference files.
 
-    The same file (two manifests listing one wav, a symlink into another split) or identical
-    bytes under another name. Only files whose size equals a training file's are read and
-    hashed (``cache.file_fingerprint``, BLAKE2b of the bytes), so a split without size collisions costs one ``stat`` each.
+    Only candidates whose size equals a reference file's are read and hashed
+    (``cache.file_fingerprint``, BLAKE2b of the bytes), so lists without size collisions
+    cost one ``stat`` per file; unreadable files match nothing.
     """
-    train_by_size: dict[int, list[Path]] = {}
-    for p in paths.get("train", []):
+    by_size: dict[int, list[Path]] = {}
+    for p in reference:
         try:
-            train_by_size.setdefault(Path(p).stat().st_size, []).append(Path(p))
+            by_size.setdefault(Path(p).stat().st_size, []).append(Path(p))
         except OSError:
             continue
     digests: dict[Path, str] = {}
@@ -209,17 +210,28 @@ def leaks_across_splits(paths: dict[str, list[Path]]) -> list[str]:
             digests[real] = file_fingerprint(real)  # what keys the feature cache
         return digests[real]
 
+    found: dict[Path, list[Path]] = {}
+    for p in dict.fromkeys(Path(q) for q in candidates):
+        try:
+            same_size = by_size.get(p.stat().st_size, [])
+            match = [t for t in same_size if digest(t) == digest(p)]
+        except OSError:
+            continue
+        if match:
+            found[p] = match
+    return found
+
+
+def leaks_across_splits(paths: dict[str, list[Path]], training: str = "training") -> list[str]:
+    """Evaluation clips (``val``, ``test``) whose audio is also a training clip, one line each
+    (``same_audio``; ``training`` names what the ``train`` list holds in the lines)."""
+    held_out = {s: list(dict.fromkeys(Path(q) for q in paths.get(s, []))) for s in ("val", "test")}
+    found = same_audio(paths.get("train", []), held_out["val"] + held_out["test"])
     lines: list[str] = []
-    for split in ("val", "test"):
-        for p in dict.fromkeys(Path(q) for q in paths.get(split, [])):
-            try:
-                same_size = train_by_size.get(p.stat().st_size, [])
-                match = [t for t in same_size if digest(t) == digest(p)]
-            except OSError:
-                continue
-            if match:
-                lines.append(
-                    f"{split} clip {p} has the same audio bytes as training clip {match[0]}"
-                    + (f" (and {len(match) - 1} more)" if len(match) > 1 else "")
-                )
+    for split, clips in held_out.items():
+        for p, match in ((q, found[q]) for q in clips if q in found):
+            lines.append(
+                f"{split} clip {p} has the same audio bytes as {training} clip {match[0]}"
+                + (f" (and {len(match) - 1} more)" if len(match) > 1 else "")
+            )
     return lines

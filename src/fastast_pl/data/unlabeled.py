@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fastast_pl.data.audio import AUDIO_EXTENSIONS
+from fastast_pl.data.checks import leaks_across_splits, same_audio
 from fastast_pl.data.clips import Clip, show
 
 log = logging.getLogger(__name__)
@@ -29,10 +30,12 @@ class UnlabeledConfig:
 
     Args:
         folder: Every audio file under this directory (recursively, sorted) is an unlabeled
-            training clip.
+            training clip. A file holding a training clip's audio (same file or identical
+            bytes) is not added again, and one holding a val/test clip's is warned about
+            (its score is then not held out); both are named in the log.
         manifest: An AST-style JSON manifest ``{"data": [{"wav": ...}]}``: its clips are
             unlabeled training clips (labels in it, if any, are not used); relative paths
-            are taken relative to the manifest's directory.
+            are taken relative to the manifest's directory. Checked as ``folder``.
         labeled_fraction: Keep the labels of this fraction of the labeled training clips
             (chosen per class, seeded by the datamodule's seed) and train on the others'
             audio as unlabeled clips; 1.0 keeps every label.
@@ -67,7 +70,10 @@ class UnlabeledConfig:
             paths += found
         if self.manifest is not None:
             paths += _manifest_audio(Path(self.manifest))
-        return list(dict.fromkeys(paths))
+        unique: dict[Path, Path] = {}  # one entry per file, however its path is written
+        for p in paths:
+            unique.setdefault(p.resolve(), p)
+        return list(unique.values())
 
 
 def _manifest_audio(path: Path) -> list[Path]:
@@ -119,13 +125,42 @@ def check_unlabeled_files(paths: list[Path]) -> None:
 
 
 def split_unlabeled(
-    config: UnlabeledConfig, clips: list[Clip], seed: int, check_files: bool = True
+    config: UnlabeledConfig,
+    clips: list[Clip],
+    seed: int,
+    check_files: bool = True,
+    held_out: dict[str, list[Path]] | None = None,
 ) -> tuple[list[Clip], list[Path]]:
-    """(labeled training clips, unlabeled audio files) of a training split, counted in the log."""
+    """(labeled training clips, unlabeled audio files) of a training split, counted in the log.
+
+    A folder/manifest file whose audio is a training clip's (``checks.same_audio``: same
+    file or identical bytes) is not added again: it is already in training, labeled or with
+    its label withheld. One whose audio is a ``held_out`` (``val``/``test``) clip's is kept
+    and warned about, as for labeled training audio (``checks.leaks_across_splits``): the
+    teacher's targets on it train the student, so that clip's score is not held out.
+    """
     labeled, withheld = withhold_labels(clips, config.labeled_fraction, seed)
     extra = config.audio_files()
     if check_files:
         check_unlabeled_files(extra)
+    in_training = same_audio([c.path for c in clips], extra)
+    if in_training:
+        log.warning(
+            "%d file(s) of unlabeled.folder/manifest hold the audio of training clips and are "
+            "not added again as unlabeled clips: %s",
+            len(in_training),
+            show([f"{p} (= {match[0]})" for p, match in in_training.items()]),
+        )
+        extra = [p for p in extra if p not in in_training]
+    leaks = leaks_across_splits({"train": extra, **(held_out or {})}, training="unlabeled")
+    if leaks:
+        log.warning(
+            "%d evaluation clip(s) are also unlabeled training audio (unlabeled.folder/"
+            "manifest): the teacher's targets on them train the student, so their scores are "
+            "not held out:\n  %s",
+            len(leaks),
+            "\n  ".join(leaks),
+        )
     unlabeled = list(dict.fromkeys([c.path for c in withheld] + extra))
     log.info(
         "training clips: %d labeled, %d unlabeled (%d with their labels withheld, "
