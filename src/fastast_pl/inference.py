@@ -169,6 +169,7 @@ class AudioClassifier:
         info = read_inference_info(local)
         given = _feature_fields(features)
         stored = _stored_features(local, info.features)
+        _warn_replaced(path_or_name, stored, given)
         settings = {**stored, **given}
         missing = [k for k in ("sample_rate", "mean", "std") if k not in settings]
         if missing:
@@ -373,6 +374,22 @@ def _feature_fields(features: FeatureConfig | Mapping[str, Any] | None) -> dict[
     if unknown:
         raise ValueError(f"unknown feature setting(s) {unknown}; expected {list(_FEATURE_FIELDS)}")
     return dict(features)
+
+
+def _warn_replaced(name: Any, stored: Mapping[str, Any], given: Mapping[str, Any]) -> None:
+    """Warn, naming each, where given feature settings replace other values the checkpoint
+    was trained with (another sample rate or window changes what the model hears)."""
+    replaced = [
+        f"{k} {stored[k]!r} -> {v!r}"
+        for k, v in given.items()
+        if k != "dither" and k in stored and stored[k] != v
+    ]
+    if replaced:
+        log.warning(
+            "%s: the feature settings given replace those the checkpoint was trained with: %s",
+            name,
+            ", ".join(replaced),
+        )
 
 
 def _stored_features(path: Path, stored: Mapping[str, Any] | None) -> dict[str, Any]:

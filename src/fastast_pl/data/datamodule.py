@@ -116,7 +116,7 @@ class AudioDataModule(pl.LightningDataModule):
             labeled and unlabeled training clips.
         waveforms: Batches also carry each clip's ``waveform`` (``(B, N)`` at the feature
             sample rate, the span of the fbank's frames): what a waveform teacher (a Hugging
-            Face audio classifier) hears. It is the clean clip, or the mix with mixup (which
+            Face audio classifier, PaSST) hears. It is the clean clip, or the mix with mixup (which
             then must be ``mixup_domain: waveform``); SpecAugment, noise, roll and dither
             reach only the student's fbank (the run's log says so).
     """

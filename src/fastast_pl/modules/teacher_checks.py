@@ -78,7 +78,7 @@ def check_waveform_data(datamodule: Any, teacher_checkpoint: str | None) -> None
     if datamodule is not None and not (callable(carries) and carries()):
         raise ValueError(
             f"teacher {teacher_checkpoint!r} is a waveform teacher (an HF audio "
-            f"classifier with its own feature extractor); {type(datamodule).__name__} "
+            f"classifier or PaSST, with its own front-end); {type(datamodule).__name__} "
             "does not put waveforms into its batches: set data.waveforms: true"
         )
     others = (
