@@ -204,3 +204,29 @@ def test_the_cli_config_selects_and_loads_the_passt_teacher(tmp_path, offline) -
     assert cli.model.teacher_passt == dataclasses.replace(TINY, num_classes=3)
     assert cli.model.hears_waveforms and cli.model.teacher.info.kind == "passt"
     assert cli.trainer.global_step == 1
+
+    # The distilled checkpoint (without the teacher's weights) tests with the teacher beside.
+    tested = run(["test", *argv[1:], "--ckpt_path", "last"])
+    assert "test/teacher_acc" in tested.trainer.callback_metrics
+    assert not any(
+        k.startswith("teacher.")
+        for k in torch.load(tested.trainer.ckpt_path, weights_only=False)["state_dict"]
+    )
+
+
+def test_cached_passt_logits_are_reused_and_keyed_by_its_settings(tmp_path, offline) -> None:
+    weights = _save(_hear21passt_net(TINY), tmp_path / "passt-tiny.pt")
+    dm = _dm(tmp_path / "data")
+    module = tiny_student(str(weights), teacher_passt=TINY, cache_teacher_logits=True)
+    tiny_trainer(tmp_path, max_epochs=2, limit_val_batches=0).fit(module, datamodule=dm)
+    assert module.cache_counts == {"hits": 8, "misses": 8}  # epoch 2 from the clean clips' cache
+
+    same = tiny_student(str(weights), teacher_passt=TINY, cache_teacher_logits=True)
+    tiny_trainer(tmp_path, max_epochs=1, limit_val_batches=0).fit(same, datamodule=dm)
+    assert same._cache is not None and same._cache.status == "hit"
+
+    # The same file read through another front-end (a narrower band) gives other logits.
+    narrower = dataclasses.replace(TINY, fmax=8000.0)
+    other = tiny_student(str(weights), teacher_passt=narrower, cache_teacher_logits=True)
+    tiny_trainer(tmp_path, max_epochs=1, limit_val_batches=0).fit(other, datamodule=dm)
+    assert other._cache is not None and other._cache.status == "rebuild"

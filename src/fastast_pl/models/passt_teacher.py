@@ -11,6 +11,9 @@ hear21passt's own classes, ``hear21passt.models.passt.PaSST`` and
 Only those two modules are imported: hear21passt's ``get_model`` and ``base`` are not used,
 since they download the released weights by default and print the whole model; we build the
 model with random weights and load the local file ourselves, so nothing reaches the network.
+(All of hear21passt 0.0.26 imports beside torch 2.14, timm 1.0.31 and torchaudio 2.11: it
+carries its own ViT helpers and takes only timm's download helper, which it does not call
+here.)
 
 hear21passt 0.0.26 was written for older torch: its model prints tensor shapes on its first
 forward (the module flag ``first_RUN``, switched off here), and it warns on every call about

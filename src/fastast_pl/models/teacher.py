@@ -105,7 +105,10 @@ class TeacherArch:
             probabilities) or "mean" (mean over time + linear layer, outputs logits).
         num_heads: Attention pooling heads (PSLA: 4).
         pretrained_path: Local timm checkpoint of the backbone (ImageNet weights); the first
-            convolution is adapted to one channel. None: random initialisation.
+            convolution is adapted to one channel. A file recording another variant than
+            ``backbone`` (timm's ``arch`` key, e.g. ``{"arch": "tf_efficientnet_b2",
+            "state_dict": ...}``) is refused, as ``init_from`` does; a bare state dict
+            records none and is loaded with a warning. None: random initialisation.
         drop_rate: Dropout on the per-frame features before pooling.
         drop_path_rate: Stochastic depth rate of the backbone, where it supports one.
         backbone_kwargs: Extra keyword arguments for ``timm.create_model``.
@@ -134,7 +137,9 @@ class CNNTeacher(nn.Module):
             None for random initialisation. The RGB first convolution is adapted to one
             channel by timm's ``adapt_input_conv``, which SUMS the kernel over the three
             input channels (so a grey image gives the same activations as the RGB one);
-            the ImageNet classifier is dropped. Nothing is ever downloaded.
+            the ImageNet classifier is dropped. Nothing is ever downloaded. The file's
+            recorded variant is checked by ``TeacherModule`` (``checkpoints/cnn_weights.py``,
+            which this module cannot import without an import circle).
         input_fdim: number of mel bins the teacher expects (checked on every forward).
         drop_rate: dropout on the per-frame features before the pooling head.
         drop_path_rate: stochastic depth inside the backbone (where timm supports it).

@@ -14,7 +14,11 @@ from typing import Any
 
 from torch import Tensor
 
-from fastast_pl.models.checkpoints.cnn_weights import init_cnn_teacher
+from fastast_pl.models.checkpoints.cnn_weights import (
+    check_variant,
+    init_cnn_teacher,
+    read_cnn_weights,
+)
 from fastast_pl.models.checkpoints.teacher import load_teacher
 from fastast_pl.models.teacher import CNNTeacher, FrozenTeacher, TeacherArch
 from fastast_pl.modules.base import ClassificationModule
@@ -52,7 +56,8 @@ class TeacherModule(ClassificationModule):
             (``efficientnet_bX`` and ``tf_efficientnet_bX`` share keys and shapes, not
             padding and BatchNorm eps). The pooling head is loaded where its shapes fit
             (same pooling, heads and classes), else starts fresh (logged). Give either this
-            or ``teacher.pretrained_path``.
+            or ``teacher.pretrained_path``, whose file gets the same variant check before
+            timm loads it.
     """
 
     def __init__(
@@ -72,6 +77,9 @@ class TeacherModule(ClassificationModule):
                 f"TeacherModule: give model.init_from ({init_from!r}) or "
                 f"model.teacher.pretrained_path ({self.arch.pretrained_path!r}), not both"
             )
+        pretrained = self.arch.pretrained_path
+        if pretrained and Path(pretrained).is_file():  # a missing file: CNNTeacher names it
+            check_variant(read_cnn_weights(pretrained), self.arch.backbone)
         self.model = CNNTeacher(
             num_classes=self.num_classes,
             input_fdim=self.num_mel_bins,
