@@ -248,7 +248,8 @@ class TeacherInfo:
     """What a teacher checkpoint says about the data it was trained on.
 
     ``multi_label`` is None where the checkpoint does not say (official AST releases, HF
-    directories, plain state dicts); ``kind`` is "cnn" (CNNTeacher) or "ast" (ASTModel).
+    directories, plain state dicts); ``kind`` is "cnn" (CNNTeacher), "ast" (ASTModel) or a
+    waveform teacher's ("hf-waveform", "passt": ``models/waveform_teacher.py``).
     ``class_names`` and ``data`` (the training data's identity) come from our checkpoints'
     record; None elsewhere.
     """
