@@ -267,7 +267,8 @@ class TeacherInfo:
 
 
 class FrozenTeacher(nn.Module):
-    """A trained teacher (``CNNTeacher`` or ``ASTModel``) pinned to eval mode, without gradients.
+    """A trained teacher (``CNNTeacher``, ``ASTModel``, a waveform teacher) pinned to eval mode,
+    without gradients.
 
     ``train(mode)`` always keeps it in eval mode (as DINOv2 pins its teacher), so
     ``LightningModule.train()`` cannot switch BatchNorm, dropout or drop-path back on; the
@@ -293,7 +294,8 @@ class FrozenTeacher(nn.Module):
 
     @torch.no_grad()
     def forward(self, fbank: Tensor) -> Tensor:
-        """(B, T, F) fbank -> (B, K) teacher logits (no graph is built)."""
+        """(B, T, F) fbank, or (B, N) waveform for a waveform teacher -> (B, K) teacher logits
+        (no graph is built)."""
         if isinstance(self.teacher, CNNTeacher):
             return self.teacher.logits(fbank)
         return self.teacher(fbank)  # ASTModel: logits
