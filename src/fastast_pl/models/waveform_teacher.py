@@ -53,6 +53,7 @@ def waveform_teacher_info(
     multi_label: bool | None,
     arch: dict[str, Any],
     path: str,
+    class_names: list[str] | None = None,
 ) -> TeacherInfo:
     """The TeacherInfo of a waveform teacher: no fbank length, mel bins or feature settings
     to match against the data (it featurizes the waveform itself)."""
@@ -65,6 +66,7 @@ def waveform_teacher_info(
         arch=arch,
         path=path,
         kind=kind,
+        class_names=class_names,
     )
 
 
