@@ -245,3 +245,24 @@ def test_cached_passt_logits_are_reused_and_keyed_by_its_settings(tmp_path, offl
     other = tiny_student(str(weights), teacher_passt=narrower, cache_teacher_logits=True)
     tiny_trainer(tmp_path, max_epochs=1, limit_val_batches=0).fit(other, datamodule=dm)
     assert other._cache is not None and other._cache.status == "rebuild"
+
+
+def test_the_label_kind_it_is_said_to_have_is_checked_against_the_data(
+    tmp_path, offline, caplog
+) -> None:
+    """A weights file does not record its label kind: ``multi_label`` says it, and a head
+    trained multi-label (every hear21passt release) is refused against single-label data."""
+    weights = str(_save(_hear21passt_net(TINY), tmp_path / "passt-tiny.pt"))
+    dm = _dm(tmp_path / "data")  # single-label folders
+    multi = dataclasses.replace(TINY, multi_label=True)
+    with pytest.raises(ValueError, match="multi_label: teacher True, data False"):
+        tiny_trainer(tmp_path).fit(tiny_student(weights, teacher_passt=multi), datamodule=dm)
+
+    for said, warned in ((False, False), (None, True)):
+        caplog.clear()
+        arch = dataclasses.replace(TINY, multi_label=said)
+        with caplog.at_level(logging.WARNING):
+            tiny_trainer(tmp_path, max_steps=1, limit_val_batches=0).fit(
+                tiny_student(weights, teacher_passt=arch), datamodule=dm
+            )
+        assert ("does not say whether it is multi-label" in caplog.text) is warned

@@ -97,6 +97,10 @@ class PasstArch:
         fmin: lowest mel band edge in Hz (0).
         fmax: highest mel band edge in Hz; None: hear21passt's default, sample_rate / 2
             - 1000 Hz (15000 at 32 kHz).
+        multi_label: whether the file's head was trained multi-label (sigmoid; every
+            hear21passt release: AudioSet, FSD50K, OpenMIC) or single-label (softmax), checked
+            against the data's label kind, since the KD targets read the logits that way;
+            None: not said, not checked (warned). A weights file records none of it.
     """
 
     num_classes: int = 527
@@ -114,6 +118,7 @@ class PasstArch:
     n_fft: int = 1024
     fmin: float = 0.0
     fmax: float | None = None
+    multi_label: bool | None = None
 
     @property
     def band_top(self) -> float:
@@ -244,7 +249,7 @@ def load_passt_teacher(
     info = waveform_teacher_info(
         kind=PASST_KIND,
         num_classes=arch.num_classes,
-        multi_label=None,  # a bare state dict does not say
+        multi_label=arch.multi_label,  # a bare state dict does not say: the user may
         arch={**dataclasses.asdict(arch), "fmax": arch.band_top},
         path=teacher.path,
     )
