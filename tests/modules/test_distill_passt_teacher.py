@@ -149,6 +149,7 @@ def test_passt_teacher_targets_equal_hear21passt_pipeline(tmp_path, offline, cap
         tiny_trainer(tmp_path, max_epochs=1, limit_val_batches=0).fit(module, datamodule=dm)
     assert "PaSST (depth 1, embed_dim 16, 4 classes" in caplog.text
     assert "at 16000 Hz, resampled to its 32000 Hz" in caplog.text
+    assert "upsampled to the teacher's 32000 Hz, so it hears nothing above 8000 Hz" in caplog.text
     assert any(module.model.train().merge_schedule().r)  # the student merges tokens
     assert module.hears_waveforms and module.global_step == 2  # two optimiser steps
 
