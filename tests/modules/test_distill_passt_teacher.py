@@ -150,6 +150,9 @@ def test_passt_teacher_targets_equal_hear21passt_pipeline(tmp_path, offline, cap
     assert "PaSST (depth 1, embed_dim 16, 4 classes" in caplog.text
     assert "at 16000 Hz, resampled to its 32000 Hz" in caplog.text
     assert "upsampled to the teacher's 32000 Hz, so it hears nothing above 8000 Hz" in caplog.text
+    # The file names no classes: the order is the data's, said once.
+    named = "names no classes: its class k is taken as the data's class k (0: 'c0', 1: 'c1', 2:"
+    assert named in caplog.text and caplog.text.count("names no classes") == 1
     assert any(module.model.train().merge_schedule().r)  # the student merges tokens
     assert module.hears_waveforms and module.global_step == 2  # two optimiser steps
 
