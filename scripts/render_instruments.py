@@ -138,7 +138,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="data/instruments")
     parser.add_argument("--soundfont", default=SOUNDFONT)
-    parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--seconds", type=float, default=1.0)
     parser.add_argument("--sample-rate", type=int, default=16000)
     parser.add_argument("--train", type=int, default=32, help="training clips per class")
     parser.add_argument("--val", type=int, default=8, help="validation clips per class")

@@ -123,3 +123,13 @@ def test_unlabeled_clips_without_a_teacher_are_warned_about(tmp_path, caplog) ->
         "data.unlabeled gives 3 unlabeled training clip(s), but StudentModule has no teacher"
         in caplog.text
     )
+
+
+def test_labels_in_an_unlabeled_manifest_are_warned_about(tmp_path, caplog) -> None:
+    root = _data(tmp_path / "data")
+    manifest = tmp_path / "labeled.json"
+    entries = [{"wav": str(root / "pool" / f"u{i}.wav"), "labels": "/m/0bt9lr"} for i in range(2)]
+    manifest.write_text(json.dumps({"data": [*entries, {"wav": str(root / "pool" / "u2.wav")}]}))
+    with caplog.at_level(logging.WARNING, logger="fastast_pl.data.unlabeled"):
+        assert len(UnlabeledConfig(manifest=str(manifest)).audio_files()) == 3
+    assert "2 of its 3 entries carry labels, which are not used" in caplog.text

@@ -109,6 +109,7 @@ def test_hf_waveform_teacher_targets_equal_its_own_pipeline(tmp_path, hub, caplo
     assert (
         "waveform teacher" in caplog.text and f"resampled to its {TEACHER_RATE} Hz" in caplog.text
     )
+    assert "upsampled" not in caplog.text  # 16 kHz data down to 8 kHz: it hears its whole band
     assert any(module.model.train().merge_schedule().r)  # the student merges tokens
 
     clips = dm.datasets["train"].clips

@@ -89,9 +89,9 @@ def _dm(root, **kwargs) -> AudioDataModule:
     )
 
 
-def _reference(net: PaSST, path) -> torch.Tensor:
-    """hear21passt's own pipeline on the clip file: its wrapper, its front-end as base.py
-    sets it up (fmax left to its default), the clip resampled to 32 kHz."""
+def _hear21passt_pipeline(net: PaSST) -> PasstBasicWrapper:
+    """hear21passt's own pipeline: its wrapper, its front-end as base.py sets it up (fmax
+    left to its default), in eval mode."""
     mel = AugmentMelSTFT(
         n_mels=32,
         sr=32000,
@@ -107,13 +107,17 @@ def _reference(net: PaSST, path) -> torch.Tensor:
         fmin_aug_range=10,
         fmax_aug_range=2000,
     )
-    wrapper = PasstBasicWrapper(mel=mel, net=net, mode="logits").eval()
+    return PasstBasicWrapper(mel=mel, net=net, mode="logits").eval()
+
+
+def _reference(net: PaSST, path) -> torch.Tensor:
+    """hear21passt's own pipeline on the clip file, the clip resampled to 32 kHz."""
     audio, rate = sf.read(str(path), dtype="float32")
     clip = np.zeros(SPAN, dtype=np.float32)
     clip[: min(SPAN, len(audio))] = audio[:SPAN]
     wave = torchaudio.functional.resample(torch.from_numpy(clip)[None], rate, 32000)  # (1, N)
     with torch.no_grad():
-        return wrapper(wave)[0]
+        return _hear21passt_pipeline(net)(wave)[0]
 
 
 @pytest.fixture
@@ -145,6 +149,10 @@ def test_passt_teacher_targets_equal_hear21passt_pipeline(tmp_path, offline, cap
         tiny_trainer(tmp_path, max_epochs=1, limit_val_batches=0).fit(module, datamodule=dm)
     assert "PaSST (depth 1, embed_dim 16, 4 classes" in caplog.text
     assert "at 16000 Hz, resampled to its 32000 Hz" in caplog.text
+    assert "upsampled to the teacher's 32000 Hz, so it hears nothing above 8000 Hz" in caplog.text
+    # The file names no classes: the order is the data's, said once.
+    named = "names no classes: its class k is taken as the data's class k (0: 'c0', 1: 'c1', 2:"
+    assert named in caplog.text and caplog.text.count("names no classes") == 1
     assert any(module.model.train().merge_schedule().r)  # the student merges tokens
     assert module.hears_waveforms and module.global_step == 2  # two optimiser steps
 
@@ -158,17 +166,28 @@ def test_passt_teacher_targets_equal_hear21passt_pipeline(tmp_path, offline, cap
         torch.testing.assert_close(teacher[row], expected, rtol=1e-4, atol=1e-4)
 
 
-def test_wrapped_weights_load_the_same_and_long_clips_are_refused(tmp_path, offline) -> None:
+def test_wrapped_weights_load_the_same_and_clips_outside_its_time_table_are_refused(
+    tmp_path, offline
+) -> None:
     net = _hear21passt_net(TINY)
     plain = load_passt_teacher(_save(net, tmp_path / "plain.pt"), TINY, DATA_RATE)
     wrapped = load_passt_teacher(_save(net, tmp_path / "w.pt", wrap="model"), TINY, DATA_RATE)
     wave = torch.randn(2, SPAN)  # (B, N) at the data's rate
     torch.testing.assert_close(plain(wave), wrapped(wave), rtol=0, atol=0)
-    # 12800 samples at 16 kHz: 25600 at 32 kHz, 25599 after pre-emphasis, centred frames
-    # at hop 320: 1 + 25599 // 320 = 80, the table's length; one sample more is 81.
-    assert plain(torch.randn(1, 12_800)).shape == (1, 4)
-    with pytest.raises(ValueError, match=r"81 frames .* longer than its time positional .*80"):
-        plain(torch.randn(1, 12_801))
+    # The table holds 80 // 8 = 10 time patches: (frames - 8) // 8 + 1 <= 10 for up to 87
+    # frames. 13920 samples at 16 kHz: 27840 at 32 kHz, 27839 after pre-emphasis, centred
+    # frames at hop 320: 1 + 27839 // 320 = 87 (more than input_tdim 80, as a 10 s clip's
+    # 1000 frames are for the released 998), taught as hear21passt's own pipeline does.
+    fits = torch.randn(1, 13_920)
+    with torch.no_grad():
+        expected = _hear21passt_pipeline(net)(torchaudio.functional.resample(fits, 16000, 32000))
+    torch.testing.assert_close(plain(fits), expected, rtol=1e-4, atol=1e-4)
+    # One sample more gives 88 frames, 11 patches (hear21passt: a tensor broadcast error);
+    # 1120 samples give 7 frames, less than one patch (hear21passt: a convolution error).
+    with pytest.raises(ValueError, match=r"88 frames .* places 8 to 87 frames \(10 patches"):
+        plain(torch.randn(1, 13_921))
+    with pytest.raises(ValueError, match=r"7 frames .* places 8 to 87 frames"):
+        plain(torch.randn(1, 1_120))
 
 
 def test_weights_of_another_arch_or_class_count_are_refused(tmp_path, offline) -> None:
@@ -204,3 +223,50 @@ def test_the_cli_config_selects_and_loads_the_passt_teacher(tmp_path, offline) -
     assert cli.model.teacher_passt == dataclasses.replace(TINY, num_classes=3)
     assert cli.model.hears_waveforms and cli.model.teacher.info.kind == "passt"
     assert cli.trainer.global_step == 1
+
+    # The distilled checkpoint (without the teacher's weights) tests with the teacher beside.
+    tested = run(["test", *argv[1:], "--ckpt_path", "last"])
+    assert "test/teacher_acc" in tested.trainer.callback_metrics
+    assert not any(
+        k.startswith("teacher.")
+        for k in torch.load(tested.trainer.ckpt_path, weights_only=False)["state_dict"]
+    )
+
+
+def test_cached_passt_logits_are_reused_and_keyed_by_its_settings(tmp_path, offline) -> None:
+    weights = _save(_hear21passt_net(TINY), tmp_path / "passt-tiny.pt")
+    dm = _dm(tmp_path / "data")
+    module = tiny_student(str(weights), teacher_passt=TINY, cache_teacher_logits=True)
+    tiny_trainer(tmp_path, max_epochs=2, limit_val_batches=0).fit(module, datamodule=dm)
+    assert module.cache_counts == {"hits": 8, "misses": 8}  # epoch 2 from the clean clips' cache
+
+    same = tiny_student(str(weights), teacher_passt=TINY, cache_teacher_logits=True)
+    tiny_trainer(tmp_path, max_epochs=1, limit_val_batches=0).fit(same, datamodule=dm)
+    assert same._cache is not None and same._cache.status == "hit"
+
+    # The same file read through another front-end (a narrower band) gives other logits.
+    narrower = dataclasses.replace(TINY, fmax=8000.0)
+    other = tiny_student(str(weights), teacher_passt=narrower, cache_teacher_logits=True)
+    tiny_trainer(tmp_path, max_epochs=1, limit_val_batches=0).fit(other, datamodule=dm)
+    assert other._cache is not None and other._cache.status == "rebuild"
+
+
+def test_the_label_kind_it_is_said_to_have_is_checked_against_the_data(
+    tmp_path, offline, caplog
+) -> None:
+    """A weights file does not record its label kind: ``multi_label`` says it, and a head
+    trained multi-label (every hear21passt release) is refused against single-label data."""
+    weights = str(_save(_hear21passt_net(TINY), tmp_path / "passt-tiny.pt"))
+    dm = _dm(tmp_path / "data")  # single-label folders
+    multi = dataclasses.replace(TINY, multi_label=True)
+    with pytest.raises(ValueError, match="multi_label: teacher True, data False"):
+        tiny_trainer(tmp_path).fit(tiny_student(weights, teacher_passt=multi), datamodule=dm)
+
+    for said, warned in ((False, False), (None, True)):
+        caplog.clear()
+        arch = dataclasses.replace(TINY, multi_label=said)
+        with caplog.at_level(logging.WARNING):
+            tiny_trainer(tmp_path, max_steps=1, limit_val_batches=0).fit(
+                tiny_student(weights, teacher_passt=arch), datamodule=dm
+            )
+        assert ("does not say whether it is multi-label" in caplog.text) is warned

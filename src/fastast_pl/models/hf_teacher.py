@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from fastast_pl.models.checkpoints.files import read_json
 from fastast_pl.models.checkpoints.hub import looks_like_hub_id, resolve_source
+from fastast_pl.models.checkpoints.metadata import id2label_names, named_classes
 from fastast_pl.models.teacher import FrozenTeacher
 from fastast_pl.models.waveform_teacher import (
     HF_WAVEFORM_KIND,
@@ -101,6 +102,7 @@ def load_waveform_teacher(source: str | os.PathLike, data_sample_rate: int) -> F
         multi_label=multi.get(str(getattr(config, "problem_type", None))),
         arch={"model_type": config.model_type, "sampling_rate": teacher.sample_rate},
         path=teacher.path,
+        class_names=named_classes(id2label_names(config.id2label, teacher.path)),
     )
     what = f"HF {config.model_type} classifier (its own feature extractor)"
     log_waveform_teacher(log, what, info, data_sample_rate, teacher.sample_rate)

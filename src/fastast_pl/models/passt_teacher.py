@@ -11,6 +11,9 @@ hear21passt's own classes, ``hear21passt.models.passt.PaSST`` and
 Only those two modules are imported: hear21passt's ``get_model`` and ``base`` are not used,
 since they download the released weights by default and print the whole model; we build the
 model with random weights and load the local file ourselves, so nothing reaches the network.
+(All of hear21passt 0.0.26 imports beside torch 2.14, timm 1.0.31 and torchaudio 2.11: it
+carries its own ViT helpers and takes only timm's download helper, which it does not call
+here.)
 
 hear21passt 0.0.26 was written for older torch: its model prints tensor shapes on its first
 forward (the module flag ``first_RUN``, switched off here), and it warns on every call about
@@ -81,8 +84,10 @@ class PasstArch:
         patch_size: side of the square patches, in mel bins and frames (16).
         fstride: patch stride over frequency (10; the s16 models: 16).
         tstride: patch stride over time (10; the s16 models: 16).
-        input_tdim: frames of the time positional embedding (998: 10 s at a 10 ms hop);
-            longer clips are refused, shorter ones use its first frames.
+        input_tdim: frames the time positional embedding was made for (998: 10 s at a 10 ms
+            hop); it holds ``input_tdim // tstride`` time patches. A clip with more patches
+            (released PaSST-S: more than 1005 frames) or shorter than one patch is refused;
+            one with fewer uses the table's first positions.
         n_mels: mel bins, also the frequency size of the patch grid (128).
         sample_rate: the rate its front-end expects (32000); the data's waveform is
             resampled to it.
@@ -92,6 +97,10 @@ class PasstArch:
         fmin: lowest mel band edge in Hz (0).
         fmax: highest mel band edge in Hz; None: hear21passt's default, sample_rate / 2
             - 1000 Hz (15000 at 32 kHz).
+        multi_label: whether the file's head was trained multi-label (sigmoid; every
+            hear21passt release: AudioSet, FSD50K, OpenMIC) or single-label (softmax), checked
+            against the data's label kind, since the KD targets read the logits that way;
+            None: not said, not checked (warned). A weights file records none of it.
     """
 
     num_classes: int = 527
@@ -109,6 +118,7 @@ class PasstArch:
     n_fft: int = 1024
     fmin: float = 0.0
     fmax: float | None = None
+    multi_label: bool | None = None
 
     @property
     def band_top(self) -> float:
@@ -196,6 +206,27 @@ class PasstWaveformTeacher(nn.Module):
         )
         load_state_dict_named(self.net, state, self.path, what)
 
+    def _check_frames(self, frames: int) -> None:
+        """Refuse a clip PaSST cannot place in time. Its patch embedding cuts ``(frames -
+        patch_size) // tstride + 1`` time patches, and its time positional table holds
+        ``input_tdim // tstride`` of them (hear21passt's grid); fewer patches take the table's
+        first positions, as PaSST is meant to; more would fail there with a tensor broadcast
+        error, and a clip shorter than one patch with a convolution error. (A 10 s clip at
+        32 kHz gives 1000 frames, more than the released ``input_tdim`` 998, and fits: it is
+        what those models were trained on.)"""
+        arch = self.arch
+        positions = int(self.net.time_new_pos_embed.shape[-1])
+        longest = positions * arch.tstride + arch.patch_size - 1  # frames that give `positions`
+        if arch.patch_size <= frames <= longest:
+            return
+        raise ValueError(
+            f"PaSST teacher {self.path}: a clip of {frames} frames (hop {arch.hop_length} at "
+            f"{arch.sample_rate} Hz) does not fit its time positional embedding, which places "
+            f"{arch.patch_size} to {longest} frames ({positions} patches of {arch.patch_size} "
+            f"frames, stride {arch.tstride}, input_tdim {arch.input_tdim}); use other clip "
+            "lengths (data.features.target_length) or the input_tdim its weights have"
+        )
+
     @torch.no_grad()
     def forward(self, waveform: Tensor) -> Tensor:
         """(B, N) waveforms -> (B, C) float32 logits: resampled, PaSST's mel, PaSST."""
@@ -205,14 +236,7 @@ class PasstWaveformTeacher(nn.Module):
                 warnings.filterwarnings("ignore", message=message)
             with torch.autocast(wave.device.type, enabled=False):
                 spec = self.mel(wave)  # (B, n_mels, frames), float32 as trained
-            frames = spec.shape[-1]
-            if frames > self.arch.input_tdim:
-                raise ValueError(
-                    f"PaSST teacher {self.path}: a clip of {frames} frames (hop "
-                    f"{self.arch.hop_length} at {self.arch.sample_rate} Hz) is longer than its "
-                    f"time positional embedding ({self.arch.input_tdim} frames); use shorter "
-                    "clips (data.features.target_length) or the input_tdim its weights have"
-                )
+            self._check_frames(spec.shape[-1])
             logits, _ = self.net(spec.unsqueeze(1))  # (B, 1, n_mels, frames) -> (B, C)
         return logits.float()
 
@@ -225,7 +249,7 @@ def load_passt_teacher(
     info = waveform_teacher_info(
         kind=PASST_KIND,
         num_classes=arch.num_classes,
-        multi_label=None,  # a bare state dict does not say
+        multi_label=arch.multi_label,  # a bare state dict does not say: the user may
         arch={**dataclasses.asdict(arch), "fmax": arch.band_top},
         path=teacher.path,
     )

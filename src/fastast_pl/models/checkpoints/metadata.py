@@ -78,17 +78,32 @@ def _from_lightning(p: Path, checkpoint: Mapping[str, Any]) -> InferenceInfo:
     return info
 
 
+def id2label_names(labels: Any, where: Any) -> list[str] | None:
+    """An HF config's ``id2label`` as class names by index (keys read as ints, in index
+    order, whatever order the file lists them in); None without one. ``where`` names the
+    file in the error for keys that are not 0..N-1."""
+    if not isinstance(labels, Mapping) or not labels:
+        return None
+    by_index = {int(k): str(v) for k, v in labels.items()}
+    if sorted(by_index) != list(range(len(by_index))):
+        raise ValueError(
+            f"{where}: id2label keys {sorted(by_index)[:10]} are not 0..{len(by_index) - 1}"
+        )
+    return [by_index[i] for i in range(len(by_index))]
+
+
+def named_classes(names: list[str] | None) -> list[str] | None:
+    """``names`` unless they are HF's placeholders ``LABEL_0``, ``LABEL_1``, ... (a config
+    saved without ``id2label``), which name no class: None then."""
+    if names is None or names == [f"LABEL_{i}" for i in range(len(names))]:
+        return None
+    return names
+
+
 def _from_hf(p: Path, config_file: Path, extractor_file: Path) -> InferenceInfo:
     config = read_json(config_file)
     info = InferenceInfo(p, "hf")
-    labels = config.get("id2label")
-    if isinstance(labels, Mapping) and labels:
-        by_index = {int(k): str(v) for k, v in labels.items()}
-        if sorted(by_index) != list(range(len(by_index))):
-            raise ValueError(
-                f"{config_file}: id2label keys {sorted(by_index)[:10]} are not 0..{len(by_index) - 1}"
-            )
-        info.class_names = [by_index[i] for i in range(len(by_index))]
+    info.class_names = id2label_names(config.get("id2label"), config_file)
     problem = config.get("problem_type")
     if problem in ("multi_label_classification", "single_label_classification"):
         info.multi_label = problem == "multi_label_classification"
