@@ -143,6 +143,21 @@ class ClassificationModule(L.LightningModule):
                 type(self).__name__,
             )
 
+    def differing_class(self, classes: list[str]) -> tuple[int, str, str, bool] | None:
+        """(index, ``classes``' name, the data's name, whether ``classes`` are the data's in
+        another order) of the first class where a head loaded from ``init_from`` (trained for
+        ``classes``) differs from the data's classes; None where they agree, the data names
+        none, or ``--ckpt_path`` replaces the weights."""
+        trainer = self._trainer
+        if trainer is None or getattr(trainer, "ckpt_path", None):
+            return None
+        names = getattr(getattr(trainer, "datamodule", None), "class_names", None)
+        if names is None:
+            return None
+        theirs, ours = [str(c) for c in classes], [str(c) for c in names]
+        at = next((i for i, (a, b) in enumerate(zip(theirs, ours)) if a != b), None)
+        return None if at is None else (at, theirs[at], ours[at], sorted(theirs) == sorted(ours))
+
     # ----------------------------------------------------------------- losses
     def task_loss(self, logits: Tensor, target: Tensor, labeled: Tensor | None = None) -> Tensor:
         """CE for single-label (soft targets allowed, for mixup), BCE for multi-label or

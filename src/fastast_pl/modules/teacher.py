@@ -98,21 +98,17 @@ class TeacherModule(ClassificationModule):
         """Before fitting: an ``init_from`` head trained for other classes than the data's
         (same count, other names or order) starts fresh, as one of another shape does."""
         super().setup(stage)
-        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer else None
-        names = getattr(datamodule, "class_names", None)
-        if stage != "fit" or self._init_head is None or names is None:
+        if stage != "fit" or self._init_head is None:
             return
         path, classes, fresh = self._init_head
-        at = next((i for i, (a, b) in enumerate(zip(classes, names)) if str(a) != str(b)), None)
-        if at is not None:
+        differs = self.differing_class(classes)
+        if differs is not None:
             self.model.head.load_state_dict(fresh)
             log.warning(
                 "init_from %s: its pooling head was trained for other classes (class %d: %r "
                 "there, %r in the data); the head starts fresh, the backbone is kept",
                 path,
-                at,
-                classes[at],
-                names[at],
+                *differs[:3],
             )
 
     def forward(self, fbank: Tensor) -> Tensor:
