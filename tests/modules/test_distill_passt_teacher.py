@@ -202,6 +202,15 @@ def test_weights_of_another_arch_or_class_count_are_refused(tmp_path, offline) -
     assert "the file holds depth 2, embed_dim 16, 5 classes" in message
     assert "blocks.1.norm1.weight" in message  # an unexpected key, named
     assert "head.1.weight: (5, 16) in the file, (4, 16) in the model" in message
+    assert "the patch grid is n_mels // fstride x input_tdim // tstride" in message  # the keys
+
+    # Another patch stride (the s16 files against the s10 defaults, in small): another grid.
+    strided = _save(_hear21passt_net(dataclasses.replace(TINY, fstride=4)), tmp_path / "f4.pt")
+    with pytest.raises(ValueError) as err:
+        load_passt_teacher(strided, TINY, DATA_RATE)
+    assert "patch grid 4 x 10; the file holds" in str(err.value)
+    assert "frequency x time patch grid 8 x 10; the patch grid is" in str(err.value)
+    assert "freq_new_pos_embed: (1, 16, 8, 1) in the file, (1, 16, 4, 1)" in str(err.value)
 
     # The weights fit the configured PaSST, but its 5 classes are not the data's 4.
     with pytest.raises(ValueError, match="num_classes: teacher 5, data 4"):

@@ -202,7 +202,8 @@ class PasstWaveformTeacher(nn.Module):
         state = read_passt_weights(weights)
         what = (
             f"the PaSST that model.init_args.teacher_passt configures "
-            f"({describe_passt(self.net.state_dict())}; the file holds {describe_passt(state)})"
+            f"({describe_passt(self.net.state_dict())}; the file holds {describe_passt(state)}; "
+            "the patch grid is n_mels // fstride x input_tdim // tstride)"
         )
         load_state_dict_named(self.net, state, self.path, what)
 
