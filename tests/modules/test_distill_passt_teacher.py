@@ -148,6 +148,7 @@ def test_passt_teacher_targets_equal_hear21passt_pipeline(tmp_path, offline, cap
     with caplog.at_level(logging.INFO, logger="fastast_pl.models.passt_teacher"):
         tiny_trainer(tmp_path, max_epochs=1, limit_val_batches=0).fit(module, datamodule=dm)
     assert "PaSST (depth 1, embed_dim 16, 4 classes" in caplog.text
+    assert "32 bins, 0-15000 Hz, hop 320 at 32000 Hz; time table 80 frames = 0.8 s" in caplog.text
     assert "at 16000 Hz, resampled to its 32000 Hz" in caplog.text
     assert "upsampled to the teacher's 32000 Hz, so it hears nothing above 8000 Hz" in caplog.text
     # The file names no classes: the order is the data's, said once.

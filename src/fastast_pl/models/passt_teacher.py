@@ -74,7 +74,10 @@ class PasstArch:
     Defaults: the released PaSST-S AudioSet model ``passt-s-f128-p16-s10-ap.476-swa.pt``
     (hear21passt's ``passt_s_swa_p16_128_ap476`` with the front-end of its ``base.py``).
     Other released files need other values (README, "PaSST teacher"); a file that does not
-    fit these values is refused key by key.
+    fit these values is refused key by key. A weights file holds the network's shapes only:
+    the front-end (``n_mels`` beyond the patch grid, ``sample_rate`` to ``fmax``) and
+    ``multi_label`` must be those it was trained with, since nothing in it can check them
+    (the run's log prints them).
 
     Args:
         num_classes: classes of the file's head (AudioSet: 527); must equal the data's.
@@ -254,6 +257,13 @@ def load_passt_teacher(
         arch={**dataclasses.asdict(arch), "fmax": arch.band_top},
         path=teacher.path,
     )
-    what = f"PaSST ({describe_passt(teacher.net.state_dict())}; hear21passt's mel front-end)"
+    # The file records none of the front-end: the log shows what it is read with, and how
+    # long its time table is in seconds (10 s, 20 s or 30 s for the released files).
+    what = (
+        f"PaSST ({describe_passt(teacher.net.state_dict())}; hear21passt's mel front-end: "
+        f"{arch.n_mels} bins, {arch.fmin:g}-{arch.band_top:g} Hz, hop {arch.hop_length} at "
+        f"{arch.sample_rate} Hz; time table {arch.input_tdim} frames = "
+        f"{arch.input_tdim * arch.hop_length / arch.sample_rate:g} s)"
+    )
     log_waveform_teacher(log, what, info, data_sample_rate, arch.sample_rate)
     return FrozenTeacher(teacher, info)
