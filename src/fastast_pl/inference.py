@@ -283,6 +283,10 @@ class AudioClassifier:
         aggregate = aggregate or ("max" if self.multi_label else "mean")
         if aggregate not in ("mean", "max"):
             raise ValueError(f"aggregate must be 'mean' or 'max', got {aggregate!r}")
+        window_s = self.features.target_length * self.features.frame_shift / 1000.0
+        if hop is not None and hop > window_s:
+            log.warning("hop=%s s is longer than the model's %.2f s window: the audio between "
+                        "windows of a long clip is not heard", hop, window_s)  # fmt: skip
         items = as_items(inputs)
         batch = batch_size or self.batch_size
         results: list[Prediction | None] = []

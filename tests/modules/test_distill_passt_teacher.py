@@ -27,7 +27,7 @@ from fastast_pl.data.sources import FolderSource
 from fastast_pl.models.passt_teacher import PasstArch, load_passt_teacher
 
 from helpers.audio import tone, write
-from helpers.distill import T, tiny_student, tiny_trainer
+from helpers.distill import T, record_teacher_targets, tiny_student, tiny_trainer
 from helpers.tiny_run import run, tiny
 
 DATA_RATE = 16000  # PaSST hears 32 kHz: the teacher resamples
@@ -136,15 +136,7 @@ def test_passt_teacher_targets_equal_hear21passt_pipeline(tmp_path, offline, cap
     dm = _dm(tmp_path / "data")
     L.seed_everything(0, verbose=False)
     module = tiny_student(str(weights), teacher_passt=TINY)
-    used: list[tuple[torch.Tensor, torch.Tensor]] = []
-    original = module.teacher_logits
-
-    def spy(batch):
-        logits = original(batch)
-        used.append((batch["index"].clone(), logits.detach().clone()))
-        return logits
-
-    module.teacher_logits = spy
+    used = record_teacher_targets(module)
     with caplog.at_level(logging.INFO, logger="fastast_pl.models.passt_teacher"):
         tiny_trainer(tmp_path, max_epochs=1, limit_val_batches=0).fit(module, datamodule=dm)
     assert "PaSST (depth 1, embed_dim 16, 4 classes" in caplog.text
