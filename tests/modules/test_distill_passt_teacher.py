@@ -282,9 +282,7 @@ def test_the_label_kind_it_is_said_to_have_is_checked_against_the_data(
         ({"fmin": 16000.0}, "fmin 16000 Hz to fmax 15000 Hz (fmax None)"),
     ],
 )
-def test_a_mel_band_its_front_end_cannot_build_is_refused_when_configured(
-    settings, found
-) -> None:
+def test_a_mel_band_its_front_end_cannot_build_is_refused_when_configured(settings, found) -> None:
     """hear21passt's front-end (Kaldi's mel banks) would refuse it only at the first batch."""
     with pytest.raises(ValueError, match=r"teacher_passt: the mel band") as err:
         dataclasses.replace(TINY, **settings)
