@@ -13,7 +13,7 @@ from fastast_pl.inference import AudioClassifier
 from fastast_pl.models.arch import ASTArch
 from fastast_pl.models.ast import ASTModel
 from fastast_pl.short_clips import clip_columns, clip_tokens, prepare, window_flops
-from fastast_pl.tome import group_merge, merge_wavg, tome_state, vit_flops
+from fastast_pl.tome import apply_tome, group_merge, merge_wavg, tome_state, vit_flops
 
 from helpers.hf_tiny import FRAMES, save_tiny_hf_ast
 
@@ -169,3 +169,18 @@ def test_classify_prints_tokens_and_flops_per_file(hf_dir, tmp_path, capsys):
         assert line.startswith(f"cost {clip}: 1 window(s), ") and line.endswith(" ms")
         flops[option] = float(line.split(" tokens, ")[1].split(" MFLOPs")[0])
     assert 0 < flops["merge-pad"] < flops["pad"]
+
+
+def test_traced_sources_start_from_the_merged_padding():
+    """With source tracing, each token's source row names the input patches it holds: the
+    padding token of a row holds that row's padding columns, and later merges add up."""
+    model = _model(merge=3)
+    prepare(model, "merge-pad")
+    apply_tome(model, r=model.eval_merge, prop_attn=True, trace_source=True)
+    with torch.no_grad():
+        model(_padded(20), clip_frames=20)  # 3 clip columns, 8 padding columns per row
+    state = tome_state(model)
+    assert state.source.shape == (2, state.tokens_seen[-1], 35)
+    torch.testing.assert_close(state.source.sum(-1, keepdim=True), state.size)
+    assert state.source.sum().item() == 2 * 35  # every input token in exactly one token
+    assert state.tokens_seen[0] == 2 + 3 * (3 + 1) > state.tokens_seen[-1]  # then merged on

@@ -27,7 +27,7 @@ from fastast_pl.data.sources import FolderSource
 from fastast_pl.models.passt_teacher import PasstArch, load_passt_teacher
 
 from helpers.audio import tone, write
-from helpers.distill import T, tiny_student, tiny_trainer
+from helpers.distill import T, record_teacher_targets, tiny_student, tiny_trainer
 from helpers.tiny_run import run, tiny
 
 DATA_RATE = 16000  # PaSST hears 32 kHz: the teacher resamples
@@ -136,15 +136,7 @@ def test_passt_teacher_targets_equal_hear21passt_pipeline(tmp_path, offline, cap
     dm = _dm(tmp_path / "data")
     L.seed_everything(0, verbose=False)
     module = tiny_student(str(weights), teacher_passt=TINY)
-    used: list[tuple[torch.Tensor, torch.Tensor]] = []
-    original = module.teacher_logits
-
-    def spy(batch):
-        logits = original(batch)
-        used.append((batch["index"].clone(), logits.detach().clone()))
-        return logits
-
-    module.teacher_logits = spy
+    used = record_teacher_targets(module)
     with caplog.at_level(logging.INFO, logger="fastast_pl.models.passt_teacher"):
         tiny_trainer(tmp_path, max_epochs=1, limit_val_batches=0).fit(module, datamodule=dm)
     assert "PaSST (depth 1, embed_dim 16, 4 classes" in caplog.text
@@ -280,3 +272,19 @@ def test_the_label_kind_it_is_said_to_have_is_checked_against_the_data(
                 tiny_student(weights, teacher_passt=arch), datamodule=dm
             )
         assert ("does not say whether it is multi-label" in caplog.text) is warned
+
+
+@pytest.mark.parametrize(
+    ("settings", "found"),
+    [
+        ({"fmax": 20000.0}, "fmin 0 Hz to fmax 20000 Hz (fmax 20000.0)"),
+        ({"sample_rate": 16000, "fmax": 9000.0}, "= 8000 Hz (sample_rate 16000)"),
+        ({"fmin": 16000.0}, "fmin 16000 Hz to fmax 15000 Hz (fmax None)"),
+    ],
+)
+def test_a_mel_band_its_front_end_cannot_build_is_refused_when_configured(settings, found) -> None:
+    """hear21passt's front-end (Kaldi's mel banks) would refuse it only at the first batch."""
+    with pytest.raises(ValueError, match=r"teacher_passt: the mel band") as err:
+        dataclasses.replace(TINY, **settings)
+    assert found in str(err.value)
+    assert dataclasses.replace(TINY, sample_rate=16000).band_top == 7000  # its default fits
