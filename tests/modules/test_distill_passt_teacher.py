@@ -272,3 +272,19 @@ def test_the_label_kind_it_is_said_to_have_is_checked_against_the_data(
                 tiny_student(weights, teacher_passt=arch), datamodule=dm
             )
         assert ("does not say whether it is multi-label" in caplog.text) is warned
+
+
+@pytest.mark.parametrize(
+    ("settings", "found"),
+    [
+        ({"fmax": 20000.0}, "fmin 0 Hz to fmax 20000 Hz (fmax 20000.0)"),
+        ({"sample_rate": 16000, "fmax": 9000.0}, "= 8000 Hz (sample_rate 16000)"),
+        ({"fmin": 16000.0}, "fmin 16000 Hz to fmax 15000 Hz (fmax None)"),
+    ],
+)
+def test_a_mel_band_its_front_end_cannot_build_is_refused_when_configured(settings, found) -> None:
+    """hear21passt's front-end (Kaldi's mel banks) would refuse it only at the first batch."""
+    with pytest.raises(ValueError, match=r"teacher_passt: the mel band") as err:
+        dataclasses.replace(TINY, **settings)
+    assert found in str(err.value)
+    assert dataclasses.replace(TINY, sample_rate=16000).band_top == 7000  # its default fits

@@ -123,6 +123,17 @@ class PasstArch:
     fmax: float | None = None
     multi_label: bool | None = None
 
+    def __post_init__(self) -> None:
+        """Refuse a mel band its front-end cannot build, at configuration time: Kaldi's mel
+        banks would fail only on the first batch, naming no key."""
+        nyquist = self.sample_rate / 2
+        if not 0 <= self.fmin < self.band_top <= nyquist:
+            raise ValueError(
+                f"teacher_passt: the mel band fmin {self.fmin:g} Hz to fmax {self.band_top:g} "
+                f"Hz (fmax {self.fmax}) must satisfy 0 <= fmin < fmax <= sample_rate / 2 = "
+                f"{nyquist:g} Hz (sample_rate {self.sample_rate})"
+            )
+
     @property
     def band_top(self) -> float:
         """The highest mel band edge in Hz (``fmax`` or hear21passt's default)."""
