@@ -288,3 +288,14 @@ def test_a_mel_band_its_front_end_cannot_build_is_refused_when_configured(settin
         dataclasses.replace(TINY, **settings)
     assert found in str(err.value)
     assert dataclasses.replace(TINY, sample_rate=16000).band_top == 7000  # its default fits
+
+
+def test_passt_weights_without_teacher_passt_point_to_it(tmp_path, offline) -> None:
+    """Read as an AST checkpoint (the default), a PaSST file is an unknown format: the error
+    says which setting reads it."""
+    weights = _save(_hear21passt_net(TINY), tmp_path / "passt-tiny.pt")
+    dm = _dm(tmp_path / "data")
+    with pytest.raises(ValueError, match="unknown checkpoint format") as err:
+        tiny_trainer(tmp_path).fit(tiny_student(str(weights)), datamodule=dm)
+    assert "key 'time_new_pos_embed' is PaSST's" in str(err.value)
+    assert "set model.init_args.teacher_passt" in str(err.value)

@@ -107,3 +107,15 @@ def test_id2label_is_read_by_index_not_by_file_order(tmp_path) -> None:
     assert id2label_names(labels, config) == ["bark", "meow", "chirp"]
     with pytest.raises(ValueError, match=r"config.json: id2label keys \[0, 2\] are not 0..1"):
         id2label_names({"0": "bark", "2": "chirp"}, config)
+
+
+def test_waveform_classifier_saved_without_its_feature_extractor_is_named(tmp_path) -> None:
+    _wav2vec2(tmp_path / "w2v2", ["c0", "c1", "c2", "c3"])
+    (tmp_path / "w2v2" / "preprocessor_config.json").unlink()  # model.save_pretrained alone
+    module = tiny_student(str(tmp_path / "w2v2"))
+    # was: read as an AST checkpoint, "unexpected HF classifier key 'classifier.bias'"
+    with pytest.raises(
+        ValueError,
+        match=r"w2v2 holds a 'wav2vec2' audio classifier but no preprocessor_config.json",
+    ):
+        tiny_trainer(tmp_path, limit_val_batches=0).fit(module, datamodule=_dm(tmp_path / "d"))

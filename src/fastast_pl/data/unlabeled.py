@@ -166,7 +166,8 @@ def split_unlabeled(
             "manifest): the teacher's targets on them train the student, so their scores are "
             "not held out:\n  %s",
             len(leaks),
-            "\n  ".join(leaks),
+            "\n  ".join(leaks[:20])
+            + (f"\n  ... {len(leaks) - 20} more" if len(leaks) > 20 else ""),
         )
     unlabeled = list(dict.fromkeys([c.path for c in withheld] + extra))
     log.info(

@@ -39,7 +39,7 @@ _AST_MODEL_TYPE = "audio-spectrogram-transformer"
 def is_waveform_teacher(source: str | os.PathLike) -> bool:
     """Whether ``source`` (a directory or hub id) is an HF audio classifier that reads
     waveforms: a model type ``AutoModelForAudioClassification`` builds, other than AST, with
-    a feature extractor config beside it."""
+    a feature extractor config beside it (one without it is refused, naming the file)."""
     text = os.fspath(source)
     if not (Path(text).is_dir() or (not Path(text).exists() and looks_like_hub_id(text))):
         return False
@@ -47,8 +47,9 @@ def is_waveform_teacher(source: str | os.PathLike) -> bool:
     if not path.is_dir() or not (path / "config.json").is_file():
         return False
     model_type = read_json(path / "config.json").get("model_type")
-    if model_type == _AST_MODEL_TYPE or not (path / "preprocessor_config.json").is_file():
+    if model_type in (None, _AST_MODEL_TYPE):
         return False  # an AST reads our fbank (models/frozen.py), without transformers
+    has_extractor = (path / "preprocessor_config.json").is_file()
     try:
         from transformers.models.auto.modeling_auto import (
             MODEL_FOR_AUDIO_CLASSIFICATION_MAPPING_NAMES as AUDIO_CLASSIFIERS,
@@ -58,6 +59,12 @@ def is_waveform_teacher(source: str | os.PathLike) -> bool:
             f"{path} holds a {model_type!r} model; a Hugging Face teacher other than AST needs "
             "transformers (pip install 'fastast-pl[zoo]')"
         ) from err
+    if model_type in AUDIO_CLASSIFIERS and not has_extractor:
+        raise ValueError(
+            f"{path} holds a {model_type!r} audio classifier but no preprocessor_config.json: "
+            "a waveform teacher hears audio through its own feature extractor; save it beside "
+            "the model (feature_extractor.save_pretrained(DIR))"
+        )
     return model_type in AUDIO_CLASSIFIERS  # what AutoModelForAudioClassification builds
 
 
