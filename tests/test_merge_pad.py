@@ -3,10 +3,14 @@ claims to be (no padding column; padding tokens equal within a row), its token c
 sizes against a count of patch columns written out here, its FLOPs against the tokens the
 blocks saw, and refusals of settings it cannot honour."""
 
+import math
+
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
+import torchaudio
+from torch.utils import flop_counter
 
 from fastast_pl.cli import main
 from fastast_pl.inference import AudioClassifier
@@ -14,6 +18,8 @@ from fastast_pl.models.arch import ASTArch
 from fastast_pl.models.ast import ASTModel
 from fastast_pl.short_clips import clip_columns, clip_tokens, prepare, window_flops
 from fastast_pl.tome import apply_tome, group_merge, merge_wavg, tome_state, vit_flops
+from fastast_pl.tome.attention import proportional_attention
+from fastast_pl.tome.flops import matching_flops
 
 from helpers.hf_tiny import FRAMES, save_tiny_hf_ast
 
@@ -184,3 +190,98 @@ def test_traced_sources_start_from_the_merged_padding():
     torch.testing.assert_close(state.source.sum(-1, keepdim=True), state.size)
     assert state.source.sum().item() == 2 * 35  # every input token in exactly one token
     assert state.tokens_seen[0] == 2 + 3 * (3 + 1) > state.tokens_seen[-1]  # then merged on
+
+
+@pytest.mark.parametrize("s", [1, 3, 8])
+def test_a_key_of_size_s_weighs_as_s_identical_keys(s):
+    """The identity merge-pad's exactness rests on, written out with plain softmax: attention
+    over keys where key j is repeated s times equals proportional attention (``log s`` added
+    to key j's logits) over the keys with j once."""
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 2, 5, 8, dtype=torch.float64) for _ in range(3))  # (B, H, N, Dh)
+    j = 3
+    copies = [0, 1, 2, *[j] * s, 4]  # the keys a padded sequence literally holds
+    logits = q @ k[:, :, copies].transpose(-1, -2) / 8**0.5  # (B, H, N, N + s - 1)
+    expected = logits.softmax(-1) @ v[:, :, copies]  # (B, H, N, Dh)
+    size = torch.ones(2, 5, 1, dtype=torch.float64)
+    size[:, j] = s
+    torch.testing.assert_close(proportional_attention(q, k, v, size), expected)
+    if s > 1:  # the same keys without the sizes weigh j once
+        assert not torch.allclose(proportional_attention(q, k, v, None), expected)
+
+
+def _counted_block_flops(model: ASTModel, x: torch.Tensor, clip_frames: int) -> int:
+    """FLOPs torch's FlopCounterMode counts in ``model.blocks`` for one example."""
+
+    def cpu_sdpa_flops(query_shape, key_shape, value_shape, *args, **kwargs) -> int:
+        # CPU SDPA runs as flash_attention_for_cpu, which the counter does not list: count
+        # it with torch's own SDPA formula
+        return flop_counter.sdpa_flop_count(query_shape, key_shape, value_shape)
+
+    mapping = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: cpu_sdpa_flops}
+    counter = flop_counter.FlopCounterMode(display=False, custom_mapping=mapping)
+    with counter, torch.no_grad():
+        model(x, clip_frames=clip_frames)
+    counts = counter.get_flop_counts()
+    total = sum(sum(counts[f"ASTModel.blocks.{i}"].values()) for i in range(model.depth))
+    return total // x.shape[0]
+
+
+@pytest.mark.parametrize("merge", [0, 3])
+def test_flops_match_torch_counter(merge):
+    model = _model(merge)
+    prepare(model, "merge-pad")
+    frames = 40
+    counted = _counted_block_flops(model, _padded(frames), frames)
+    seen = tome_state(model).tokens_seen
+    # window_flops leaves out the matching of a merge schedule (tome.flops.vit_flops)
+    matching = sum(matching_flops(a, 32 // 2) for a, b in zip(seen, seen[1:]) if b < a)
+    assert counted == window_flops(model, clip_tokens(model, frames, "merge-pad")) + matching
+    assert (matching > 0) == bool(merge)
+
+
+def test_a_merge_schedule_merges_its_share_of_the_tokens_present_and_carries_sizes():
+    """After the padding merge the schedule runs on the fewer tokens: layer l merges
+    floor(share_l * (N_l - 2)) of them, share_l = r_l / (tokens at the full window - 2); the
+    sizes still count every patch of the window."""
+    model = _model(merge=3)  # full window: 35, 32, 29, 26 tokens
+    prepare(model, "merge-pad")
+    frames = 40  # 5 clip columns: 2 + 3 * 6 = 20 tokens
+    with torch.no_grad():
+        model(_padded(frames), clip_frames=frames)
+    state = tome_state(model)
+    shares = [3 / 33, 3 / 30, 3 / 27]
+    tokens = [20]
+    for share in shares:
+        tokens.append(tokens[-1] - math.floor(share * (tokens[-1] - 2) + 1e-9))
+    assert state.tokens_seen == tokens == [20, 19, 18, 17]
+    assert state.size.sum(dim=(1, 2)).tolist() == [35.0, 35.0]  # 2 prefix + 33 patches
+    assert state.size[:, :2].flatten().tolist() == [1.0] * 4  # prefix tokens never merge
+
+
+@pytest.mark.parametrize("option", ["crop-pos", "merge-pad"])
+def test_a_clip_of_several_windows_is_the_padding_result_bit_for_bit(hf_dir, tmp_path, option):
+    """A clip longer than the window, not a whole number of windows: its last window ends at
+    the clip's end (a full window), so every option equals padding; a stereo 44.1 kHz file
+    is counted in frames of the model's 16 kHz (the same tokens as its mono 16 kHz copy)."""
+    rng = np.random.default_rng(0)
+    long = tmp_path / "long.wav"
+    sf.write(long, 0.1 * rng.standard_normal(400 + (int(2.3 * FRAMES) - 1) * 160), 16000)
+    mono = 0.1 * rng.standard_normal(400 + (21 - 1) * 160)  # 21 frames: a short clip
+    short, stereo = tmp_path / "short.wav", tmp_path / "stereo.wav"
+    sf.write(short, mono, 16000)
+    at_44k = torchaudio.functional.resample(torch.from_numpy(mono).float(), 16000, 44100)
+    sf.write(stereo, torch.stack([at_44k, at_44k], 1).numpy(), 44100)
+    pad = AudioClassifier.from_pretrained(hf_dir, merge=2, device="cpu")
+    other = AudioClassifier.from_pretrained(hf_dir, merge=2, device="cpu", short_clips=option)
+    (p_long,) = pad.predict(long)
+    o_long, o_short, o_stereo = other.predict([long, short, stereo])
+    assert p_long.windows == 4  # windows start at 0, 32, 64 and 83 of 147 frames
+    torch.testing.assert_close(o_long.scores, p_long.scores, rtol=0, atol=0)
+    assert (o_long.windows, o_long.tokens, o_long.flops) == (4, p_long.tokens, p_long.flops)
+    assert (o_stereo.windows, o_stereo.tokens, o_stereo.flops) == (
+        1,
+        o_short.tokens,
+        o_short.flops,
+    )
+    assert o_short.tokens < pad.model.num_tokens

@@ -60,7 +60,9 @@ def clip_tokens(model: ASTModel, frames: int, option: str) -> int:
 
 def window_flops(model: ASTModel, tokens: int) -> int:
     """FLOPs of the transformer blocks for one window entering with ``tokens`` tokens, under
-    the model's active merge schedule resolved for them (``tome.flops.vit_flops``)."""
+    the model's active merge schedule resolved for them (``tome.flops.vit_flops``: attention
+    and MLP matrix products; a merge schedule's matching, small, is left out: its
+    ``include_matching``)."""
     resolved = resolve_schedule(
         model.active_merge, tokens, model.depth, model.num_prefix_tokens, warn=False
     )
