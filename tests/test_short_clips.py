@@ -11,7 +11,8 @@ from fastast_pl.cli import main
 from fastast_pl.inference import AudioClassifier
 from fastast_pl.models.arch import ASTArch
 from fastast_pl.models.ast import ASTModel
-from fastast_pl.short_clips import kept_frames, schedule_as_ratios, tokens_entering
+from fastast_pl.short_clips import SHORT_CLIPS, kept_frames, schedule_as_ratios, tokens_entering
+from fastast_pl.tools.classify import _parser
 
 from helpers.hf_tiny import FRAMES, save_tiny_hf_ast
 
@@ -109,3 +110,11 @@ def test_classify_prints_the_cost_per_file(hf_dir, tmp_path, capsys):
         assert main(argv) == 0
         err = capsys.readouterr().err
         assert f"cost {clip}: 1 window(s), " in err and " ms" in err
+
+
+def test_classify_offers_every_option():
+    """classify spells its --short-clips choices out (it imports the model lazily): they stay
+    the options ``short_clips`` runs."""
+    action = next(a for a in _parser()._actions if a.dest == "short_clips")
+    assert tuple(action.choices) == SHORT_CLIPS
+    assert action.default == "pad"
