@@ -1,27 +1,22 @@
 """Short clips with their padding-only patches merged first (``merge-pad``): exact where it
-claims to be (no padding column; padding tokens equal within a row), its token count and
-sizes against a count of patch columns written out here, its FLOPs against the tokens the
-blocks saw, and refusals of settings it cannot honour."""
+claims to be (no padding column; padding tokens equal within a row, resting on a key of size
+s weighing as s literal copies), its token count and sizes against a count of patch columns
+written out here, its FLOPs against torch's FlopCounterMode, a merge schedule's share of the
+tokens present, and refusals of settings it cannot honour. Through ``AudioClassifier``:
+tests/test_short_clips_classify.py."""
 
 import math
 
-import numpy as np
 import pytest
-import soundfile as sf
 import torch
-import torchaudio
 from torch.utils import flop_counter
 
-from fastast_pl.cli import main
-from fastast_pl.inference import AudioClassifier
 from fastast_pl.models.arch import ASTArch
 from fastast_pl.models.ast import ASTModel
 from fastast_pl.short_clips import clip_columns, clip_tokens, prepare, window_flops
 from fastast_pl.tome import apply_tome, group_merge, merge_wavg, tome_state, vit_flops
 from fastast_pl.tome.attention import proportional_attention
 from fastast_pl.tome.flops import matching_flops
-
-from helpers.hf_tiny import FRAMES, save_tiny_hf_ast
 
 # patch 16, stride 8: 96 frames -> 11 time columns starting at frames 0, 8, ..., 80;
 # 32 mel bins -> 3 frequency rows; 2 + 3 * 11 = 35 tokens
@@ -128,55 +123,6 @@ def test_settings_it_cannot_honour_are_errors():
         prepare(_model(), "merge")
 
 
-@pytest.fixture(scope="module")
-def hf_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("hf") / "tiny"
-    save_tiny_hf_ast(path)
-    return path
-
-
-def test_classifier_merge_pad_is_exact_from_one_window_and_cheaper_below(hf_dir, tmp_path):
-    rng = np.random.default_rng(0)
-    full = tmp_path / "full.wav"
-    short = tmp_path / "short.wav"
-    sf.write(full, 0.1 * rng.standard_normal(400 + (FRAMES - 1) * 160), 16000)  # one window
-    sf.write(short, 0.1 * rng.standard_normal(400 + (FRAMES // 3 - 1) * 160), 16000)
-    pad = AudioClassifier.from_pretrained(hf_dir, merge=2, device="cpu")
-    merged = AudioClassifier.from_pretrained(hf_dir, merge=2, device="cpu", short_clips="merge-pad")
-    crop = AudioClassifier.from_pretrained(hf_dir, merge=2, device="cpu", short_clips="crop-pos")
-    (p_full, p_short), (m_full, m_short), (_, c_short) = (
-        c.predict([full, short]) for c in (pad, merged, crop)
-    )
-    torch.testing.assert_close(m_full.scores, p_full.scores, rtol=0, atol=0)  # exact
-    assert (m_full.windows, m_full.tokens, m_full.flops) == (
-        p_full.windows,
-        p_full.tokens,
-        p_full.flops,
-    )
-    # 64 frames, stride 10: 5 time columns x 2 rows; a 21-frame clip starts columns 0, 1, 2
-    assert m_short.tokens == 2 + 2 * (3 + 1) < p_short.tokens == 2 + 2 * 5
-    assert c_short.tokens < m_short.tokens  # crop-pos keeps no token for the padding
-    assert m_short.flops < p_short.flops
-    assert not torch.equal(m_short.scores, p_short.scores)  # approximate below one window
-    with pytest.raises(ValueError, match="int8"):
-        AudioClassifier(
-            pad.model, pad.features, device="cpu", quantize="int8", short_clips="merge-pad"
-        )
-
-
-def test_classify_prints_tokens_and_flops_per_file(hf_dir, tmp_path, capsys):
-    clip = tmp_path / "a.wav"
-    sf.write(clip, 0.1 * np.random.default_rng(1).standard_normal(4000), 16000)  # 23 frames
-    flops = {}
-    for option in ("pad", "merge-pad"):
-        argv = ["classify", str(hf_dir), str(clip), "--short-clips", option, "--cost"]
-        assert main(argv) == 0
-        line = next(x for x in capsys.readouterr().err.splitlines() if x.startswith("cost"))
-        assert line.startswith(f"cost {clip}: 1 window(s), ") and line.endswith(" ms")
-        flops[option] = float(line.split(" tokens, ")[1].split(" MFLOPs")[0])
-    assert 0 < flops["merge-pad"] < flops["pad"]
-
-
 def test_traced_sources_start_from_the_merged_padding():
     """With source tracing, each token's source row names the input patches it holds: the
     padding token of a row holds that row's padding columns, and later merges add up."""
@@ -257,31 +203,3 @@ def test_a_merge_schedule_merges_its_share_of_the_tokens_present_and_carries_siz
     assert state.tokens_seen == tokens == [20, 19, 18, 17]
     assert state.size.sum(dim=(1, 2)).tolist() == [35.0, 35.0]  # 2 prefix + 33 patches
     assert state.size[:, :2].flatten().tolist() == [1.0] * 4  # prefix tokens never merge
-
-
-@pytest.mark.parametrize("option", ["crop-pos", "merge-pad"])
-def test_a_clip_of_several_windows_is_the_padding_result_bit_for_bit(hf_dir, tmp_path, option):
-    """A clip longer than the window, not a whole number of windows: its last window ends at
-    the clip's end (a full window), so every option equals padding; a stereo 44.1 kHz file
-    is counted in frames of the model's 16 kHz (the same tokens as its mono 16 kHz copy)."""
-    rng = np.random.default_rng(0)
-    long = tmp_path / "long.wav"
-    sf.write(long, 0.1 * rng.standard_normal(400 + (int(2.3 * FRAMES) - 1) * 160), 16000)
-    mono = 0.1 * rng.standard_normal(400 + (21 - 1) * 160)  # 21 frames: a short clip
-    short, stereo = tmp_path / "short.wav", tmp_path / "stereo.wav"
-    sf.write(short, mono, 16000)
-    at_44k = torchaudio.functional.resample(torch.from_numpy(mono).float(), 16000, 44100)
-    sf.write(stereo, torch.stack([at_44k, at_44k], 1).numpy(), 44100)
-    pad = AudioClassifier.from_pretrained(hf_dir, merge=2, device="cpu")
-    other = AudioClassifier.from_pretrained(hf_dir, merge=2, device="cpu", short_clips=option)
-    (p_long,) = pad.predict(long)
-    o_long, o_short, o_stereo = other.predict([long, short, stereo])
-    assert p_long.windows == 4  # windows start at 0, 32, 64 and 83 of 147 frames
-    torch.testing.assert_close(o_long.scores, p_long.scores, rtol=0, atol=0)
-    assert (o_long.windows, o_long.tokens, o_long.flops) == (4, p_long.tokens, p_long.flops)
-    assert (o_stereo.windows, o_stereo.tokens, o_stereo.flops) == (
-        1,
-        o_short.tokens,
-        o_short.flops,
-    )
-    assert o_short.tokens < pad.model.num_tokens
