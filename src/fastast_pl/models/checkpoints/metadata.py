@@ -128,6 +128,7 @@ def _from_hf(p: Path, config_file: Path, extractor_file: Path) -> InferenceInfo:
         kind = extractor.get("feature_extractor_type")
         if kind == "ASTFeatureExtractor":
             info.features = _ast_extractor_features(extractor)
+            _warn_disagreement(config, config_file, info.features, extractor_file)
         else:
             log.warning(
                 "%s: feature_extractor_type=%r, expected 'ASTFeatureExtractor'; its settings are "
@@ -137,6 +138,23 @@ def _from_hf(p: Path, config_file: Path, extractor_file: Path) -> InferenceInfo:
             )
     info.missing = _missing(info)
     return info
+
+
+def _warn_disagreement(
+    config: Mapping[str, Any], config_file: Path, features: Mapping[str, Any], extractor_file: Path
+) -> None:
+    """Warn where the extractor's input size is not the one the model was built for: HF's
+    own AST then fails on the shapes; here the extractor's size is used and the positional
+    embedding adapted to it (``ASTModel.from_pretrained``), which the model never saw."""
+    for own, key in (("max_length", "target_length"), ("num_mel_bins", "num_mel_bins")):
+        built, fed = config.get(own), features.get(key)
+        if built is not None and fed is not None and int(built) != int(fed):
+            log.warning(
+                "%s: %s %s, but %s builds the model for %s %s: its positional embedding is "
+                "adapted to the extractor's %s (pass the size you mean with --features / "
+                "features=, or make the two files agree)",
+                extractor_file, own, fed, config_file, own, built, fed,
+            )  # fmt: skip
 
 
 def _ast_extractor_features(extractor: Mapping[str, Any]) -> dict[str, Any]:
