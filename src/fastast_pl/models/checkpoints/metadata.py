@@ -44,9 +44,25 @@ class InferenceInfo:
     missing: list[str] = field(default_factory=list)
 
 
+#: Files a user may hand over for a checkpoint that are none (``export`` writes the first
+#: two and a ``.json`` sidecar beside them; an HF model is its directory, not its config).
+_NOT_CHECKPOINTS = {
+    ".onnx": "an ONNX model (python -m fastast_pl export writes them)",
+    ".pt2": "a torch.export program (python -m fastast_pl export writes them)",
+    ".json": "a JSON file (an export's sidecar, or an HF config: its directory is the model)",
+}
+
+
 def read_inference_info(path_or_id: str | os.PathLike) -> InferenceInfo:
     """The inference settings stored with a checkpoint (path or hub id); never the weights."""
     p = resolve_source(path_or_id)
+    if p.suffix in _NOT_CHECKPOINTS:
+        raise ValueError(
+            f"{p} is {_NOT_CHECKPOINTS[p.suffix]}, not a checkpoint: give the checkpoint itself "
+            "(a .ckpt, a state dict, an HF model directory or hub id); an exported model runs "
+            "in its own runtime (README, 'Exporting a model'), and classify --quantize int8 "
+            "runs a checkpoint as int8 ONNX"
+        )
     if p.is_dir():
         return _from_hf(p, p / "config.json", p / "preprocessor_config.json")
     if p.suffix == ".ckpt":
