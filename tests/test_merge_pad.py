@@ -13,7 +13,7 @@ from torch.utils import flop_counter
 
 from fastast_pl.models.arch import ASTArch
 from fastast_pl.models.ast import ASTModel
-from fastast_pl.short_clips import clip_columns, clip_tokens, prepare, window_flops
+from fastast_pl.short_clips import clip_tokens, prepare, window_flops
 from fastast_pl.tome import apply_tome, group_merge, merge_wavg, tome_state, vit_flops
 from fastast_pl.tome.attention import proportional_attention
 from fastast_pl.tome.flops import matching_flops
@@ -72,7 +72,7 @@ def test_tokens_and_sizes_follow_the_columns_the_clip_covers(frames, columns):
     state = tome_state(model)
     pad = 11 - columns  # padding-only columns, merged into one token per row
     row = [1.0] * columns + [float(pad)]
-    assert clip_columns(model, frames) == columns
+    assert model.clip_columns(frames) == columns
     assert state.tokens_seen == [2 + 3 * (columns + 1)] * 4  # r=0: all blocks, and the output
     assert clip_tokens(model, frames, "merge-pad") == state.tokens_seen[0]
     assert state.size.shape == (2, 2 + 3 * (columns + 1), 1)

@@ -5,8 +5,10 @@ Decoding and resampling (``data.audio``), the fbank and its normalisation
 settings the checkpoint carries (``models.checkpoints.metadata``). A clip longer than the
 model's input is covered by sliding windows whose scores are aggregated; a shorter one is
 zero-padded before normalisation, exactly as in training, or run on fewer tokens
-(``short_clips="crop-pos"`` or ``"merge-pad"``, ``fastast_pl.short_clips``). What ``predict`` accepts (files,
-folders, arrays) is made into checked waveforms in ``fastast_pl.inference_inputs``.
+(``short_clips="crop-pos"`` or ``"merge-pad"``, ``fastast_pl.short_clips``). What
+``predict`` accepts (files, folders, arrays) is made into checked waveforms, and the
+feature settings ``from_pretrained`` is given are checked against the checkpoint's, in
+``fastast_pl.inference_inputs``.
 """
 
 from __future__ import annotations
