@@ -120,7 +120,7 @@ def test_unlabeled_clips_without_a_teacher_are_warned_about(tmp_path, caplog) ->
     with caplog.at_level(logging.WARNING, logger="fastast_pl.modules.base"):
         trainer.fit(module, datamodule=dm)
     assert (
-        "data.unlabeled gives 3 unlabeled training clip(s), but StudentModule has no teacher"
+        "data.unlabeled gives 3 unlabeled training clip(s), but StudentModule trains on labels only"
         in caplog.text
     )
 

@@ -136,7 +136,7 @@ class ClassificationModule(L.LightningModule):
         unlabeled = len(train) - train.num_labeled if hasattr(train, "num_labeled") else 0
         if stage == "fit" and unlabeled and not self.learns_from_unlabeled:
             log.warning(
-                "data.unlabeled gives %d unlabeled training clip(s), but %s has no teacher: "
+                "data.unlabeled gives %d unlabeled training clip(s), but %s trains on labels only: "
                 "their task loss is masked out, so they cost steps and teach nothing (a "
                 "teacher teaches them: DistillationModule)",
                 unlabeled,
