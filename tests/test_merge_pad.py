@@ -1,21 +1,22 @@
 """Short clips with their padding-only patches merged first (``merge-pad``): exact where it
-claims to be (no padding column; padding tokens equal within a row), its token count and
-sizes against a count of patch columns written out here, its FLOPs against the tokens the
-blocks saw, and refusals of settings it cannot honour."""
+claims to be (no padding column; padding tokens equal within a row, resting on a key of size
+s weighing as s literal copies), its token count and sizes against a count of patch columns
+written out here, its FLOPs against torch's FlopCounterMode, a merge schedule's share of the
+tokens present, and refusals of settings it cannot honour. Through ``AudioClassifier``:
+tests/test_short_clips_classify.py."""
 
-import numpy as np
+import math
+
 import pytest
-import soundfile as sf
 import torch
+from torch.utils import flop_counter
 
-from fastast_pl.cli import main
-from fastast_pl.inference import AudioClassifier
 from fastast_pl.models.arch import ASTArch
 from fastast_pl.models.ast import ASTModel
-from fastast_pl.short_clips import clip_columns, clip_tokens, prepare, window_flops
-from fastast_pl.tome import group_merge, merge_wavg, tome_state, vit_flops
-
-from helpers.hf_tiny import FRAMES, save_tiny_hf_ast
+from fastast_pl.short_clips import clip_tokens, prepare, window_flops
+from fastast_pl.tome import apply_tome, group_merge, merge_wavg, tome_state, vit_flops
+from fastast_pl.tome.attention import proportional_attention
+from fastast_pl.tome.flops import matching_flops
 
 # patch 16, stride 8: 96 frames -> 11 time columns starting at frames 0, 8, ..., 80;
 # 32 mel bins -> 3 frequency rows; 2 + 3 * 11 = 35 tokens
@@ -71,7 +72,7 @@ def test_tokens_and_sizes_follow_the_columns_the_clip_covers(frames, columns):
     state = tome_state(model)
     pad = 11 - columns  # padding-only columns, merged into one token per row
     row = [1.0] * columns + [float(pad)]
-    assert clip_columns(model, frames) == columns
+    assert model.clip_columns(frames) == columns
     assert state.tokens_seen == [2 + 3 * (columns + 1)] * 4  # r=0: all blocks, and the output
     assert clip_tokens(model, frames, "merge-pad") == state.tokens_seen[0]
     assert state.size.shape == (2, 2 + 3 * (columns + 1), 1)
@@ -122,50 +123,83 @@ def test_settings_it_cannot_honour_are_errors():
         prepare(_model(), "merge")
 
 
-@pytest.fixture(scope="module")
-def hf_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("hf") / "tiny"
-    save_tiny_hf_ast(path)
-    return path
+def test_traced_sources_start_from_the_merged_padding():
+    """With source tracing, each token's source row names the input patches it holds: the
+    padding token of a row holds that row's padding columns, and later merges add up."""
+    model = _model(merge=3)
+    prepare(model, "merge-pad")
+    apply_tome(model, r=model.eval_merge, prop_attn=True, trace_source=True)
+    with torch.no_grad():
+        model(_padded(20), clip_frames=20)  # 3 clip columns, 8 padding columns per row
+    state = tome_state(model)
+    assert state.source.shape == (2, state.tokens_seen[-1], 35)
+    torch.testing.assert_close(state.source.sum(-1, keepdim=True), state.size)
+    assert state.source.sum().item() == 2 * 35  # every input token in exactly one token
+    assert state.tokens_seen[0] == 2 + 3 * (3 + 1) > state.tokens_seen[-1]  # then merged on
 
 
-def test_classifier_merge_pad_is_exact_from_one_window_and_cheaper_below(hf_dir, tmp_path):
-    rng = np.random.default_rng(0)
-    full = tmp_path / "full.wav"
-    short = tmp_path / "short.wav"
-    sf.write(full, 0.1 * rng.standard_normal(400 + (FRAMES - 1) * 160), 16000)  # one window
-    sf.write(short, 0.1 * rng.standard_normal(400 + (FRAMES // 3 - 1) * 160), 16000)
-    pad = AudioClassifier.from_pretrained(hf_dir, merge=2, device="cpu")
-    merged = AudioClassifier.from_pretrained(hf_dir, merge=2, device="cpu", short_clips="merge-pad")
-    crop = AudioClassifier.from_pretrained(hf_dir, merge=2, device="cpu", short_clips="crop-pos")
-    (p_full, p_short), (m_full, m_short), (_, c_short) = (
-        c.predict([full, short]) for c in (pad, merged, crop)
-    )
-    torch.testing.assert_close(m_full.scores, p_full.scores, rtol=0, atol=0)  # exact
-    assert (m_full.windows, m_full.tokens, m_full.flops) == (
-        p_full.windows,
-        p_full.tokens,
-        p_full.flops,
-    )
-    # 64 frames, stride 10: 5 time columns x 2 rows; a 21-frame clip starts columns 0, 1, 2
-    assert m_short.tokens == 2 + 2 * (3 + 1) < p_short.tokens == 2 + 2 * 5
-    assert c_short.tokens < m_short.tokens  # crop-pos keeps no token for the padding
-    assert m_short.flops < p_short.flops
-    assert not torch.equal(m_short.scores, p_short.scores)  # approximate below one window
-    with pytest.raises(ValueError, match="int8"):
-        AudioClassifier(
-            pad.model, pad.features, device="cpu", quantize="int8", short_clips="merge-pad"
-        )
+@pytest.mark.parametrize("s", [1, 3, 8])
+def test_a_key_of_size_s_weighs_as_s_identical_keys(s):
+    """The identity merge-pad's exactness rests on, written out with plain softmax: attention
+    over keys where key j is repeated s times equals proportional attention (``log s`` added
+    to key j's logits) over the keys with j once."""
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 2, 5, 8, dtype=torch.float64) for _ in range(3))  # (B, H, N, Dh)
+    j = 3
+    copies = [0, 1, 2, *[j] * s, 4]  # the keys a padded sequence literally holds
+    logits = q @ k[:, :, copies].transpose(-1, -2) / 8**0.5  # (B, H, N, N + s - 1)
+    expected = logits.softmax(-1) @ v[:, :, copies]  # (B, H, N, Dh)
+    size = torch.ones(2, 5, 1, dtype=torch.float64)
+    size[:, j] = s
+    torch.testing.assert_close(proportional_attention(q, k, v, size), expected)
+    if s > 1:  # the same keys without the sizes weigh j once
+        assert not torch.allclose(proportional_attention(q, k, v, None), expected)
 
 
-def test_classify_prints_tokens_and_flops_per_file(hf_dir, tmp_path, capsys):
-    clip = tmp_path / "a.wav"
-    sf.write(clip, 0.1 * np.random.default_rng(1).standard_normal(4000), 16000)  # 23 frames
-    flops = {}
-    for option in ("pad", "merge-pad"):
-        argv = ["classify", str(hf_dir), str(clip), "--short-clips", option, "--cost"]
-        assert main(argv) == 0
-        line = next(x for x in capsys.readouterr().err.splitlines() if x.startswith("cost"))
-        assert line.startswith(f"cost {clip}: 1 window(s), ") and line.endswith(" ms")
-        flops[option] = float(line.split(" tokens, ")[1].split(" MFLOPs")[0])
-    assert 0 < flops["merge-pad"] < flops["pad"]
+def _counted_block_flops(model: ASTModel, x: torch.Tensor, clip_frames: int) -> int:
+    """FLOPs torch's FlopCounterMode counts in ``model.blocks`` for one example."""
+
+    def cpu_sdpa_flops(query_shape, key_shape, value_shape, *args, **kwargs) -> int:
+        # CPU SDPA runs as flash_attention_for_cpu, which the counter does not list: count
+        # it with torch's own SDPA formula
+        return flop_counter.sdpa_flop_count(query_shape, key_shape, value_shape)
+
+    mapping = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: cpu_sdpa_flops}
+    counter = flop_counter.FlopCounterMode(display=False, custom_mapping=mapping)
+    with counter, torch.no_grad():
+        model(x, clip_frames=clip_frames)
+    counts = counter.get_flop_counts()
+    total = sum(sum(counts[f"ASTModel.blocks.{i}"].values()) for i in range(model.depth))
+    return total // x.shape[0]
+
+
+@pytest.mark.parametrize("merge", [0, 3])
+def test_flops_match_torch_counter(merge):
+    model = _model(merge)
+    prepare(model, "merge-pad")
+    frames = 40
+    counted = _counted_block_flops(model, _padded(frames), frames)
+    seen = tome_state(model).tokens_seen
+    # window_flops leaves out the matching of a merge schedule (tome.flops.vit_flops)
+    matching = sum(matching_flops(a, 32 // 2) for a, b in zip(seen, seen[1:]) if b < a)
+    assert counted == window_flops(model, clip_tokens(model, frames, "merge-pad")) + matching
+    assert (matching > 0) == bool(merge)
+
+
+def test_a_merge_schedule_merges_its_share_of_the_tokens_present_and_carries_sizes():
+    """After the padding merge the schedule runs on the fewer tokens: layer l merges
+    floor(share_l * (N_l - 2)) of them, share_l = r_l / (tokens at the full window - 2); the
+    sizes still count every patch of the window."""
+    model = _model(merge=3)  # full window: 35, 32, 29, 26 tokens
+    prepare(model, "merge-pad")
+    frames = 40  # 5 clip columns: 2 + 3 * 6 = 20 tokens
+    with torch.no_grad():
+        model(_padded(frames), clip_frames=frames)
+    state = tome_state(model)
+    shares = [3 / 33, 3 / 30, 3 / 27]
+    tokens = [20]
+    for share in shares:
+        tokens.append(tokens[-1] - math.floor(share * (tokens[-1] - 2) + 1e-9))
+    assert state.tokens_seen == tokens == [20, 19, 18, 17]
+    assert state.size.sum(dim=(1, 2)).tolist() == [35.0, 35.0]  # 2 prefix + 33 patches
+    assert state.size[:, :2].flatten().tolist() == [1.0] * 4  # prefix tokens never merge

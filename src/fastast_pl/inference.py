@@ -5,40 +5,39 @@ Decoding and resampling (``data.audio``), the fbank and its normalisation
 settings the checkpoint carries (``models.checkpoints.metadata``). A clip longer than the
 model's input is covered by sliding windows whose scores are aggregated; a shorter one is
 zero-padded before normalisation, exactly as in training, or run on fewer tokens
-(``short_clips="crop-pos"`` or ``"merge-pad"``, ``fastast_pl.short_clips``). What ``predict`` accepts (files,
-folders, arrays) is made into checked waveforms in ``fastast_pl.inference_inputs``.
+(``short_clips="crop-pos"`` or ``"merge-pad"``, ``fastast_pl.short_clips``). What
+``predict`` accepts (files, folders, arrays) is made into checked waveforms, and the
+feature settings ``from_pretrained`` is given are checked against the checkpoint's, in
+``fastast_pl.inference_inputs``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 import torch
 
 from fastast_pl.data.audio import AudioDecodeError
-from fastast_pl.data.features import (
-    FEATURE_VERSION,
-    FeatureConfig,
-    compute_fbank,
-    normalize,
-    pad_or_crop,
+from fastast_pl.data.features import FeatureConfig, compute_fbank, normalize, pad_or_crop
+from fastast_pl.inference_inputs import (
+    AudioInput,
+    as_items,
+    feature_fields,
+    read_waveform,
+    stored_features,
+    warn_replaced_features,
 )
-from fastast_pl.inference_inputs import AudioInput, as_items, read_waveform
 from fastast_pl.models.ast import ASTModel
 from fastast_pl.models.checkpoints import read_inference_info, resolve_source
 from fastast_pl.short_clips import SHORT_CLIPS, clip_tokens, kept_frames, prepare, window_flops
 from fastast_pl.tome import MergeSpec
 
 log = logging.getLogger(__name__)
-
-_FEATURE_FIELDS = tuple(f.name for f in dataclasses.fields(FeatureConfig))
 
 
 class ClassScore(NamedTuple):
@@ -167,9 +166,9 @@ class AudioClassifier:
         """
         local = resolve_source(path_or_name)
         info = read_inference_info(local)
-        given = _feature_fields(features)
-        stored = _stored_features(local, info.features)
-        _warn_replaced(path_or_name, stored, given)
+        given = feature_fields(features)
+        stored = stored_features(local, info.features)
+        warn_replaced_features(path_or_name, stored, given)
         settings = {**stored, **given}
         missing = [k for k in ("sample_rate", "mean", "std") if k not in settings]
         if missing:
@@ -283,6 +282,10 @@ class AudioClassifier:
         aggregate = aggregate or ("max" if self.multi_label else "mean")
         if aggregate not in ("mean", "max"):
             raise ValueError(f"aggregate must be 'mean' or 'max', got {aggregate!r}")
+        window_s = self.features.target_length * self.features.frame_shift / 1000.0
+        if hop is not None and hop > window_s:
+            log.warning("hop=%s s is longer than the model's %.2f s window: the audio between "
+                        "windows of a long clip is not heard", hop, window_s)  # fmt: skip
         items = as_items(inputs)
         batch = batch_size or self.batch_size
         results: list[Prediction | None] = []
@@ -363,45 +366,3 @@ def _track(items: list[AudioInput], progress: bool) -> Iterable[AudioInput]:
     from rich.progress import track
 
     return track(items, description="classifying", transient=True)
-
-
-def _feature_fields(features: FeatureConfig | Mapping[str, Any] | None) -> dict[str, Any]:
-    if features is None:
-        return {}
-    if isinstance(features, FeatureConfig):
-        return dataclasses.asdict(features)
-    unknown = sorted(set(features) - set(_FEATURE_FIELDS))
-    if unknown:
-        raise ValueError(f"unknown feature setting(s) {unknown}; expected {list(_FEATURE_FIELDS)}")
-    return dict(features)
-
-
-def _warn_replaced(name: Any, stored: Mapping[str, Any], given: Mapping[str, Any]) -> None:
-    """Warn, naming each, where given feature settings replace other values the checkpoint
-    was trained with (another sample rate or window changes what the model hears)."""
-    replaced = [
-        f"{k} {stored[k]!r} -> {v!r}"
-        for k, v in given.items()
-        if k != "dither" and k in stored and stored[k] != v
-    ]
-    if replaced:
-        log.warning(
-            "%s: the feature settings given replace those the checkpoint was trained with: %s",
-            name,
-            ", ".join(replaced),
-        )
-
-
-def _stored_features(path: Path, stored: Mapping[str, Any] | None) -> dict[str, Any]:
-    """FeatureConfig fields of a checkpoint's stored settings; refuses another recipe version."""
-    if not stored:
-        return {}
-    version = stored.get("version", FEATURE_VERSION)
-    if version != FEATURE_VERSION:
-        raise ValueError(
-            f"{path}: features were computed with feature recipe version {version}; this "
-            f"fastast_pl computes version {FEATURE_VERSION}, so its fbank would differ"
-        )
-    out = {k: v for k, v in stored.items() if k in _FEATURE_FIELDS}
-    out["dither"] = 0.0  # inference never dithers
-    return out

@@ -39,12 +39,6 @@ def kept_frames(model: ASTModel, frames: int) -> int:
     return min(size + (columns - 1) * stride, model.input_tdim)
 
 
-def clip_columns(model: ASTModel, frames: int) -> int:
-    """Patch columns of the window that start inside a ``frames``-long clip (``merge-pad``
-    keeps them; the rest hold only padding)."""
-    return min(math.ceil(frames / model.arch.tstride), model.grid_size[1])
-
-
 def clip_tokens(model: ASTModel, frames: int, option: str) -> int:
     """Tokens entering the first block for one window of a ``frames``-long clip under
     ``option`` (prefix included; a clip of at least one window: the window's tokens)."""
@@ -52,15 +46,17 @@ def clip_tokens(model: ASTModel, frames: int, option: str) -> int:
     frames = min(frames, model.input_tdim)
     if option == "crop-pos":
         return tokens_entering(model, kept_frames(model, frames))
-    columns = clip_columns(model, frames)
+    columns = model.clip_columns(frames)
     if option == "pad" or columns == model.grid_size[1]:
         return model.num_tokens
-    return model.num_prefix_tokens + model.grid_size[0] * (columns + 1)
+    return model.num_prefix_tokens + model.grid_size[0] * (columns + 1)  # + 1: padding token
 
 
 def window_flops(model: ASTModel, tokens: int) -> int:
     """FLOPs of the transformer blocks for one window entering with ``tokens`` tokens, under
-    the model's active merge schedule resolved for them (``tome.flops.vit_flops``)."""
+    the model's active merge schedule resolved for them (``tome.flops.vit_flops``: attention
+    and MLP matrix products; a merge schedule's matching, small, is left out: its
+    ``include_matching``)."""
     resolved = resolve_schedule(
         model.active_merge, tokens, model.depth, model.num_prefix_tokens, warn=False
     )

@@ -120,6 +120,27 @@ def test_unlabeled_clips_without_a_teacher_are_warned_about(tmp_path, caplog) ->
     with caplog.at_level(logging.WARNING, logger="fastast_pl.modules.base"):
         trainer.fit(module, datamodule=dm)
     assert (
-        "data.unlabeled gives 3 unlabeled training clip(s), but StudentModule has no teacher"
+        "data.unlabeled gives 3 unlabeled training clip(s), but StudentModule trains on labels only"
         in caplog.text
     )
+
+
+def test_labels_in_an_unlabeled_manifest_are_warned_about(tmp_path, caplog) -> None:
+    root = _data(tmp_path / "data")
+    manifest = tmp_path / "labeled.json"
+    entries = [{"wav": str(root / "pool" / f"u{i}.wav"), "labels": "/m/0bt9lr"} for i in range(2)]
+    manifest.write_text(json.dumps({"data": [*entries, {"wav": str(root / "pool" / "u2.wav")}]}))
+    with caplog.at_level(logging.WARNING, logger="fastast_pl.data.unlabeled"):
+        assert len(UnlabeledConfig(manifest=str(manifest)).audio_files()) == 3
+    assert "2 of its 3 entries carry labels, which are not used" in caplog.text
+
+
+def test_same_audio_needs_every_byte_equal_not_just_size_and_start(tmp_path) -> None:
+    from fastast_pl.data.checks import HEAD_BYTES, same_audio
+
+    start = bytes(range(256)) * (HEAD_BYTES // 256)  # the same first HEAD_BYTES in all three
+    (tmp_path / "train.wav").write_bytes(start + b"tail A")
+    (tmp_path / "copy.wav").write_bytes(start + b"tail A")
+    (tmp_path / "other.wav").write_bytes(start + b"tail B")  # same size, same start
+    found = same_audio([tmp_path / "train.wav"], [tmp_path / "copy.wav", tmp_path / "other.wav"])
+    assert found == {tmp_path / "copy.wav": [tmp_path / "train.wav"]}

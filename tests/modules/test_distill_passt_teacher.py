@@ -27,7 +27,7 @@ from fastast_pl.data.sources import FolderSource
 from fastast_pl.models.passt_teacher import PasstArch, load_passt_teacher
 
 from helpers.audio import tone, write
-from helpers.distill import T, tiny_student, tiny_trainer
+from helpers.distill import T, record_teacher_targets, tiny_student, tiny_trainer
 from helpers.tiny_run import run, tiny
 
 DATA_RATE = 16000  # PaSST hears 32 kHz: the teacher resamples
@@ -89,9 +89,9 @@ def _dm(root, **kwargs) -> AudioDataModule:
     )
 
 
-def _reference(net: PaSST, path) -> torch.Tensor:
-    """hear21passt's own pipeline on the clip file: its wrapper, its front-end as base.py
-    sets it up (fmax left to its default), the clip resampled to 32 kHz."""
+def _hear21passt_pipeline(net: PaSST) -> PasstBasicWrapper:
+    """hear21passt's own pipeline: its wrapper, its front-end as base.py sets it up (fmax
+    left to its default), in eval mode."""
     mel = AugmentMelSTFT(
         n_mels=32,
         sr=32000,
@@ -107,13 +107,17 @@ def _reference(net: PaSST, path) -> torch.Tensor:
         fmin_aug_range=10,
         fmax_aug_range=2000,
     )
-    wrapper = PasstBasicWrapper(mel=mel, net=net, mode="logits").eval()
+    return PasstBasicWrapper(mel=mel, net=net, mode="logits").eval()
+
+
+def _reference(net: PaSST, path) -> torch.Tensor:
+    """hear21passt's own pipeline on the clip file, the clip resampled to 32 kHz."""
     audio, rate = sf.read(str(path), dtype="float32")
     clip = np.zeros(SPAN, dtype=np.float32)
     clip[: min(SPAN, len(audio))] = audio[:SPAN]
     wave = torchaudio.functional.resample(torch.from_numpy(clip)[None], rate, 32000)  # (1, N)
     with torch.no_grad():
-        return wrapper(wave)[0]
+        return _hear21passt_pipeline(net)(wave)[0]
 
 
 @pytest.fixture
@@ -132,19 +136,16 @@ def test_passt_teacher_targets_equal_hear21passt_pipeline(tmp_path, offline, cap
     dm = _dm(tmp_path / "data")
     L.seed_everything(0, verbose=False)
     module = tiny_student(str(weights), teacher_passt=TINY)
-    used: list[tuple[torch.Tensor, torch.Tensor]] = []
-    original = module.teacher_logits
-
-    def spy(batch):
-        logits = original(batch)
-        used.append((batch["index"].clone(), logits.detach().clone()))
-        return logits
-
-    module.teacher_logits = spy
+    used = record_teacher_targets(module)
     with caplog.at_level(logging.INFO, logger="fastast_pl.models.passt_teacher"):
         tiny_trainer(tmp_path, max_epochs=1, limit_val_batches=0).fit(module, datamodule=dm)
     assert "PaSST (depth 1, embed_dim 16, 4 classes" in caplog.text
+    assert "32 bins, 0-15000 Hz, hop 320 at 32000 Hz; time table 80 frames = 0.8 s" in caplog.text
     assert "at 16000 Hz, resampled to its 32000 Hz" in caplog.text
+    assert "upsampled to the teacher's 32000 Hz, so it hears nothing above 8000 Hz" in caplog.text
+    # The file names no classes: the order is the data's, said once.
+    named = "names no classes: its class k is taken as the data's class k (0: 'c0', 1: 'c1', 2:"
+    assert named in caplog.text and caplog.text.count("names no classes") == 1
     assert any(module.model.train().merge_schedule().r)  # the student merges tokens
     assert module.hears_waveforms and module.global_step == 2  # two optimiser steps
 
@@ -158,17 +159,28 @@ def test_passt_teacher_targets_equal_hear21passt_pipeline(tmp_path, offline, cap
         torch.testing.assert_close(teacher[row], expected, rtol=1e-4, atol=1e-4)
 
 
-def test_wrapped_weights_load_the_same_and_long_clips_are_refused(tmp_path, offline) -> None:
+def test_wrapped_weights_load_the_same_and_clips_outside_its_time_table_are_refused(
+    tmp_path, offline
+) -> None:
     net = _hear21passt_net(TINY)
     plain = load_passt_teacher(_save(net, tmp_path / "plain.pt"), TINY, DATA_RATE)
     wrapped = load_passt_teacher(_save(net, tmp_path / "w.pt", wrap="model"), TINY, DATA_RATE)
     wave = torch.randn(2, SPAN)  # (B, N) at the data's rate
     torch.testing.assert_close(plain(wave), wrapped(wave), rtol=0, atol=0)
-    # 12800 samples at 16 kHz: 25600 at 32 kHz, 25599 after pre-emphasis, centred frames
-    # at hop 320: 1 + 25599 // 320 = 80, the table's length; one sample more is 81.
-    assert plain(torch.randn(1, 12_800)).shape == (1, 4)
-    with pytest.raises(ValueError, match=r"81 frames .* longer than its time positional .*80"):
-        plain(torch.randn(1, 12_801))
+    # The table holds 80 // 8 = 10 time patches: (frames - 8) // 8 + 1 <= 10 for up to 87
+    # frames. 13920 samples at 16 kHz: 27840 at 32 kHz, 27839 after pre-emphasis, centred
+    # frames at hop 320: 1 + 27839 // 320 = 87 (more than input_tdim 80, as a 10 s clip's
+    # 1000 frames are for the released 998), taught as hear21passt's own pipeline does.
+    fits = torch.randn(1, 13_920)
+    with torch.no_grad():
+        expected = _hear21passt_pipeline(net)(torchaudio.functional.resample(fits, 16000, 32000))
+    torch.testing.assert_close(plain(fits), expected, rtol=1e-4, atol=1e-4)
+    # One sample more gives 88 frames, 11 patches (hear21passt: a tensor broadcast error);
+    # 1120 samples give 7 frames, less than one patch (hear21passt: a convolution error).
+    with pytest.raises(ValueError, match=r"88 frames .* places 8 to 87 frames \(10 patches"):
+        plain(torch.randn(1, 13_921))
+    with pytest.raises(ValueError, match=r"7 frames .* places 8 to 87 frames"):
+        plain(torch.randn(1, 1_120))
 
 
 def test_weights_of_another_arch_or_class_count_are_refused(tmp_path, offline) -> None:
@@ -183,6 +195,15 @@ def test_weights_of_another_arch_or_class_count_are_refused(tmp_path, offline) -
     assert "the file holds depth 2, embed_dim 16, 5 classes" in message
     assert "blocks.1.norm1.weight" in message  # an unexpected key, named
     assert "head.1.weight: (5, 16) in the file, (4, 16) in the model" in message
+    assert "the patch grid is n_mels // fstride x input_tdim // tstride" in message  # the keys
+
+    # Another patch stride (the s16 files against the s10 defaults, in small): another grid.
+    strided = _save(_hear21passt_net(dataclasses.replace(TINY, fstride=4)), tmp_path / "f4.pt")
+    with pytest.raises(ValueError) as err:
+        load_passt_teacher(strided, TINY, DATA_RATE)
+    assert "patch grid 4 x 10; the file holds" in str(err.value)
+    assert "frequency x time patch grid 8 x 10; the patch grid is" in str(err.value)
+    assert "freq_new_pos_embed: (1, 16, 8, 1) in the file, (1, 16, 4, 1)" in str(err.value)
 
     # The weights fit the configured PaSST, but its 5 classes are not the data's 4.
     with pytest.raises(ValueError, match="num_classes: teacher 5, data 4"):
@@ -230,3 +251,51 @@ def test_cached_passt_logits_are_reused_and_keyed_by_its_settings(tmp_path, offl
     other = tiny_student(str(weights), teacher_passt=narrower, cache_teacher_logits=True)
     tiny_trainer(tmp_path, max_epochs=1, limit_val_batches=0).fit(other, datamodule=dm)
     assert other._cache is not None and other._cache.status == "rebuild"
+
+
+def test_the_label_kind_it_is_said_to_have_is_checked_against_the_data(
+    tmp_path, offline, caplog
+) -> None:
+    """A weights file does not record its label kind: ``multi_label`` says it, and a head
+    trained multi-label (every hear21passt release) is refused against single-label data."""
+    weights = str(_save(_hear21passt_net(TINY), tmp_path / "passt-tiny.pt"))
+    dm = _dm(tmp_path / "data")  # single-label folders
+    multi = dataclasses.replace(TINY, multi_label=True)
+    with pytest.raises(ValueError, match="multi_label: teacher True, data False"):
+        tiny_trainer(tmp_path).fit(tiny_student(weights, teacher_passt=multi), datamodule=dm)
+
+    for said, warned in ((False, False), (None, True)):
+        caplog.clear()
+        arch = dataclasses.replace(TINY, multi_label=said)
+        with caplog.at_level(logging.WARNING):
+            tiny_trainer(tmp_path, max_steps=1, limit_val_batches=0).fit(
+                tiny_student(weights, teacher_passt=arch), datamodule=dm
+            )
+        assert ("does not say whether it is multi-label" in caplog.text) is warned
+
+
+@pytest.mark.parametrize(
+    ("settings", "found"),
+    [
+        ({"fmax": 20000.0}, "fmin 0 Hz to fmax 20000 Hz (fmax 20000.0)"),
+        ({"sample_rate": 16000, "fmax": 9000.0}, "= 8000 Hz (sample_rate 16000)"),
+        ({"fmin": 16000.0}, "fmin 16000 Hz to fmax 15000 Hz (fmax None)"),
+    ],
+)
+def test_a_mel_band_its_front_end_cannot_build_is_refused_when_configured(settings, found) -> None:
+    """hear21passt's front-end (Kaldi's mel banks) would refuse it only at the first batch."""
+    with pytest.raises(ValueError, match=r"teacher_passt: the mel band") as err:
+        dataclasses.replace(TINY, **settings)
+    assert found in str(err.value)
+    assert dataclasses.replace(TINY, sample_rate=16000).band_top == 7000  # its default fits
+
+
+def test_passt_weights_without_teacher_passt_point_to_it(tmp_path, offline) -> None:
+    """Read as an AST checkpoint (the default), a PaSST file is an unknown format: the error
+    says which setting reads it."""
+    weights = _save(_hear21passt_net(TINY), tmp_path / "passt-tiny.pt")
+    dm = _dm(tmp_path / "data")
+    with pytest.raises(ValueError, match="unknown checkpoint format") as err:
+        tiny_trainer(tmp_path).fit(tiny_student(str(weights)), datamodule=dm)
+    assert "key 'time_new_pos_embed' is PaSST's" in str(err.value)
+    assert "set model.init_args.teacher_passt" in str(err.value)

@@ -43,3 +43,15 @@ def test_features_without_check_audio_reach_the_sidecar(hf_dir, tmp_path, caplog
     meta = json.loads((tmp_path / "model.onnx.json").read_text())
     assert meta["features"]["mean"] == -1.5 and meta["input"]["shape"][1] == FRAMES
     assert f"mean {MEAN!r} -> -1.5" in caplog.text
+
+
+def test_an_exported_file_given_as_a_checkpoint_is_named(hf_dir, tmp_path, capsys):
+    out = tmp_path / "model.onnx"
+    assert main(["export", str(hf_dir), "--format", "onnx", "--out", str(out)]) == 0
+    clip = write(tmp_path / "clip.wav", tone(1.0, 16000, 700), 16000)
+    capsys.readouterr()
+    for given, what in ((out, "an ONNX model"), (tmp_path / "model.onnx.json", "a JSON file")):
+        assert main(["classify", str(given), str(clip)]) == 2
+        err = capsys.readouterr().err
+        # was: "this state-dict checkpoint does not carry its feature settings"
+        assert f"{given} is {what}" in err and "not a checkpoint" in err

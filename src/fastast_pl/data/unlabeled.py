@@ -34,7 +34,7 @@ class UnlabeledConfig:
             bytes) is not added again, and one holding a val/test clip's is warned about
             (its score is then not held out); both are named in the log.
         manifest: An AST-style JSON manifest ``{"data": [{"wav": ...}]}``: its clips are
-            unlabeled training clips (labels in it, if any, are not used); relative paths
+            unlabeled training clips (labels in it, if any, are not used: warned); relative paths
             are taken relative to the manifest's directory. Checked as ``folder``.
         labeled_fraction: Keep the labels of this fraction of the labeled training clips
             (chosen per class, seeded by the datamodule's seed) and train on the others'
@@ -93,8 +93,15 @@ def _manifest_audio(path: Path) -> list[Path]:
             raise ValueError(f'unlabeled.manifest {path} entry {number}: no "wav" key')
         wav = Path(entry["wav"])
         paths.append(wav if wav.is_absolute() else path.parent / wav)
-    if any(isinstance(e, dict) and e.get("labels") for e in entries):
-        log.info("unlabeled.manifest %s: its labels are not used", path)
+    labeled = sum(1 for e in entries if e.get("labels"))
+    if labeled:  # clips meant to be labeled belong in data.source
+        log.warning(
+            "unlabeled.manifest %s: %d of its %d entries carry labels, which are not used "
+            "(the clips train as unlabeled audio; labeled clips belong in data.source)",
+            path,
+            labeled,
+            len(entries),
+        )
     return paths
 
 
@@ -159,7 +166,8 @@ def split_unlabeled(
             "manifest): the teacher's targets on them train the student, so their scores are "
             "not held out:\n  %s",
             len(leaks),
-            "\n  ".join(leaks),
+            "\n  ".join(leaks[:20])
+            + (f"\n  ... {len(leaks) - 20} more" if len(leaks) > 20 else ""),
         )
     unlabeled = list(dict.fromkeys([c.path for c in withheld] + extra))
     log.info(

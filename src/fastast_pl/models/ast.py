@@ -298,7 +298,7 @@ class ASTModel(nn.Module):
         if clip_frames < 1:
             raise ValueError(f"clip_frames={clip_frames}: expected at least 1 frame of the clip")
         f_dim, t_dim = self.grid_size
-        columns = min(math.ceil(clip_frames / self.arch.tstride), t_dim)  # start inside the clip
+        columns = self.clip_columns(clip_frames)
         if columns == t_dim:
             return x
         p = self.num_prefix_tokens
@@ -306,6 +306,11 @@ class ASTModel(nn.Module):
         row = torch.arange(f_dim)[:, None] * (columns + 1)  # (F', 1)
         groups = torch.cat((torch.arange(p), (p + row + slot).flatten()))  # (2 + F' * T'',)
         return merge_before_blocks(self, x, group_merge(groups, p + f_dim * (columns + 1)))
+
+    def clip_columns(self, frames: int) -> int:
+        """Patch columns of the window that start inside a ``frames``-long clip: those
+        ``clip_frames`` keeps (the rest hold only padding)."""
+        return min(math.ceil(frames / self.arch.tstride), self.grid_size[1])
 
     def _time_cut_pos_embed(self, fbank: torch.Tensor) -> torch.Tensor:
         """``pos_embed`` ``(1, 2 + F' * T'', D)`` for a shorter input (see ``forward``)."""

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from fastast_pl.models.checkpoints.files import read_json
 from fastast_pl.models.checkpoints.hub import looks_like_hub_id, resolve_source
+from fastast_pl.models.checkpoints.metadata import id2label_names, named_classes
 from fastast_pl.models.teacher import FrozenTeacher
 from fastast_pl.models.waveform_teacher import (
     HF_WAVEFORM_KIND,
@@ -38,7 +39,7 @@ _AST_MODEL_TYPE = "audio-spectrogram-transformer"
 def is_waveform_teacher(source: str | os.PathLike) -> bool:
     """Whether ``source`` (a directory or hub id) is an HF audio classifier that reads
     waveforms: a model type ``AutoModelForAudioClassification`` builds, other than AST, with
-    a feature extractor config beside it."""
+    a feature extractor config beside it (one without it is refused, naming the file)."""
     text = os.fspath(source)
     if not (Path(text).is_dir() or (not Path(text).exists() and looks_like_hub_id(text))):
         return False
@@ -46,8 +47,9 @@ def is_waveform_teacher(source: str | os.PathLike) -> bool:
     if not path.is_dir() or not (path / "config.json").is_file():
         return False
     model_type = read_json(path / "config.json").get("model_type")
-    if model_type == _AST_MODEL_TYPE or not (path / "preprocessor_config.json").is_file():
+    if model_type in (None, _AST_MODEL_TYPE):
         return False  # an AST reads our fbank (models/frozen.py), without transformers
+    has_extractor = (path / "preprocessor_config.json").is_file()
     try:
         from transformers.models.auto.modeling_auto import (
             MODEL_FOR_AUDIO_CLASSIFICATION_MAPPING_NAMES as AUDIO_CLASSIFIERS,
@@ -57,6 +59,12 @@ def is_waveform_teacher(source: str | os.PathLike) -> bool:
             f"{path} holds a {model_type!r} model; a Hugging Face teacher other than AST needs "
             "transformers (pip install 'fastast-pl[zoo]')"
         ) from err
+    if model_type in AUDIO_CLASSIFIERS and not has_extractor:
+        raise ValueError(
+            f"{path} holds a {model_type!r} audio classifier but no preprocessor_config.json: "
+            "a waveform teacher hears audio through its own feature extractor; save it beside "
+            "the model (feature_extractor.save_pretrained(DIR))"
+        )
     return model_type in AUDIO_CLASSIFIERS  # what AutoModelForAudioClassification builds
 
 
@@ -101,6 +109,7 @@ def load_waveform_teacher(source: str | os.PathLike, data_sample_rate: int) -> F
         multi_label=multi.get(str(getattr(config, "problem_type", None))),
         arch={"model_type": config.model_type, "sampling_rate": teacher.sample_rate},
         path=teacher.path,
+        class_names=named_classes(id2label_names(config.id2label, teacher.path)),
     )
     what = f"HF {config.model_type} classifier (its own feature extractor)"
     log_waveform_teacher(log, what, info, data_sample_rate, teacher.sample_rate)

@@ -74,7 +74,10 @@ class PasstArch:
     Defaults: the released PaSST-S AudioSet model ``passt-s-f128-p16-s10-ap.476-swa.pt``
     (hear21passt's ``passt_s_swa_p16_128_ap476`` with the front-end of its ``base.py``).
     Other released files need other values (README, "PaSST teacher"); a file that does not
-    fit these values is refused key by key.
+    fit these values is refused key by key. A weights file holds the network's shapes only:
+    the front-end (``n_mels`` beyond the patch grid, ``sample_rate`` to ``fmax``) and
+    ``multi_label`` must be those it was trained with, since nothing in it can check them
+    (the run's log prints them).
 
     Args:
         num_classes: classes of the file's head (AudioSet: 527); must equal the data's.
@@ -84,8 +87,10 @@ class PasstArch:
         patch_size: side of the square patches, in mel bins and frames (16).
         fstride: patch stride over frequency (10; the s16 models: 16).
         tstride: patch stride over time (10; the s16 models: 16).
-        input_tdim: frames of the time positional embedding (998: 10 s at a 10 ms hop);
-            longer clips are refused, shorter ones use its first frames.
+        input_tdim: frames the time positional embedding was made for (998: 10 s at a 10 ms
+            hop); it holds ``input_tdim // tstride`` time patches. A clip with more patches
+            (released PaSST-S: more than 1005 frames) or shorter than one patch is refused;
+            one with fewer uses the table's first positions.
         n_mels: mel bins, also the frequency size of the patch grid (128).
         sample_rate: the rate its front-end expects (32000); the data's waveform is
             resampled to it.
@@ -95,6 +100,10 @@ class PasstArch:
         fmin: lowest mel band edge in Hz (0).
         fmax: highest mel band edge in Hz; None: hear21passt's default, sample_rate / 2
             - 1000 Hz (15000 at 32 kHz).
+        multi_label: whether the file's head was trained multi-label (sigmoid; every
+            hear21passt release: AudioSet, FSD50K, OpenMIC) or single-label (softmax), checked
+            against the data's label kind, since the KD targets read the logits that way;
+            None: not said, not checked (warned). A weights file records none of it.
     """
 
     num_classes: int = 527
@@ -112,6 +121,18 @@ class PasstArch:
     n_fft: int = 1024
     fmin: float = 0.0
     fmax: float | None = None
+    multi_label: bool | None = None
+
+    def __post_init__(self) -> None:
+        """Refuse a mel band its front-end cannot build, at configuration time: Kaldi's mel
+        banks would fail only on the first batch, naming no key."""
+        nyquist = self.sample_rate / 2
+        if not 0 <= self.fmin < self.band_top <= nyquist:
+            raise ValueError(
+                f"teacher_passt: the mel band fmin {self.fmin:g} Hz to fmax {self.band_top:g} "
+                f"Hz (fmax {self.fmax}) must satisfy 0 <= fmin < fmax <= sample_rate / 2 = "
+                f"{nyquist:g} Hz (sample_rate {self.sample_rate})"
+            )
 
     @property
     def band_top(self) -> float:
@@ -195,9 +216,31 @@ class PasstWaveformTeacher(nn.Module):
         state = read_passt_weights(weights)
         what = (
             f"the PaSST that model.init_args.teacher_passt configures "
-            f"({describe_passt(self.net.state_dict())}; the file holds {describe_passt(state)})"
+            f"({describe_passt(self.net.state_dict())}; the file holds {describe_passt(state)}; "
+            "the patch grid is n_mels // fstride x input_tdim // tstride)"
         )
         load_state_dict_named(self.net, state, self.path, what)
+
+    def _check_frames(self, frames: int) -> None:
+        """Refuse a clip PaSST cannot place in time. Its patch embedding cuts ``(frames -
+        patch_size) // tstride + 1`` time patches, and its time positional table holds
+        ``input_tdim // tstride`` of them (hear21passt's grid); fewer patches take the table's
+        first positions, as PaSST is meant to; more would fail there with a tensor broadcast
+        error, and a clip shorter than one patch with a convolution error. (A 10 s clip at
+        32 kHz gives 1000 frames, more than the released ``input_tdim`` 998, and fits: it is
+        what those models were trained on.)"""
+        arch = self.arch
+        positions = int(self.net.time_new_pos_embed.shape[-1])
+        longest = positions * arch.tstride + arch.patch_size - 1  # frames that give `positions`
+        if arch.patch_size <= frames <= longest:
+            return
+        raise ValueError(
+            f"PaSST teacher {self.path}: a clip of {frames} frames (hop {arch.hop_length} at "
+            f"{arch.sample_rate} Hz) does not fit its time positional embedding, which places "
+            f"{arch.patch_size} to {longest} frames ({positions} patches of {arch.patch_size} "
+            f"frames, stride {arch.tstride}, input_tdim {arch.input_tdim}); use other clip "
+            "lengths (data.features.target_length) or the input_tdim its weights have"
+        )
 
     @torch.no_grad()
     def forward(self, waveform: Tensor) -> Tensor:
@@ -208,14 +251,7 @@ class PasstWaveformTeacher(nn.Module):
                 warnings.filterwarnings("ignore", message=message)
             with torch.autocast(wave.device.type, enabled=False):
                 spec = self.mel(wave)  # (B, n_mels, frames), float32 as trained
-            frames = spec.shape[-1]
-            if frames > self.arch.input_tdim:
-                raise ValueError(
-                    f"PaSST teacher {self.path}: a clip of {frames} frames (hop "
-                    f"{self.arch.hop_length} at {self.arch.sample_rate} Hz) is longer than its "
-                    f"time positional embedding ({self.arch.input_tdim} frames); use shorter "
-                    "clips (data.features.target_length) or the input_tdim its weights have"
-                )
+            self._check_frames(spec.shape[-1])
             logits, _ = self.net(spec.unsqueeze(1))  # (B, 1, n_mels, frames) -> (B, C)
         return logits.float()
 
@@ -228,10 +264,17 @@ def load_passt_teacher(
     info = waveform_teacher_info(
         kind=PASST_KIND,
         num_classes=arch.num_classes,
-        multi_label=None,  # a bare state dict does not say
+        multi_label=arch.multi_label,  # a bare state dict does not say: the user may
         arch={**dataclasses.asdict(arch), "fmax": arch.band_top},
         path=teacher.path,
     )
-    what = f"PaSST ({describe_passt(teacher.net.state_dict())}; hear21passt's mel front-end)"
+    # The file records none of the front-end: the log shows what it is read with, and how
+    # long its time table is in seconds (10 s, 20 s or 30 s for the released files).
+    what = (
+        f"PaSST ({describe_passt(teacher.net.state_dict())}; hear21passt's mel front-end: "
+        f"{arch.n_mels} bins, {arch.fmin:g}-{arch.band_top:g} Hz, hop {arch.hop_length} at "
+        f"{arch.sample_rate} Hz; time table {arch.input_tdim} frames = "
+        f"{arch.input_tdim * arch.hop_length / arch.sample_rate:g} s)"
+    )
     log_waveform_teacher(log, what, info, data_sample_rate, arch.sample_rate)
     return FrozenTeacher(teacher, info)

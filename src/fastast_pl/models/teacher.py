@@ -248,7 +248,8 @@ class TeacherInfo:
     """What a teacher checkpoint says about the data it was trained on.
 
     ``multi_label`` is None where the checkpoint does not say (official AST releases, HF
-    directories, plain state dicts); ``kind`` is "cnn" (CNNTeacher) or "ast" (ASTModel).
+    directories, plain state dicts); ``kind`` is "cnn" (CNNTeacher), "ast" (ASTModel) or a
+    waveform teacher's ("hf-waveform", "passt": ``models/waveform_teacher.py``).
     ``class_names`` and ``data`` (the training data's identity) come from our checkpoints'
     record; None elsewhere.
     """
@@ -266,7 +267,8 @@ class TeacherInfo:
 
 
 class FrozenTeacher(nn.Module):
-    """A trained teacher (``CNNTeacher`` or ``ASTModel``) pinned to eval mode, without gradients.
+    """A trained teacher (``CNNTeacher``, ``ASTModel``, a waveform teacher) pinned to eval mode,
+    without gradients.
 
     ``train(mode)`` always keeps it in eval mode (as DINOv2 pins its teacher), so
     ``LightningModule.train()`` cannot switch BatchNorm, dropout or drop-path back on; the
@@ -292,7 +294,8 @@ class FrozenTeacher(nn.Module):
 
     @torch.no_grad()
     def forward(self, fbank: Tensor) -> Tensor:
-        """(B, T, F) fbank -> (B, K) teacher logits (no graph is built)."""
+        """(B, T, F) fbank, or (B, N) waveform for a waveform teacher -> (B, K) teacher logits
+        (no graph is built)."""
         if isinstance(self.teacher, CNNTeacher):
             return self.teacher.logits(fbank)
         return self.teacher(fbank)  # ASTModel: logits

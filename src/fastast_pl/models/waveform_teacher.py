@@ -53,6 +53,7 @@ def waveform_teacher_info(
     multi_label: bool | None,
     arch: dict[str, Any],
     path: str,
+    class_names: list[str] | None = None,
 ) -> TeacherInfo:
     """The TeacherInfo of a waveform teacher: no fbank length, mel bins or feature settings
     to match against the data (it featurizes the waveform itself)."""
@@ -65,6 +66,7 @@ def waveform_teacher_info(
         arch=arch,
         path=path,
         kind=kind,
+        class_names=class_names,
     )
 
 
@@ -72,7 +74,10 @@ def log_waveform_teacher(
     logger: logging.Logger, what: str, info: TeacherInfo, data_rate: int, own_rate: int
 ) -> None:
     """One INFO line (on the teacher module's ``logger``) saying what the teacher hears (the
-    clean clip, resampled) and how."""
+    clean clip, resampled) and how; a WARNING where the data's rate is below the teacher's:
+    upsampling adds no band, so the teacher hears nothing above the data's Nyquist
+    frequency, unlike the audio it was trained on (PaSST at 32 kHz on 16 kHz data), and
+    its targets are those of a teacher with its top bands silent."""
     logger.info(
         "%s: %s as a frozen waveform teacher (%d classes; hears the batch's clean waveform at "
         "%d Hz, resampled to its %d Hz, through its own front-end)",
@@ -82,3 +87,14 @@ def log_waveform_teacher(
         data_rate,
         own_rate,
     )
+    if data_rate < own_rate:
+        logger.warning(
+            "%s: the data's %d Hz audio is upsampled to the teacher's %d Hz, so it hears "
+            "nothing above %d Hz, unlike its training audio; where the files hold more, "
+            "data.features.sample_rate: %d gives it all (the student's fbank then spans it too)",
+            info.path,
+            data_rate,
+            own_rate,
+            data_rate // 2,
+            own_rate,
+        )

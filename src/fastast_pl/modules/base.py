@@ -136,12 +136,27 @@ class ClassificationModule(L.LightningModule):
         unlabeled = len(train) - train.num_labeled if hasattr(train, "num_labeled") else 0
         if stage == "fit" and unlabeled and not self.learns_from_unlabeled:
             log.warning(
-                "data.unlabeled gives %d unlabeled training clip(s), but %s has no teacher: "
+                "data.unlabeled gives %d unlabeled training clip(s), but %s trains on labels only: "
                 "their task loss is masked out, so they cost steps and teach nothing (a "
                 "teacher teaches them: DistillationModule)",
                 unlabeled,
                 type(self).__name__,
             )
+
+    def differing_class(self, classes: list[str]) -> tuple[int, str, str, bool] | None:
+        """(index, ``classes``' name, the data's name, whether ``classes`` are the data's in
+        another order) of the first class where a head loaded from ``init_from`` (trained for
+        ``classes``) differs from the data's classes; None where they agree, the data names
+        none, or ``--ckpt_path`` replaces the weights."""
+        trainer = self._trainer
+        if trainer is None or getattr(trainer, "ckpt_path", None):
+            return None
+        names = getattr(getattr(trainer, "datamodule", None), "class_names", None)
+        if names is None:
+            return None
+        theirs, ours = [str(c) for c in classes], [str(c) for c in names]
+        at = next((i for i, (a, b) in enumerate(zip(theirs, ours)) if a != b), None)
+        return None if at is None else (at, theirs[at], ours[at], sorted(theirs) == sorted(ours))
 
     # ----------------------------------------------------------------- losses
     def task_loss(self, logits: Tensor, target: Tensor, labeled: Tensor | None = None) -> Tensor:

@@ -131,6 +131,7 @@ class DistillationModule(StudentModule):
     def setup(self, stage: str) -> None:
         """Before the run: load the teacher, check it against the data (every stage: the
         data may be another) and, for fit, decide on the teacher-logits cache."""
+        super().setup(stage)  # the student's own checks (its init_from head)
         if self.teacher is None:
             self._load_teacher(stage)
         if self.teacher is None:
