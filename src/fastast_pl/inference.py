@@ -31,6 +31,7 @@ from fastast_pl.inference_inputs import (
     read_waveform,
     stored_features,
     warn_replaced_features,
+    warn_replaced_labels,
 )
 from fastast_pl.models.ast import ASTModel
 from fastast_pl.models.checkpoints import read_inference_info, resolve_source
@@ -187,6 +188,7 @@ class AudioClassifier:
         model = ASTModel.from_pretrained(local, merge=spec, **model_overrides)
         settings.setdefault("target_length", model.input_tdim)
         settings.setdefault("num_mel_bins", model.input_fdim)
+        warn_replaced_labels(path_or_name, info, class_names, multi_label)
         names = class_names if class_names is not None else info.class_names
         if names is None:
             log.warning(

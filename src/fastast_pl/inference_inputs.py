@@ -142,6 +142,31 @@ def warn_replaced_features(name: Any, stored: Mapping[str, Any], given: Mapping[
         )
 
 
+def warn_replaced_labels(
+    name: Any, info: Any, class_names: Sequence[str] | None, multi_label: bool | None
+) -> None:
+    """Warn where given class names or label kind replace other ones the checkpoint (its
+    ``InferenceInfo``) records: its outputs would then be read as other classes or scored
+    with the other activation."""
+    stored = info.class_names
+    if class_names is not None and stored is not None and list(class_names) != list(stored):
+        at = next((i for i, (a, b) in enumerate(zip(class_names, stored)) if a != b), None)
+        at = min(len(class_names), len(stored)) if at is None else at
+        log.warning(
+            "%s: the class names given replace those the checkpoint records (%d given, %d "
+            "recorded; first difference at class %d: %r given, %r recorded)",
+            name, len(class_names), len(stored), at,
+            class_names[at] if at < len(class_names) else None,
+            stored[at] if at < len(stored) else None,
+        )  # fmt: skip
+    if multi_label is not None and info.multi_label is not None and multi_label != info.multi_label:
+        kinds = {True: "multi-label", False: "single-label"}
+        log.warning(
+            "%s: scored as %s as asked, but the checkpoint records a %s model",
+            name, kinds[multi_label], kinds[info.multi_label],
+        )  # fmt: skip
+
+
 def stored_features(path: Path, stored: Mapping[str, Any] | None) -> dict[str, Any]:
     """FeatureConfig fields of a checkpoint's stored settings; refuses another recipe version."""
     if not stored:

@@ -9,6 +9,7 @@ import logging
 import shutil
 
 import lightning as L
+import pytest
 
 from fastast_pl.data.datamodule import AudioDataModule, LoaderConfig
 from fastast_pl.data.features import FeatureConfig
@@ -144,3 +145,24 @@ def test_same_audio_needs_every_byte_equal_not_just_size_and_start(tmp_path) -> 
     (tmp_path / "other.wav").write_bytes(start + b"tail B")  # same size, same start
     found = same_audio([tmp_path / "train.wav"], [tmp_path / "copy.wav", tmp_path / "other.wav"])
     assert found == {tmp_path / "copy.wav": [tmp_path / "train.wav"]}
+
+
+def test_unlabeled_folder_among_the_class_folders_is_refused(tmp_path) -> None:
+    root = tmp_path / "flat"  # root/<class>/*.wav, and the pool put beside the classes
+    for c in ("a", "b"):
+        for i in range(10):
+            write(root / c / f"{i}.wav", tone(0.5, 16000, 300 + 900 * (c == "b") + 10 * i), 16000)
+    for i in range(10):
+        write(root / "unlabeled" / f"u{i}.wav", tone(0.5, 16000, 2000 + 37 * i, seed=i), 16000)
+    dm = AudioDataModule(
+        FolderSource(str(root)),
+        features=FeatureConfig(num_mel_bins=32, target_length=T),
+        unlabeled=UnlabeledConfig(folder=str(root / "unlabeled")),
+    )
+    assert dm.class_names == ["a", "b", "unlabeled"]  # what FolderSource reads: a phantom class
+    # was: trained a third class 'unlabeled' (and the same clips again as unlabeled)
+    with pytest.raises(
+        ValueError,
+        match=r"unlabeled.folder .*/flat/unlabeled is a folder the data source reads labeled clips from \(10 of",
+    ):
+        dm.setup("fit")

@@ -32,7 +32,9 @@ class UnlabeledConfig:
         folder: Every audio file under this directory (recursively, sorted) is an unlabeled
             training clip. A file holding a training clip's audio (same file or identical
             bytes) is not added again, and one holding a val/test clip's is warned about
-            (its score is then not held out); both are named in the log.
+            (its score is then not held out); both are named in the log. A folder the data
+            source reads labeled clips from (one beside a FolderSource's class folders is a
+            class of its own) is refused.
         manifest: An AST-style JSON manifest ``{"data": [{"wav": ...}]}``: its clips are
             unlabeled training clips (labels in it, if any, are not used: warned); relative paths
             are taken relative to the manifest's directory. Checked as ``folder``.
@@ -131,6 +133,23 @@ def check_unlabeled_files(paths: list[Path]) -> None:
         raise FileNotFoundError(f"unlabeled audio files listed but missing: {show(missing)}")
 
 
+def _refuse_class_folder(config: UnlabeledConfig, split_files: list[Path]) -> None:
+    """Raise where ``unlabeled.folder`` is a folder the data source reads clips from: placed
+    among a FolderSource's class folders, it is a class of its own (a phantom class whose
+    clips are labeled with its name)."""
+    if config.folder is None:
+        return
+    folder = Path(config.folder).resolve()
+    inside = [p for p in split_files if Path(p).resolve().parent == folder]
+    if inside:
+        raise ValueError(
+            f"unlabeled.folder {config.folder} is a folder the data source reads labeled clips "
+            f"from ({len(inside)} of the splits' clips, e.g. {inside[0]}): inside a "
+            "FolderSource root it is a class of its own, named after it. Move the unlabeled "
+            "audio out of the source's root"
+        )
+
+
 def split_unlabeled(
     config: UnlabeledConfig,
     clips: list[Clip],
@@ -146,6 +165,8 @@ def split_unlabeled(
     and warned about, as for labeled training audio (``checks.leaks_across_splits``): the
     teacher's targets on it train the student, so that clip's score is not held out.
     """
+    evaluation = [p for paths in (held_out or {}).values() for p in paths]
+    _refuse_class_folder(config, [c.path for c in clips] + evaluation)
     labeled, withheld = withhold_labels(clips, config.labeled_fraction, seed)
     extra = config.audio_files()
     if check_files:

@@ -88,8 +88,10 @@ class DistillationModule(StudentModule):
             (used only when training augmentation leaves the teacher's input unchanged).
         teacher_cache_dir: where the cache lives; default ``<teacher checkpoint dir>/teacher_logits``.
         teacher_other_data: the teacher was trained on another data source or split than this
-            data on purpose (e.g. a larger corpus with the same classes); otherwise a teacher
-            whose checkpoint records another source is refused.
+            data on purpose (e.g. a larger corpus with the same classes, a Hugging Face
+            model); otherwise a teacher whose checkpoint records another source is refused.
+            Its class names may then be spelled otherwise (warned, matched by index); the
+            data's classes in another order are refused either way.
     """
 
     def __init__(
