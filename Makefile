@@ -35,12 +35,12 @@ test-fast: install  ## the suite without the tests marked slow (end-to-end runs,
 	$(BIN)/python -m pytest -n 2 --dist loadfile -q -m "not slow"
 
 lint: install
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests scripts
+	$(BIN)/ruff format --check src tests scripts
 
 format: install
-	$(BIN)/ruff check --fix src tests
-	$(BIN)/ruff format src tests
+	$(BIN)/ruff check --fix src tests scripts
+	$(BIN)/ruff format src tests scripts
 
 bench: install  ## model and data-loading benchmarks; results go to bench/ (see docs/benchmarks.md)
 	$(BIN)/python -m fastast_pl benchmark

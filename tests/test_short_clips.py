@@ -2,18 +2,12 @@
 least one window), and at a shorter length equal to an independently built shorter model
 whose position embeddings the test cuts itself; the merge schedule keeps its shares."""
 
-import numpy as np
 import pytest
-import soundfile as sf
 import torch
 
-from fastast_pl.cli import main
-from fastast_pl.inference import AudioClassifier
 from fastast_pl.models.arch import ASTArch
 from fastast_pl.models.ast import ASTModel
 from fastast_pl.short_clips import kept_frames, schedule_as_ratios, tokens_entering
-
-from helpers.hf_tiny import FRAMES, save_tiny_hf_ast
 
 ARCH = ASTArch(embed_dim=32, depth=3, num_heads=2, fstride=8, tstride=8)
 
@@ -73,39 +67,3 @@ def test_kept_frames_cover_the_clip_with_whole_columns():
     ]
     assert tokens_entering(model, 96) == model.num_tokens
     assert tokens_entering(model, 24) == 2 + model.grid_size[0] * 2
-
-
-@pytest.fixture(scope="module")
-def hf_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("hf") / "tiny"
-    save_tiny_hf_ast(path)
-    return path
-
-
-def test_classifier_crop_pos_is_exact_from_one_window_and_cheaper_below(hf_dir, tmp_path):
-    rng = np.random.default_rng(0)
-    full = tmp_path / "full.wav"
-    short = tmp_path / "short.wav"
-    sf.write(full, 0.1 * rng.standard_normal(400 + (2 * FRAMES - 1) * 160), 16000)
-    sf.write(short, 0.1 * rng.standard_normal(400 + (FRAMES // 3 - 1) * 160), 16000)
-    pad = AudioClassifier.from_pretrained(hf_dir, merge=2, device="cpu")
-    crop = AudioClassifier.from_pretrained(hf_dir, merge=2, device="cpu", short_clips="crop-pos")
-    (p_full, p_short), (c_full, c_short) = (c.predict([full, short]) for c in (pad, crop))
-    torch.testing.assert_close(c_full.scores, p_full.scores, rtol=0, atol=0)  # exact
-    assert (c_full.windows, c_full.tokens) == (p_full.windows, p_full.tokens)
-    assert c_short.tokens < p_short.tokens == pad.model.num_tokens
-    assert not torch.equal(c_short.scores, p_short.scores)  # approximate below one window
-    with pytest.raises(ValueError, match="int8"):
-        AudioClassifier(
-            pad.model, pad.features, device="cpu", quantize="int8", short_clips="crop-pos"
-        )
-
-
-def test_classify_prints_the_cost_per_file(hf_dir, tmp_path, capsys):
-    clip = tmp_path / "a.wav"
-    sf.write(clip, 0.1 * np.random.default_rng(1).standard_normal(8000), 16000)
-    for option in ("pad", "crop-pos"):
-        argv = ["classify", str(hf_dir), str(clip), "--short-clips", option, "--cost"]
-        assert main(argv) == 0
-        err = capsys.readouterr().err
-        assert f"cost {clip}: 1 window(s), " in err and " ms" in err

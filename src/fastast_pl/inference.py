@@ -4,41 +4,41 @@ Decoding and resampling (``data.audio``), the fbank and its normalisation
 (``data.features``) are the training pipeline's own functions, driven by the feature
 settings the checkpoint carries (``models.checkpoints.metadata``). A clip longer than the
 model's input is covered by sliding windows whose scores are aggregated; a shorter one is
-zero-padded before normalisation, exactly as in training, or run at its own length
-(``short_clips="crop-pos"``, ``fastast_pl.short_clips``). What ``predict`` accepts (files,
-folders, arrays) is made into checked waveforms in ``fastast_pl.inference_inputs``.
+zero-padded before normalisation, exactly as in training, or run on fewer tokens
+(``short_clips="crop-pos"`` or ``"merge-pad"``, ``fastast_pl.short_clips``). What
+``predict`` accepts (files, folders, arrays) is made into checked waveforms, and the
+feature settings ``from_pretrained`` is given are checked against the checkpoint's, in
+``fastast_pl.inference_inputs``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 import torch
 
 from fastast_pl.data.audio import AudioDecodeError
-from fastast_pl.data.features import (
-    FEATURE_VERSION,
-    FeatureConfig,
-    compute_fbank,
-    normalize,
-    pad_or_crop,
+from fastast_pl.data.features import FeatureConfig, compute_fbank, normalize, pad_or_crop
+from fastast_pl.inference_inputs import (
+    AudioInput,
+    as_items,
+    feature_fields,
+    read_waveform,
+    stored_features,
+    warn_replaced_features,
+    warn_replaced_labels,
 )
-from fastast_pl.inference_inputs import AudioInput, as_items, read_waveform
 from fastast_pl.models.ast import ASTModel
 from fastast_pl.models.checkpoints import read_inference_info, resolve_source
-from fastast_pl.short_clips import SHORT_CLIPS, kept_frames, schedule_as_ratios, tokens_entering
+from fastast_pl.short_clips import SHORT_CLIPS, clip_tokens, kept_frames, prepare, window_flops
 from fastast_pl.tome import MergeSpec
 
 log = logging.getLogger(__name__)
-
-_FEATURE_FIELDS = tuple(f.name for f in dataclasses.fields(FeatureConfig))
 
 
 class ClassScore(NamedTuple):
@@ -51,8 +51,8 @@ class ClassScore(NamedTuple):
 
 @dataclass
 class Prediction:
-    """Scores of one input: ``top_k`` best classes, all ``scores`` (C,), windows used and
-    the tokens they gave the transformer.
+    """Scores of one input: ``top_k`` best classes, all ``scores`` (C,), windows used, the
+    tokens they gave the transformer and its FLOPs (``short_clips.window_flops``).
 
     ``above_threshold``: for multi-label models, every class scoring at least the threshold
     (best first); None for single-label models.
@@ -64,6 +64,7 @@ class Prediction:
     windows: int
     above_threshold: list[ClassScore] | None = None
     tokens: int = 0  # tokens entering the transformer, summed over the windows
+    flops: int = 0  # FLOPs of the transformer blocks, summed over the windows
 
 
 class AudioClassifier:
@@ -81,8 +82,10 @@ class AudioClassifier:
             differ slightly from float32 (``export --quantize int8 --check-audio`` measures
             by how much). None: the float model as it is.
         short_clips: A clip shorter than the window: "pad" (zero-padded to it, as in
-            training) or "crop-pos" (run at its own length, ``fastast_pl.short_clips``; a
-            merge schedule then merges the same share of the fewer tokens).
+            training, exact), "crop-pos" (run at its own length) or "merge-pad" (its
+            padding-only patches merged into one token per frequency row first); both
+            approximate, ``fastast_pl.short_clips``; a merge schedule then merges the same
+            share of the fewer tokens.
     """
 
     def __init__(
@@ -94,7 +97,7 @@ class AudioClassifier:
         batch_size: int = 8,
         device: str | torch.device | None = None,
         quantize: Literal["int8"] | None = None,
-        short_clips: Literal["pad", "crop-pos"] = "pad",
+        short_clips: Literal["pad", "crop-pos", "merge-pad"] = "pad",
     ) -> None:
         if features.num_mel_bins != model.input_fdim or features.target_length != model.input_tdim:
             raise ValueError(
@@ -116,16 +119,16 @@ class AudioClassifier:
             raise ValueError(f"short_clips must be one of {SHORT_CLIPS}, got {short_clips!r}")
         if quantize and short_clips != "pad":
             raise ValueError(
-                f"short_clips={short_clips!r} runs inputs of many lengths; quantize='int8' runs "
-                "an ONNX graph of the window's length: use short_clips='pad' with int8"
+                f"short_clips={short_clips!r} gives the transformer fewer tokens for a short "
+                "clip; quantize='int8' runs an ONNX graph exported for the window's fixed "
+                "length and tokens: use short_clips='pad' with int8"
             )
         if quantize and self.device.type != "cpu":
             raise ValueError(f"quantize='int8' runs on the CPU (ONNX Runtime), not {self.device}")
         self.model = model.eval().to(self.device)
         self.quantize = quantize
         self.short_clips = short_clips
-        if short_clips == "crop-pos":
-            self.model.set_merge(self.model.merge, schedule_as_ratios(self.model))
+        prepare(self.model, short_clips)
         self._forward = self.model
         if quantize == "int8":
             from fastast_pl.models.onnx import int8_onnx_model
@@ -151,7 +154,7 @@ class AudioClassifier:
         batch_size: int = 8,
         device: str | torch.device | None = None,
         quantize: Literal["int8"] | None = None,
-        short_clips: Literal["pad", "crop-pos"] = "pad",
+        short_clips: Literal["pad", "crop-pos", "merge-pad"] = "pad",
         **model_overrides: Any,
     ) -> AudioClassifier:
         """Load a checkpoint (path or HF hub id) with the settings it carries.
@@ -164,8 +167,9 @@ class AudioClassifier:
         """
         local = resolve_source(path_or_name)
         info = read_inference_info(local)
-        given = _feature_fields(features)
-        stored = _stored_features(local, info.features)
+        given = feature_fields(features)
+        stored = stored_features(local, info.features)
+        warn_replaced_features(path_or_name, stored, given)
         settings = {**stored, **given}
         missing = [k for k in ("sample_rate", "mean", "std") if k not in settings]
         if missing:
@@ -184,6 +188,7 @@ class AudioClassifier:
         model = ASTModel.from_pretrained(local, merge=spec, **model_overrides)
         settings.setdefault("target_length", model.input_tdim)
         settings.setdefault("num_mel_bins", model.input_fdim)
+        warn_replaced_labels(path_or_name, info, class_names, multi_label)
         names = class_names if class_names is not None else info.class_names
         if names is None:
             log.warning(
@@ -224,6 +229,10 @@ class AudioClassifier:
         one, zero-padded before normalisation as in training (``short_clips="crop-pos"``:
         only to the end of its last patch column, ``short_clips.kept_frames``).
         """
+        return self._windows(waveform, hop)[0]
+
+    def _windows(self, waveform: torch.Tensor, hop: float | None) -> tuple[torch.Tensor, int]:
+        """``windows`` and the clip's own fbank frames."""
         cfg = self.features
         length = cfg.target_length
         hop_frames = length // 2 if hop is None else round(hop * 1000.0 / cfg.frame_shift)
@@ -239,7 +248,7 @@ class AudioClassifier:
         padded = torch.stack(
             [pad_or_crop(raw[s : s + length], length) for s in starts]
         )  # (W, T, F)
-        return normalize(padded, cfg.mean, cfg.std).float()
+        return normalize(padded, cfg.mean, cfg.std).float(), frames
 
     # ------------------------------------------------------------------ predicting
     @torch.inference_mode()
@@ -275,25 +284,29 @@ class AudioClassifier:
         aggregate = aggregate or ("max" if self.multi_label else "mean")
         if aggregate not in ("mean", "max"):
             raise ValueError(f"aggregate must be 'mean' or 'max', got {aggregate!r}")
+        window_s = self.features.target_length * self.features.frame_shift / 1000.0
+        if hop is not None and hop > window_s:
+            log.warning("hop=%s s is longer than the model's %.2f s window: the audio between "
+                        "windows of a long clip is not heard", hop, window_s)  # fmt: skip
         items = as_items(inputs)
         batch = batch_size or self.batch_size
         results: list[Prediction | None] = []
-        pending: list[tuple[int, str, torch.Tensor]] = []  # (result slot, source, windows)
+        pending: list[tuple[int, str, torch.Tensor, int]] = []  # (slot, source, windows, frames)
         for item in _track(items, progress):
             source = (
                 str(item) if isinstance(item, (str, os.PathLike)) else f"waveform {len(results)}"
             )
             try:
                 wave = read_waveform(item, self.sample_rate, self.features.frame_length)
-                windows = self.windows(wave, hop)
+                windows, frames = self._windows(wave, hop)
             except AudioDecodeError as err:
                 if on_bad_audio == "raise":
                     raise
                 log.warning("%s; left out", err)
                 continue
-            pending.append((len(results), source, windows))
+            pending.append((len(results), source, windows, frames))
             results.append(None)
-            if sum(w.shape[0] for *_, w in pending) >= batch:
+            if sum(w.shape[0] for _, _, w, _ in pending) >= batch:
                 self._score(pending, results, batch, aggregate, top_k, threshold)
                 pending = []
         self._score(pending, results, batch, aggregate, top_k, threshold)
@@ -303,14 +316,18 @@ class AudioClassifier:
         """Run the pending windows in batches and fill their files' predictions."""
         if not pending:
             return
-        by_length: dict[int, list[int]] = {}  # frames -> pending items (crop-pos: many)
-        for k, (*_, windows) in enumerate(pending):
-            by_length.setdefault(windows.shape[1], []).append(k)
+        by_run: dict[tuple[int, int | None], list[int]] = {}  # (T, merge-pad frames) -> items
+        for k, (_, _, windows, frames) in enumerate(pending):
+            short = self.short_clips == "merge-pad" and frames < self.features.target_length
+            by_run.setdefault((windows.shape[1], frames if short else None), []).append(k)
         parts: dict[int, torch.Tensor] = {}
-        for frames, items in by_length.items():
+        for (length, clip_frames), items in by_run.items():
             stacked = torch.cat([pending[k][2] for k in items])  # (sum W, T, F)
-            full = frames == self.features.target_length
-            run = self._forward if full else functools.partial(self.model, crop_time=True)
+            run = self._forward
+            if length < self.features.target_length:  # crop-pos
+                run = functools.partial(self.model, crop_time=True)
+            elif clip_frames is not None:
+                run = functools.partial(self.model, clip_frames=clip_frames)
             out = torch.cat(
                 [
                     run(stacked[i : i + batch].to(self.device)).float().cpu()
@@ -322,12 +339,15 @@ class AudioClassifier:
         logits = torch.cat([parts[k] for k in range(len(pending))])  # (sum W, C)
         probs = torch.sigmoid(logits) if self.multi_label else logits.softmax(dim=-1)
         start = 0
-        for slot, source, windows in pending:
+        for slot, source, windows, frames in pending:
             part = probs[start : start + windows.shape[0]]  # (W, C)
             start += windows.shape[0]
             scores = part.mean(dim=0) if aggregate == "mean" else part.amax(dim=0)  # (C,)
-            results[slot] = self._prediction(source, scores, windows.shape[0], top_k, threshold)
-            results[slot].tokens = windows.shape[0] * tokens_entering(self.model, windows.shape[1])
+            pred = self._prediction(source, scores, windows.shape[0], top_k, threshold)
+            tokens = clip_tokens(self.model, frames, self.short_clips)  # per window
+            pred.tokens = windows.shape[0] * tokens
+            pred.flops = windows.shape[0] * window_flops(self.model, tokens)
+            results[slot] = pred
 
     def _prediction(self, source, scores, windows, top_k, threshold) -> Prediction:
         values, indices = scores.topk(min(top_k, scores.numel()))
@@ -348,29 +368,3 @@ def _track(items: list[AudioInput], progress: bool) -> Iterable[AudioInput]:
     from rich.progress import track
 
     return track(items, description="classifying", transient=True)
-
-
-def _feature_fields(features: FeatureConfig | Mapping[str, Any] | None) -> dict[str, Any]:
-    if features is None:
-        return {}
-    if isinstance(features, FeatureConfig):
-        return dataclasses.asdict(features)
-    unknown = sorted(set(features) - set(_FEATURE_FIELDS))
-    if unknown:
-        raise ValueError(f"unknown feature setting(s) {unknown}; expected {list(_FEATURE_FIELDS)}")
-    return dict(features)
-
-
-def _stored_features(path: Path, stored: Mapping[str, Any] | None) -> dict[str, Any]:
-    """FeatureConfig fields of a checkpoint's stored settings; refuses another recipe version."""
-    if not stored:
-        return {}
-    version = stored.get("version", FEATURE_VERSION)
-    if version != FEATURE_VERSION:
-        raise ValueError(
-            f"{path}: features were computed with feature recipe version {version}; this "
-            f"fastast_pl computes version {FEATURE_VERSION}, so its fbank would differ"
-        )
-    out = {k: v for k, v in stored.items() if k in _FEATURE_FIELDS}
-    out["dither"] = 0.0  # inference never dithers
-    return out

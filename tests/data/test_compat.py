@@ -83,6 +83,25 @@ def test_inference_api_runs_the_check_too(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(
+    "code",
+    [
+        # hear21passt imports torchaudio itself: without the check, the stub's bare OSError.
+        "from fastast_pl.models.passt_teacher import PasstArch, load_passt_teacher\n"
+        "load_passt_teacher('weights.pt', PasstArch(), 16000)",
+        "import torch\nfrom fastast_pl.models.waveform_teacher import resample\n"
+        "resample(torch.zeros(1, 800), 16000, 8000)",
+    ],
+    ids=["passt-teacher", "waveform-teacher-resample"],
+)
+def test_waveform_teachers_run_the_check_too(tmp_path, code):
+    result = _import_with_stub(tmp_path, f"raise OSError({LOADER_ERROR!r})", code)
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("ImportError: torchaudio ") and "make install" in last
+
+
+@pytest.mark.slow
 def test_tome_and_models_import_without_torchaudio(tmp_path):
     # As if torchaudio were not installed: importing it raises ImportError.
     code = "import fastast_pl, fastast_pl.tome, fastast_pl.models; print('imported')"

@@ -10,7 +10,7 @@ from fastast_pl.data.audio import AudioDecodeError, load_audio
 from fastast_pl.data.augment import AugmentConfig
 from fastast_pl.data.clips import Clip
 from fastast_pl.data.dataset import AudioDataset
-from fastast_pl.data.features import FeatureConfig, compute_fbank, compute_stats
+from fastast_pl.data.features import FeatureConfig, compute_fbank, compute_stats, fbank_frames
 
 from helpers.audio import MEAN, STD, raw_reference, reference_fbank, tone, write
 
@@ -135,3 +135,10 @@ def test_compute_stats_matches_direct_computation(tmp_path):
 def test_feature_config_rejects_bad_values(field, value):
     with pytest.raises(ValueError, match=field):
         FeatureConfig(**{field: value})
+
+
+@pytest.mark.parametrize("seconds", [0.02, 0.025, 1.0, 2.5, 5.0, 10.0, 0.3333])
+def test_fbank_frames_counts_what_compute_fbank_gives(seconds):
+    config = FeatureConfig(num_mel_bins=32)
+    wave = torch.randn(1, round(seconds * 16000))
+    assert fbank_frames(seconds, config) == compute_fbank(wave, config).shape[0]

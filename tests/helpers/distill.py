@@ -166,3 +166,18 @@ def teacher_copy(root: Path) -> Path:
     path = root / "teacher.ckpt"
     shutil.copyfile(_shared_teacher(), path)
     return path
+
+
+def record_teacher_targets(module: DistillationModule) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Wrap ``module.teacher_logits`` so that every training batch's (clip indices, teacher
+    targets) is appended to the returned list: what the student was distilled against."""
+    used: list[tuple[torch.Tensor, torch.Tensor]] = []
+    original = module.teacher_logits
+
+    def spy(batch):
+        logits = original(batch)
+        used.append((batch["index"].clone(), logits.detach().clone()))
+        return logits
+
+    module.teacher_logits = spy
+    return used

@@ -27,7 +27,7 @@ from fastast_pl.data.sources import FolderSource
 from fastast_pl.modules.distill import DistillationModule
 
 from helpers.audio import tone, write
-from helpers.distill import T, tiny_student, tiny_trainer
+from helpers.distill import T, record_teacher_targets, tiny_student, tiny_trainer
 from helpers.hf_tiny import place_in_hub_cache
 
 REPO_ID = "tiny-org/tiny-wav2vec2"
@@ -95,20 +95,13 @@ def test_hf_waveform_teacher_targets_equal_its_own_pipeline(tmp_path, hub, caplo
     dm = _dm(tmp_path / "data")
     L.seed_everything(0, verbose=False)
     module = _student()
-    used: list[tuple[torch.Tensor, torch.Tensor]] = []
-    original = module.teacher_logits
-
-    def spy(batch):
-        logits = original(batch)
-        used.append((batch["index"].clone(), logits.detach().clone()))
-        return logits
-
-    module.teacher_logits = spy
+    used = record_teacher_targets(module)
     with caplog.at_level(logging.INFO, logger="fastast_pl.models.hf_teacher"):
         tiny_trainer(tmp_path, max_epochs=1, limit_val_batches=0).fit(module, datamodule=dm)
     assert (
         "waveform teacher" in caplog.text and f"resampled to its {TEACHER_RATE} Hz" in caplog.text
     )
+    assert "upsampled" not in caplog.text  # 16 kHz data down to 8 kHz: it hears its whole band
     assert any(module.model.train().merge_schedule().r)  # the student merges tokens
 
     clips = dm.datasets["train"].clips

@@ -4,6 +4,8 @@ model's outputs; a file of another backbone variant is refused naming both."""
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import timm
 import torch
@@ -30,7 +32,7 @@ def _calibrate_norms(model: nn.Module, make_input, steps: int = 3) -> None:
 
 
 def _teacher(
-    backbone: str, init_from: str, classes: int = 4, mel: int = F, **arch
+    backbone: str, init_from: str | None, classes: int = 4, mel: int = F, **arch
 ) -> TeacherModule:
     return TeacherModule(
         num_classes=classes,
@@ -68,6 +70,27 @@ def test_a_tf_variant_file_is_refused_by_the_other_variant(tmp_path) -> None:
     with pytest.raises(ValueError) as err:
         _teacher("efficientnet_b2", str(tmp_path / "tf_b2"))
     assert "'tf_efficientnet_b2'" in str(err.value) and "'efficientnet_b2'" in str(err.value)
+
+
+def test_pretrained_path_gets_the_same_variant_check(tmp_path, caplog) -> None:
+    torch.manual_seed(0)
+    source = timm.create_model("tf_efficientnet_b0", num_classes=10)  # RGB, ImageNet head
+    recorded = tmp_path / "tf_b0.pth"  # as timm's train.py saves: the architecture beside
+    torch.save({"arch": "tf_efficientnet_b0", "state_dict": source.state_dict()}, recorded)
+    with pytest.raises(ValueError) as err:
+        _teacher("efficientnet_b0", None, pretrained_path=str(recorded))
+    assert "'tf_efficientnet_b0'" in str(err.value) and "'efficientnet_b0'" in str(err.value)
+    assert str(recorded) in str(err.value)
+
+    module = _teacher("tf_efficientnet_b0", None, pretrained_path=str(recorded))
+    other = "blocks.1.0.conv_pw.weight"  # loaded by timm, unchanged
+    assert torch.equal(module.model.backbone.state_dict()[other], source.state_dict()[other])
+
+    bare = tmp_path / "bare.pth"  # records no architecture: loaded, with a warning
+    torch.save(source.state_dict(), bare)
+    with caplog.at_level(logging.WARNING, logger="fastast_pl.models.checkpoints.cnn_weights"):
+        _teacher("efficientnet_b0", None, pretrained_path=str(bare))
+    assert "records no architecture" in caplog.text
 
 
 class PSLAEffNet(nn.Module):

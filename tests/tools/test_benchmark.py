@@ -303,3 +303,31 @@ def test_int8_column_runs_onnx_runtime_per_schedule(tmp_path):
         assert r["dtype"] == ("int8" if mode == "int8" else "fp32")
         assert (r["peak_mem_mb"] is None) == (mode == "int8")
         assert r["tokens"] == rows[("eager", schedule)]["tokens"]
+
+
+def test_short_clip_rows_against_the_padded_window(tmp_path):
+    """--short-clips: crop-pos and merge-pad rows per clip at r=0, their tokens counted here
+    from the patch columns, the speed-up taken against eager r=0 (the padded window)."""
+    argv = ["--tiny", "--batch-sizes", "1", "--iters", "2", "--warmup", "1", "--no-hf"]
+    argv += ["--targets", "2", "--short-clips", "0.5", "--device", "cpu", "--no-memory"]
+    assert benchmark.main([*argv, "--out", str(tmp_path)]) == 0
+    doc = json.loads((tmp_path / "benchmark.json").read_text())
+    rows = {(r["mode"], r["schedule"]): r for r in doc["rows"]}
+    assert set(rows) == {("eager", "r=0"), ("eager", "2x"), ("crop-pos", "0.5 s"),
+                         ("merge-pad", "0.5 s")}  # fmt: skip
+    # TINY: 128 frames x 128 mel bins, patch 16, stride 10: 12 x 12 patches. 0.5 s at 16 kHz,
+    # 25/10 ms: 1 + (8000 - 400) // 160 = 48 frames. crop-pos: 5 columns cover 56 frames;
+    # merge-pad: columns start at 0, 10, 20, 30, 40 (< 48), then one token per row.
+    assert doc["meta"]["short_clips"] == [{"clip": "0.5 s", "frames": 48}]
+    assert rows[("crop-pos", "0.5 s")]["tokens"] == [2 + 12 * 5] * 5
+    assert rows[("merge-pad", "0.5 s")]["tokens"] == [2 + 12 * 6] * 5
+    for mode in ("crop-pos", "merge-pad"):
+        r = rows[(mode, "0.5 s")]
+        assert r["r"] == [0, 0, 0, 0]
+        assert math.isclose(r["flop_ratio"], vit_flops([146] * 5, 64) / vit_flops(r["tokens"], 64))
+        low, high = map(float, r["speedup_range"].split("-"))
+        assert low <= high
+    with pytest.raises(ValueError, match="shorter than the model's window"):
+        benchmark.main([*argv, "--short-clips", "2", "--out", str(tmp_path)])  # 198 > 128
+    with pytest.raises(ValueError, match="only --kind inference"):
+        benchmark.main(["--kind", "train", "--tiny", "--short-clips", "1", "--out", str(tmp_path)])

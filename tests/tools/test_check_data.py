@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -151,3 +152,32 @@ def test_an_earlier_report_is_not_overwritten(tmp_path, capsys):
     assert out.read_text() == "an earlier report\n"  # untouched
     assert main([*argv, "--overwrite"]) == 0
     assert out.read_text().startswith("split,")
+
+
+def test_unlabeled_audio_is_checked_with_the_training_split(tmp_path, capsys):
+    root = tmp_path / "data"
+    folder_dataset(root / "train", {"a": 2, "b": 2}, seconds=0.1)
+    folder_dataset(root / "val", {"a": 1, "b": 1}, seconds=0.15)
+    pool = tmp_path / "pool"
+    write(pool / "fine.wav", tone(0.3, 16000, 700), 16000)
+    (pool / "broken.wav").write_bytes(b"RIFF....WAVEfmt not audio")
+    shutil.copy(root / "val" / "a" / "a_0.wav", pool / "val_copy.wav")
+    config = yaml.safe_load(_config(tmp_path, root).read_text())
+    config["data"]["unlabeled"] = {"folder": str(pool)}
+    path = tmp_path / "with_pool.yaml"
+    path.write_text(yaml.safe_dump(config))
+    report = tmp_path / "report.csv"
+    assert main(["check-data", "--config", str(path), "--out", str(report)]) == 1
+    out = capsys.readouterr().out
+    # was: the pool was not read at all (no line, exit 0 for a pool of broken files)
+    assert "bad  unlabeled" in out and "broken.wav" in out
+    assert (
+        f"val clip {root / 'val' / 'a' / 'a_0.wav'} has the same audio bytes as unlabeled clip {pool / 'val_copy.wav'}"
+        in out
+    )
+    rows = list(csv.DictReader(report.open()))
+    assert sorted(Path(r["path"]).name for r in rows if r["split"] == "unlabeled") == [
+        "broken.wav",
+        "fine.wav",
+        "val_copy.wav",
+    ]

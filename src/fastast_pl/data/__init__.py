@@ -1,6 +1,6 @@
 """Audio data: decoding, Kaldi fbank features, dataset sources and the AudioDataModule."""
 
-from fastast_pl.data._compat import check_torch_family
+from fastast_pl.utils.torchaudio_compat import check_torch_family
 
 # Before any module below imports torchaudio: a broken pair fails here, with the fix.
 check_torch_family()

@@ -112,11 +112,11 @@ class AudioDataModule(pl.LightningDataModule):
         unlabeled: Training audio without labels (a folder, a manifest, or the labels of
             part of the training split withheld): those clips come in the batch with
             ``labeled`` False and are taught by a teacher alone (``DistillationModule``); a
-            module without a teacher leaves them out of its loss. Logged at setup: labeled
-            and unlabeled training clips.
+            module without a teacher leaves them out of its loss (warned). Logged at setup:
+            labeled and unlabeled training clips.
         waveforms: Batches also carry each clip's ``waveform`` (``(B, N)`` at the feature
             sample rate, the span of the fbank's frames): what a waveform teacher (a Hugging
-            Face audio classifier) hears. It is the clean clip, or the mix with mixup (which
+            Face audio classifier, PaSST) hears. It is the clean clip, or the mix with mixup (which
             then must be ``mixup_domain: waveform``); SpecAugment, noise, roll and dither
             reach only the student's fbank (the run's log says so).
     """
@@ -259,8 +259,9 @@ class AudioDataModule(pl.LightningDataModule):
                 clips = self._readable(split, clips)
             unlabeled: list[Path] = []
             if train and self.unlabeled is not None:
+                held_out = {s: [c.path for c in splits.splits[s]] for s in ("val", "test")}
                 clips, unlabeled = split_unlabeled(
-                    self.unlabeled, clips, self.seed, self.check_files_exist
+                    self.unlabeled, clips, self.seed, self.check_files_exist, held_out
                 )
             tally = self._tallies.setdefault(split, BadAudioTally(len(clips) + len(unlabeled)))
             self.datasets[split] = AudioDataset(

@@ -128,6 +128,16 @@ def compute_fbank(
     )  # (frames, F)
 
 
+def fbank_frames(seconds: float, config: FeatureConfig) -> int:
+    """Frames ``compute_fbank`` gives a clip of ``seconds`` (Kaldi's framing with its edges
+    snipped: one per shift whose whole window fits), without computing it."""
+    samples = round(seconds * config.sample_rate)
+    shift = int(config.sample_rate * config.frame_shift * 0.001)
+    if samples < config.window_samples:
+        return 0
+    return 1 + (samples - config.window_samples) // shift
+
+
 def crop(fbank: torch.Tensor, target_length: int) -> torch.Tensor:
     """Keep the first ``target_length`` frames (the AST recipe crops from the start)."""
     return fbank[:target_length]

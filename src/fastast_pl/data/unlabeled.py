@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fastast_pl.data.audio import AUDIO_EXTENSIONS
+from fastast_pl.data.checks import leaks_across_splits, same_audio
 from fastast_pl.data.clips import Clip, show
 
 log = logging.getLogger(__name__)
@@ -29,10 +30,14 @@ class UnlabeledConfig:
 
     Args:
         folder: Every audio file under this directory (recursively, sorted) is an unlabeled
-            training clip.
+            training clip. A file holding a training clip's audio (same file or identical
+            bytes) is not added again, and one holding a val/test clip's is warned about
+            (its score is then not held out); both are named in the log. A folder the data
+            source reads labeled clips from (one beside a FolderSource's class folders is a
+            class of its own) is refused.
         manifest: An AST-style JSON manifest ``{"data": [{"wav": ...}]}``: its clips are
-            unlabeled training clips (labels in it, if any, are not used); relative paths
-            are taken relative to the manifest's directory.
+            unlabeled training clips (labels in it, if any, are not used: warned); relative paths
+            are taken relative to the manifest's directory. Checked as ``folder``.
         labeled_fraction: Keep the labels of this fraction of the labeled training clips
             (chosen per class, seeded by the datamodule's seed) and train on the others'
             audio as unlabeled clips; 1.0 keeps every label.
@@ -67,7 +72,10 @@ class UnlabeledConfig:
             paths += found
         if self.manifest is not None:
             paths += _manifest_audio(Path(self.manifest))
-        return list(dict.fromkeys(paths))
+        unique: dict[Path, Path] = {}  # one entry per file, however its path is written
+        for p in paths:
+            unique.setdefault(p.resolve(), p)
+        return list(unique.values())
 
 
 def _manifest_audio(path: Path) -> list[Path]:
@@ -87,8 +95,15 @@ def _manifest_audio(path: Path) -> list[Path]:
             raise ValueError(f'unlabeled.manifest {path} entry {number}: no "wav" key')
         wav = Path(entry["wav"])
         paths.append(wav if wav.is_absolute() else path.parent / wav)
-    if any(isinstance(e, dict) and e.get("labels") for e in entries):
-        log.info("unlabeled.manifest %s: its labels are not used", path)
+    labeled = sum(1 for e in entries if e.get("labels"))
+    if labeled:  # clips meant to be labeled belong in data.source
+        log.warning(
+            "unlabeled.manifest %s: %d of its %d entries carry labels, which are not used "
+            "(the clips train as unlabeled audio; labeled clips belong in data.source)",
+            path,
+            labeled,
+            len(entries),
+        )
     return paths
 
 
@@ -118,14 +133,63 @@ def check_unlabeled_files(paths: list[Path]) -> None:
         raise FileNotFoundError(f"unlabeled audio files listed but missing: {show(missing)}")
 
 
+def _refuse_class_folder(config: UnlabeledConfig, split_files: list[Path]) -> None:
+    """Raise where ``unlabeled.folder`` is a folder the data source reads clips from: placed
+    among a FolderSource's class folders, it is a class of its own (a phantom class whose
+    clips are labeled with its name)."""
+    if config.folder is None:
+        return
+    folder = Path(config.folder).resolve()
+    inside = [p for p in split_files if Path(p).resolve().parent == folder]
+    if inside:
+        raise ValueError(
+            f"unlabeled.folder {config.folder} is a folder the data source reads labeled clips "
+            f"from ({len(inside)} of the splits' clips, e.g. {inside[0]}): inside a "
+            "FolderSource root it is a class of its own, named after it. Move the unlabeled "
+            "audio out of the source's root"
+        )
+
+
 def split_unlabeled(
-    config: UnlabeledConfig, clips: list[Clip], seed: int, check_files: bool = True
+    config: UnlabeledConfig,
+    clips: list[Clip],
+    seed: int,
+    check_files: bool = True,
+    held_out: dict[str, list[Path]] | None = None,
 ) -> tuple[list[Clip], list[Path]]:
-    """(labeled training clips, unlabeled audio files) of a training split, counted in the log."""
+    """(labeled training clips, unlabeled audio files) of a training split, counted in the log.
+
+    A folder/manifest file whose audio is a training clip's (``checks.same_audio``: same
+    file or identical bytes) is not added again: it is already in training, labeled or with
+    its label withheld. One whose audio is a ``held_out`` (``val``/``test``) clip's is kept
+    and warned about, as for labeled training audio (``checks.leaks_across_splits``): the
+    teacher's targets on it train the student, so that clip's score is not held out.
+    """
+    evaluation = [p for paths in (held_out or {}).values() for p in paths]
+    _refuse_class_folder(config, [c.path for c in clips] + evaluation)
     labeled, withheld = withhold_labels(clips, config.labeled_fraction, seed)
     extra = config.audio_files()
     if check_files:
         check_unlabeled_files(extra)
+    in_training = same_audio([c.path for c in clips], extra)
+    if in_training:
+        log.warning(
+            "%d file(s) of unlabeled.folder/manifest hold the audio of training clips and are "
+            "not added again as unlabeled clips: %s",
+            len(in_training),
+            show([f"{p} (= {match[0]})" for p, match in in_training.items()]),
+        )
+        extra = [p for p in extra if p not in in_training]
+    leaks = leaks_across_splits({"train": extra, **(held_out or {})}, training="unlabeled")
+    if leaks:
+        log.warning(
+            "%d evaluation clip(s) are also unlabeled training audio (unlabeled.folder/"
+            "manifest): the teacher's targets on them train the student, so their scores are "
+            "not held out:\n  %s",
+            len(leaks),
+            "\n  ".join(leaks[:20])
+            + (f"\n  ... {len(leaks) - 20} more" if len(leaks) > 20 else ""),
+        )
     unlabeled = list(dict.fromkeys([c.path for c in withheld] + extra))
     log.info(
         "training clips: %d labeled, %d unlabeled (%d with their labels withheld, "

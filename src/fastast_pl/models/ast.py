@@ -10,6 +10,7 @@ through ``fastast_pl.tome`` (the model only exposes ``.blocks`` and ``.num_prefi
 from __future__ import annotations
 
 import functools
+import math
 import os
 
 import torch
@@ -18,7 +19,15 @@ from torch import nn
 
 from fastast_pl.models.arch import ASTArch, patch_grid
 from fastast_pl.models.checkpoints import load_fitted, pretrained_arguments, read_checkpoint
-from fastast_pl.tome import MergeSpec, ResolvedSchedule, apply_tome, remove_tome, resolve_schedule
+from fastast_pl.tome import (
+    MergeSpec,
+    ResolvedSchedule,
+    apply_tome,
+    group_merge,
+    merge_before_blocks,
+    remove_tome,
+    resolve_schedule,
+)
 
 
 class SpectrogramPatchEmbed(nn.Module):
@@ -217,9 +226,13 @@ class ASTModel(nn.Module):
                 f"(input_tdim={self.input_tdim}, input_fdim={self.input_fdim})"
             )
 
-    def forward_features(self, fbank: torch.Tensor, crop_time: bool = False) -> torch.Tensor:
-        """Normalized token sequence after the last block, ``(B, N', D)``; ``crop_time``: as
-        in ``forward``."""
+    def forward_features(
+        self, fbank: torch.Tensor, crop_time: bool = False, clip_frames: int | None = None
+    ) -> torch.Tensor:
+        """Normalized token sequence after the last block, ``(B, N', D)``; ``crop_time`` and
+        ``clip_frames``: as in ``forward``."""
+        if crop_time and clip_frames is not None:
+            raise ValueError("crop_time and clip_frames are two ways to run a short clip: one")
         if crop_time:
             pos_embed = self._time_cut_pos_embed(fbank)
         else:
@@ -234,11 +247,18 @@ class ASTModel(nn.Module):
             (self.cls_token.expand(b, -1, -1), self.dist_token.expand(b, -1, -1)), dim=1
         )  # (B, 2, D)
         x = torch.cat((prefix, x), dim=1) + pos_embed  # (B, 2 + N, D)
+        if clip_frames is not None:
+            x = self._merge_padding(x, clip_frames)  # (B, 2 + F' * (C + 1), D)
         x = self.blocks(x)  # (B, N', D); N' < 2 + N when merging
         return self.norm(x)
 
-    def forward(self, fbank: torch.Tensor, crop_time: bool = False) -> torch.Tensor:
+    def forward(
+        self, fbank: torch.Tensor, crop_time: bool = False, clip_frames: int | None = None
+    ) -> torch.Tensor:
         """Logits ``(B, num_classes)`` from the mean of the class and distillation outputs.
+
+        Two ways to spend less on a clip shorter than the model's input (both
+        ``fastast_pl.short_clips``; accuracy against padding in docs/benchmarks.md):
 
         ``crop_time=True`` takes an input shorter than the model's, ``(B, T', F)`` with
         ``T' <= input_tdim``, at its own length: fewer time columns of patches, whose position
@@ -246,10 +266,51 @@ class ASTModel(nn.Module):
         training pads). AST cuts its position embeddings for other input sizes too (Gong et
         al. 2021, Sec. 2.2), there centred. At ``T' = input_tdim`` it changes nothing. A merge
         schedule is resolved for the fewer tokens (``tome``).
+
+        ``clip_frames=n`` takes the padded input ``(B, input_tdim, F)`` whose first ``n``
+        frames hold the clip: in each frequency row, the patch columns that start at or
+        after frame ``n`` (only padding) enter the first block as one token, their
+        size-weighted mean, which proportional attention and later merges count as the
+        patches it stands for (``tome.merge_before_blocks``; needs ToMe blocks with
+        ``prop_attn``). Exact where padding patches are equal tokens, approximate otherwise:
+        see ``_merge_padding``. With no padding column it changes nothing.
         """
-        x = self.forward_features(fbank, crop_time)
+        x = self.forward_features(fbank, crop_time, clip_frames)
         pooled = (x[:, 0] + x[:, 1]) / 2  # (B, D)
         return self.head(pooled)
+
+    def _merge_padding(self, x: torch.Tensor, clip_frames: int) -> torch.Tensor:
+        """Tokens ``(B, 2 + F' * T'', D)`` -> ``(B, 2 + F' * (C + 1), D)``: per frequency row,
+        the ``C`` columns holding clip frames, then one token for the row's padding columns.
+
+        Zero-padded frames normalise to one constant, so every padding-only patch embeds to
+        the same vector; its tokens differ only by their position embeddings. Exact: no
+        padding column (the input unchanged, bit for bit), and, without a merge schedule,
+        padding tokens equal within a row (equal position embeddings): equal tokens stay
+        equal through every block, and ``softmax(QK^T + log s)`` weighs one of size ``s`` as
+        ``s`` copies. Approximate: trained position embeddings differ along time, so the
+        merged token is the mean of distinct tokens (attention sees ``s * exp(q.k_mean)``
+        instead of the sum over the columns, and the MLP acts on the mean); a merge
+        schedule, resolved for the fewer tokens, merges other tokens than under padding.
+        One token per row rather than one in all: the rows' position embeddings differ
+        (frequency), and a row's token keeps its own at the cost of ``F' - 1`` tokens.
+        """
+        if clip_frames < 1:
+            raise ValueError(f"clip_frames={clip_frames}: expected at least 1 frame of the clip")
+        f_dim, t_dim = self.grid_size
+        columns = self.clip_columns(clip_frames)
+        if columns == t_dim:
+            return x
+        p = self.num_prefix_tokens
+        slot = torch.arange(t_dim).clamp(max=columns)  # (T'',): padding columns share slot C
+        row = torch.arange(f_dim)[:, None] * (columns + 1)  # (F', 1)
+        groups = torch.cat((torch.arange(p), (p + row + slot).flatten()))  # (2 + F' * T'',)
+        return merge_before_blocks(self, x, group_merge(groups, p + f_dim * (columns + 1)))
+
+    def clip_columns(self, frames: int) -> int:
+        """Patch columns of the window that start inside a ``frames``-long clip: those
+        ``clip_frames`` keeps (the rest hold only padding)."""
+        return min(math.ceil(frames / self.arch.tstride), self.grid_size[1])
 
     def _time_cut_pos_embed(self, fbank: torch.Tensor) -> torch.Tensor:
         """``pos_embed`` ``(1, 2 + F' * T'', D)`` for a shorter input (see ``forward``)."""

@@ -16,11 +16,23 @@ from pathlib import Path
 
 from fastast_pl.models.ast import ASTModel
 from fastast_pl.models.checkpoints import load_fitted, pretrained_arguments, read_lightning
+from fastast_pl.models.checkpoints.files import read_json
+from fastast_pl.models.checkpoints.hub import resolve_source
+from fastast_pl.models.checkpoints.metadata import id2label_names, named_classes
 from fastast_pl.models.checkpoints.record import CheckpointRecord, record_of, verify_state
 from fastast_pl.models.checkpoints.teacher import load_teacher
 from fastast_pl.models.teacher import FrozenTeacher, TeacherInfo
 
 log = logging.getLogger(__name__)
+
+
+def _hf_names(path: Path) -> list[str] | None:
+    """The class names an HF transformers directory's ``config.json`` gives (``id2label``,
+    HF's ``LABEL_i`` placeholders meaning none); None for other files."""
+    config = resolve_source(path) / "config.json"
+    if not config.is_file():
+        return None
+    return named_classes(id2label_names(read_json(config).get("id2label"), config))
 
 
 def _lightning_record(path: Path) -> CheckpointRecord | None:
@@ -42,9 +54,10 @@ def load_frozen_teacher(
     teacher by ``ASTModel.from_pretrained``: its own head and classes (a checkpoint
     without an audio head, e.g. ImageNet DeiT, is refused), run without Token Merging,
     and fitted to ``target_length`` frames when given (positional embedding cut or
-    interpolated, as AST does). Its label kind, feature settings and class names are known
-    only from our Lightning checkpoints' record (None otherwise, and then not checked). A
-    record's weight checksum is checked: edited weights are refused.
+    interpolated, as AST does). Its label kind and feature settings are known only from our
+    Lightning checkpoints' record (None otherwise, and then not checked); its class names
+    from that record or an HF directory's ``id2label``. A record's weight checksum is
+    checked: edited weights are refused.
     """
     path = Path(path)
     record = _lightning_record(path)
@@ -70,7 +83,7 @@ def load_frozen_teacher(
         arch=dataclasses.asdict(model.arch),
         path=str(path),
         kind="ast",
-        class_names=None if record is None else record.class_names,
+        class_names=record.class_names if record is not None else _hf_names(path),
         data=None if record is None else record.data,
     )
     log.info("%s: %s AST checkpoint as a frozen teacher (%d classes)", path, ckpt.format,

@@ -6,7 +6,8 @@ has its own feature extractor and sample rate. Such a teacher hears each clip's 
 resampled with torchaudio to the extractor's ``sampling_rate`` and featurized by the
 extractor, then classified by the model: the model's own pipeline, run by transformers'
 classes (nothing of it is re-implemented here). An HF AST directory is not taken here: it
-reads our fbank and loads into ``ASTModel`` (``models/frozen.py``).
+reads our fbank and loads into ``ASTModel`` (``models/frozen.py``). What waveform teachers
+share (resampling after the torchaudio check, their TeacherInfo) is in ``waveform_teacher.py``.
 """
 
 from __future__ import annotations
@@ -20,19 +21,25 @@ from torch import Tensor, nn
 
 from fastast_pl.models.checkpoints.files import read_json
 from fastast_pl.models.checkpoints.hub import looks_like_hub_id, resolve_source
-from fastast_pl.models.teacher import FrozenTeacher, TeacherInfo
+from fastast_pl.models.checkpoints.metadata import id2label_names, named_classes
+from fastast_pl.models.teacher import FrozenTeacher
+from fastast_pl.models.waveform_teacher import (
+    HF_WAVEFORM_KIND,
+    checked_torchaudio,
+    log_waveform_teacher,
+    resample,
+    waveform_teacher_info,
+)
 
 log = logging.getLogger(__name__)
 
-#: TeacherInfo.kind of a waveform teacher.
-WAVEFORM_KIND = "hf-waveform"
 _AST_MODEL_TYPE = "audio-spectrogram-transformer"
 
 
 def is_waveform_teacher(source: str | os.PathLike) -> bool:
     """Whether ``source`` (a directory or hub id) is an HF audio classifier that reads
     waveforms: a model type ``AutoModelForAudioClassification`` builds, other than AST, with
-    a feature extractor config beside it."""
+    a feature extractor config beside it (one without it is refused, naming the file)."""
     text = os.fspath(source)
     if not (Path(text).is_dir() or (not Path(text).exists() and looks_like_hub_id(text))):
         return False
@@ -40,8 +47,9 @@ def is_waveform_teacher(source: str | os.PathLike) -> bool:
     if not path.is_dir() or not (path / "config.json").is_file():
         return False
     model_type = read_json(path / "config.json").get("model_type")
-    if model_type == _AST_MODEL_TYPE or not (path / "preprocessor_config.json").is_file():
+    if model_type in (None, _AST_MODEL_TYPE):
         return False  # an AST reads our fbank (models/frozen.py), without transformers
+    has_extractor = (path / "preprocessor_config.json").is_file()
     try:
         from transformers.models.auto.modeling_auto import (
             MODEL_FOR_AUDIO_CLASSIFICATION_MAPPING_NAMES as AUDIO_CLASSIFIERS,
@@ -51,6 +59,12 @@ def is_waveform_teacher(source: str | os.PathLike) -> bool:
             f"{path} holds a {model_type!r} model; a Hugging Face teacher other than AST needs "
             "transformers (pip install 'fastast-pl[zoo]')"
         ) from err
+    if model_type in AUDIO_CLASSIFIERS and not has_extractor:
+        raise ValueError(
+            f"{path} holds a {model_type!r} audio classifier but no preprocessor_config.json: "
+            "a waveform teacher hears audio through its own feature extractor; save it beside "
+            "the model (feature_extractor.save_pretrained(DIR))"
+        )
     return model_type in AUDIO_CLASSIFIERS  # what AutoModelForAudioClassification builds
 
 
@@ -61,6 +75,7 @@ class HFWaveformTeacher(nn.Module):
         super().__init__()
         from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
 
+        checked_torchaudio()  # before the first clip: a broken torchaudio fails here, with the fix
         path = resolve_source(source)
         self.extractor = AutoFeatureExtractor.from_pretrained(path)
         self.model = AutoModelForAudioClassification.from_pretrained(path).eval()
@@ -71,11 +86,7 @@ class HFWaveformTeacher(nn.Module):
     @torch.no_grad()
     def forward(self, waveform: Tensor) -> Tensor:
         """(B, N) waveforms -> (B, C) float32 logits (the extractor runs on the CPU)."""
-        import torchaudio
-
-        wave = waveform.detach().float().cpu()
-        if self.sample_rate != self.data_sample_rate:
-            wave = torchaudio.functional.resample(wave, self.data_sample_rate, self.sample_rate)
+        wave = resample(waveform.detach().float().cpu(), self.data_sample_rate, self.sample_rate)
         inputs = self.extractor(
             [row.numpy() for row in wave],
             sampling_rate=self.sample_rate,
@@ -92,23 +103,14 @@ def load_waveform_teacher(source: str | os.PathLike, data_sample_rate: int) -> F
     teacher = HFWaveformTeacher(source, data_sample_rate)
     config = teacher.model.config
     multi = {"multi_label_classification": True, "single_label_classification": False}
-    info = TeacherInfo(
+    info = waveform_teacher_info(
+        kind=HF_WAVEFORM_KIND,
         num_classes=int(config.num_labels),
         multi_label=multi.get(str(getattr(config, "problem_type", None))),
-        target_length=0,
-        num_mel_bins=0,
-        feature_config={},  # it featurizes the waveform itself: no fbank setting to match
         arch={"model_type": config.model_type, "sampling_rate": teacher.sample_rate},
         path=teacher.path,
-        kind=WAVEFORM_KIND,
+        class_names=named_classes(id2label_names(config.id2label, teacher.path)),
     )
-    log.info(
-        "%s: HF %s classifier as a frozen waveform teacher (%d classes; hears the batch's "
-        "clean waveform at %d Hz, resampled to its %d Hz, through its own feature extractor)",
-        teacher.path,
-        config.model_type,
-        info.num_classes,
-        data_sample_rate,
-        teacher.sample_rate,
-    )
+    what = f"HF {config.model_type} classifier (its own feature extractor)"
+    log_waveform_teacher(log, what, info, data_sample_rate, teacher.sample_rate)
     return FrozenTeacher(teacher, info)

@@ -188,10 +188,17 @@ def sidecar_path(out: Path) -> Path:
 
 
 def sidecar(
-    model: Any, info: Any, fmt: str, checkpoint: str, quantize: str | None, measured: dict
+    model: Any,
+    info: Any,
+    features: dict[str, Any] | None,
+    fmt: str,
+    checkpoint: str,
+    quantize: str | None,
+    measured: dict,
 ) -> dict[str, Any]:
     """What a user of the exported file needs besides it (written as ``sidecar_path(out)``);
-    ``measured``: the parity against the eager float32 model."""
+    ``features``: the settings the model was exported and checked with; ``measured``: the
+    parity against the eager float32 model."""
     return {
         "format": fmt,
         "checkpoint": checkpoint,
@@ -202,7 +209,7 @@ def sidecar(
             "what": "normalised Kaldi fbank (T frames, F mel bins); see features",
         },
         "output": {"name": "logits", "shape": ["batch", model.num_classes], "dtype": "float32"},
-        "features": info.features,
+        "features": features,
         "class_names": info.class_names,
         "multi_label": info.multi_label,
         "merge_r_per_layer": model.merge_schedule().r,

@@ -105,7 +105,10 @@ class TeacherArch:
             probabilities) or "mean" (mean over time + linear layer, outputs logits).
         num_heads: Attention pooling heads (PSLA: 4).
         pretrained_path: Local timm checkpoint of the backbone (ImageNet weights); the first
-            convolution is adapted to one channel. None: random initialisation.
+            convolution is adapted to one channel. A file recording another variant than
+            ``backbone`` (timm's ``arch`` key, e.g. ``{"arch": "tf_efficientnet_b2",
+            "state_dict": ...}``) is refused, as ``init_from`` does; a bare state dict
+            records none and is loaded with a warning. None: random initialisation.
         drop_rate: Dropout on the per-frame features before pooling.
         drop_path_rate: Stochastic depth rate of the backbone, where it supports one.
         backbone_kwargs: Extra keyword arguments for ``timm.create_model``.
@@ -134,7 +137,9 @@ class CNNTeacher(nn.Module):
             None for random initialisation. The RGB first convolution is adapted to one
             channel by timm's ``adapt_input_conv``, which SUMS the kernel over the three
             input channels (so a grey image gives the same activations as the RGB one);
-            the ImageNet classifier is dropped. Nothing is ever downloaded.
+            the ImageNet classifier is dropped. Nothing is ever downloaded. The file's
+            recorded variant is checked by ``TeacherModule`` (``checkpoints/cnn_weights.py``,
+            which this module cannot import without an import circle).
         input_fdim: number of mel bins the teacher expects (checked on every forward).
         drop_rate: dropout on the per-frame features before the pooling head.
         drop_path_rate: stochastic depth inside the backbone (where timm supports it).
@@ -243,7 +248,8 @@ class TeacherInfo:
     """What a teacher checkpoint says about the data it was trained on.
 
     ``multi_label`` is None where the checkpoint does not say (official AST releases, HF
-    directories, plain state dicts); ``kind`` is "cnn" (CNNTeacher) or "ast" (ASTModel).
+    directories, plain state dicts); ``kind`` is "cnn" (CNNTeacher), "ast" (ASTModel) or a
+    waveform teacher's ("hf-waveform", "passt": ``models/waveform_teacher.py``).
     ``class_names`` and ``data`` (the training data's identity) come from our checkpoints'
     record; None elsewhere.
     """
@@ -261,7 +267,8 @@ class TeacherInfo:
 
 
 class FrozenTeacher(nn.Module):
-    """A trained teacher (``CNNTeacher`` or ``ASTModel``) pinned to eval mode, without gradients.
+    """A trained teacher (``CNNTeacher``, ``ASTModel``, a waveform teacher) pinned to eval mode,
+    without gradients.
 
     ``train(mode)`` always keeps it in eval mode (as DINOv2 pins its teacher), so
     ``LightningModule.train()`` cannot switch BatchNorm, dropout or drop-path back on; the
@@ -287,7 +294,8 @@ class FrozenTeacher(nn.Module):
 
     @torch.no_grad()
     def forward(self, fbank: Tensor) -> Tensor:
-        """(B, T, F) fbank -> (B, K) teacher logits (no graph is built)."""
+        """(B, T, F) fbank, or (B, N) waveform for a waveform teacher -> (B, K) teacher logits
+        (no graph is built)."""
         if isinstance(self.teacher, CNNTeacher):
             return self.teacher.logits(fbank)
         return self.teacher(fbank)  # ASTModel: logits

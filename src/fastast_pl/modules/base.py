@@ -9,6 +9,7 @@ measured per merge schedule by ``fastast_pl.speed`` (``benchmark``, ``report``, 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -20,6 +21,8 @@ from fastast_pl.losses import masked_task_loss
 from fastast_pl.metrics import ClassificationMetrics, accuracy_metric
 from fastast_pl.models.checkpoints.record import RECORD_KEY, make_record
 from fastast_pl.utils.numbers import check_number
+
+log = logging.getLogger(__name__)
 
 Batch = dict[str, Tensor]
 #: The record's name of what the datamodule offers under another name.
@@ -121,6 +124,39 @@ class ClassificationModule(L.LightningModule):
             }
         )
         self.train_acc = accuracy_metric(num_classes, multi_label)
+
+    #: Whether unlabeled training clips (``data.unlabeled``) teach this module: they have
+    #: no task target, so only a teacher's targets do (DistillationModule).
+    learns_from_unlabeled = False
+
+    def setup(self, stage: str) -> None:
+        """Warn before fitting on unlabeled clips that cannot teach this module anything."""
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer else None
+        train = getattr(datamodule, "datasets", {}).get("train")
+        unlabeled = len(train) - train.num_labeled if hasattr(train, "num_labeled") else 0
+        if stage == "fit" and unlabeled and not self.learns_from_unlabeled:
+            log.warning(
+                "data.unlabeled gives %d unlabeled training clip(s), but %s trains on labels only: "
+                "their task loss is masked out, so they cost steps and teach nothing (a "
+                "teacher teaches them: DistillationModule)",
+                unlabeled,
+                type(self).__name__,
+            )
+
+    def differing_class(self, classes: list[str]) -> tuple[int, str, str, bool] | None:
+        """(index, ``classes``' name, the data's name, whether ``classes`` are the data's in
+        another order) of the first class where a head loaded from ``init_from`` (trained for
+        ``classes``) differs from the data's classes; None where they agree, the data names
+        none, or ``--ckpt_path`` replaces the weights."""
+        trainer = self._trainer
+        if trainer is None or getattr(trainer, "ckpt_path", None):
+            return None
+        names = getattr(getattr(trainer, "datamodule", None), "class_names", None)
+        if names is None:
+            return None
+        theirs, ours = [str(c) for c in classes], [str(c) for c in names]
+        at = next((i for i, (a, b) in enumerate(zip(theirs, ours)) if a != b), None)
+        return None if at is None else (at, theirs[at], ours[at], sorted(theirs) == sorted(ours))
 
     # ----------------------------------------------------------------- losses
     def task_loss(self, logits: Tensor, target: Tensor, labeled: Tensor | None = None) -> Tensor:

@@ -1,5 +1,5 @@
 """DistillationModule: the AST student trained with CMKD (``fastast_pl.losses``) from a frozen
-teacher (the CNN teacher, a trained AST or an HF audio classifier); the checks that the
+teacher (the CNN teacher, a trained AST, an HF audio classifier or PaSST); the checks that the
 teacher fits the data live in ``teacher_checks.py``."""
 
 from __future__ import annotations
@@ -21,8 +21,10 @@ from fastast_pl.losses import (
 )
 from fastast_pl.metrics import ClassificationMetrics
 from fastast_pl.models.frozen import load_frozen_teacher
-from fastast_pl.models.hf_teacher import WAVEFORM_KIND, is_waveform_teacher, load_waveform_teacher
+from fastast_pl.models.hf_teacher import is_waveform_teacher, load_waveform_teacher
+from fastast_pl.models.passt_teacher import PasstArch, load_passt_teacher
 from fastast_pl.models.teacher import FrozenTeacher
+from fastast_pl.models.waveform_teacher import hears_waveforms
 from fastast_pl.modules.base import Batch
 from fastast_pl.modules.kd_cache import (
     TeacherLogitsCache,
@@ -48,9 +50,10 @@ class DistillationModule(StudentModule):
     (a trained StudentModule/DistillationModule ``.ckpt``, an official AST release, an HF
     AST directory; run without Token Merging, see ``fastast_pl.models.frozen``), or any
     other Hugging Face audio classifier (wav2vec2, HuBERT, Whisper, ...; a directory or a
-    hub id through the hub cache), which hears the batch's clean ``waveform``
-    (``data.waveforms: true``) through its own feature extractor at its own sample rate
-    (``fastast_pl.models.hf_teacher``): SpecAugment, noise and roll then reach only the
+    hub id through the hub cache) or, with ``teacher_passt``, a PaSST weights file. These
+    two hear the batch's clean ``waveform`` (``data.waveforms: true``) through their own
+    front-end at their own sample rate (``fastast_pl.models.hf_teacher``,
+    ``fastast_pl.models.passt_teacher``): SpecAugment, noise and roll then reach only the
     student (warned), mixup must mix waveforms. It is checked against the data (classes, label kind, feature settings), kept
     in eval mode without gradients, left out of the optimiser and dropped from this
     module's checkpoints: a distilled checkpoint tests and predicts without it. Outside
@@ -65,7 +68,11 @@ class DistillationModule(StudentModule):
 
     Args:
         teacher_checkpoint: the trained teacher: a TeacherModule checkpoint, an AST checkpoint,
-            or a Hugging Face audio classifier (directory or hub id) that hears waveforms.
+            a Hugging Face audio classifier (directory or hub id) that hears waveforms, or
+            (with ``teacher_passt``) a local PaSST weights file.
+        teacher_passt: read ``teacher_checkpoint`` as the weights of this PaSST (hear21passt,
+            ``pip install 'fastast-pl[passt]'``; the defaults are the released PaSST-S
+            AudioSet model); None: the teacher is one of the others.
         kd_lambda: weight of the distillation term: ``(1 - kd_lambda) * task + kd_lambda *
             kd`` (``fastast_pl.losses``); 0 = labels only. CMKD's lambda weights the other
             term, the ground-truth loss (``lambda * L_gt + (1 - lambda) * L_kd``, Gong et
@@ -85,6 +92,7 @@ class DistillationModule(StudentModule):
         self,
         *,
         teacher_checkpoint: str | None = None,
+        teacher_passt: PasstArch | None = None,
         kd_lambda: float = DEFAULT_KD_LAMBDA,
         kd_temperature: float = DEFAULT_KD_TEMPERATURE,
         kd_form: KDForm = DEFAULT_KD_FORM,
@@ -97,6 +105,7 @@ class DistillationModule(StudentModule):
         self.save_hyperparameters()
         check_kd_settings(kd_lambda, kd_temperature, kd_form)
         self.teacher_checkpoint = teacher_checkpoint
+        self.teacher_passt = teacher_passt
         self.kd_lambda = kd_lambda
         self.kd_temperature = kd_temperature
         self.kd_form = kd_form
@@ -116,10 +125,13 @@ class DistillationModule(StudentModule):
         self._cache: TeacherLogitsCache | None = None
         self.cache_counts = {"hits": 0, "misses": 0}
 
+    learns_from_unlabeled = True  # the teacher's targets teach them
+
     # ------------------------------------------------------------------ teacher
     def setup(self, stage: str) -> None:
         """Before the run: load the teacher, check it against the data (every stage: the
         data may be another) and, for fit, decide on the teacher-logits cache."""
+        super().setup(stage)  # the student's own checks (its init_from head)
         if self.teacher is None:
             self._load_teacher(stage)
         if self.teacher is None:
@@ -152,22 +164,27 @@ class DistillationModule(StudentModule):
                 "no teacher checkpoint (%r) for %s: evaluating the student only", path, stage
             )
             return
-        if is_waveform_teacher(path):
-            rate = self._data_feature_config().get("sample_rate")
-            if rate is None:
-                raise ValueError(
-                    f"waveform teacher {path!r} needs the data's sample rate: the datamodule's "
-                    "feature_config() has no 'sample_rate'"
-                )
-            teacher = load_waveform_teacher(path, int(rate))
+        if self.teacher_passt is not None:
+            teacher = load_passt_teacher(path, self.teacher_passt, self._data_sample_rate())
+        elif is_waveform_teacher(path):
+            teacher = load_waveform_teacher(path, self._data_sample_rate())
         else:
             teacher = load_frozen_teacher(path, target_length=self.target_length)
         self.teacher = teacher.to(self.device)
 
+    def _data_sample_rate(self) -> int:
+        rate = self._data_feature_config().get("sample_rate")
+        if rate is None:
+            raise ValueError(
+                f"waveform teacher {self.teacher_checkpoint!r} needs the data's sample rate: the "
+                "datamodule's feature_config() has no 'sample_rate'"
+            )
+        return int(rate)
+
     @property
     def hears_waveforms(self) -> bool:
         """Whether the teacher reads the batch's ``waveform`` rather than its ``fbank``."""
-        return self.teacher is not None and self.teacher.info.kind == WAVEFORM_KIND
+        return self.teacher is not None and hears_waveforms(self.teacher.info)
 
     def teacher_input(self, batch: Batch) -> Tensor:
         """What the teacher reads of a batch: ``waveform`` (a waveform teacher) or ``fbank``."""
@@ -206,11 +223,11 @@ class DistillationModule(StudentModule):
         directory = (
             self.teacher_cache_dir or Path(self.teacher_checkpoint).parent / "teacher_logits"
         )
+        extra = _data_identity(datamodule)
+        if self.teacher_passt is not None:  # the same weights file read as another PaSST
+            extra["teacher_passt"] = self.teacher.info.arch if self.teacher else None
         key = cache_key(
-            self.teacher_checkpoint,
-            datamodule_feature_config(self._trainer),
-            "train",
-            extra=_data_identity(datamodule),
+            self.teacher_checkpoint, datamodule_feature_config(self._trainer), "train", extra=extra
         )
         self._cache = TeacherLogitsCache(directory, "train", key, self.num_classes)
         log.info(

@@ -14,6 +14,8 @@ from torch import Tensor
 
 from fastast_pl.models.arch import ASTArch
 from fastast_pl.models.ast import ASTModel
+from fastast_pl.models.checkpoints import read_inference_info
+from fastast_pl.models.checkpoints.metadata import named_classes
 from fastast_pl.models.checkpoints.record import ast_arch_record
 from fastast_pl.modules.base import ClassificationModule
 from fastast_pl.tome import MergeSpec
@@ -36,6 +38,9 @@ class StudentModule(ClassificationModule):
         prop_attn: Proportional attention (log of token size added to attention logits).
         init_from: Checkpoint to initialise the AST from: an official AST release, an HF
             transformers AST directory, a timm DeiT checkpoint or a fastast-pl checkpoint.
+            Its head is kept for the same class count; where the file names its classes
+            (our record, HF ``id2label``) and they differ from the data's, fit starts the
+            head fresh (warned) and evaluation refuses the data's classes in another order.
     """
 
     def __init__(
@@ -59,8 +64,40 @@ class StudentModule(ClassificationModule):
             eval_merge=eval_merge,
             prop_attn=prop_attn,
         )
+        self._init_classes: tuple[str, list[str]] | None = None
         if init_from:
             self.model.load_pretrained(init_from)
+            names = named_classes(read_inference_info(init_from).class_names)
+            if names is not None and len(names) == self.num_classes:  # its head was loaded
+                self._init_classes = (init_from, names)
+
+    def setup(self, stage: str) -> None:
+        """An ``init_from`` head named for other classes than the data's (same count): for
+        fit it is re-initialised (warned), as for another class count; for evaluation the
+        data's classes in another order are refused (each score would be read as another
+        class), other names are warned about (other classes, or other spellings)."""
+        super().setup(stage)
+        if self._init_classes is None:
+            return
+        path, classes = self._init_classes
+        differs = self.differing_class(classes)
+        if differs is None:
+            return
+        at, theirs, ours, reordered = differs
+        what = f"class {at}: {theirs!r} there, {ours!r} in the data"
+        if stage == "fit":
+            self.model.reset_head()
+            log.warning("init_from %s: its head was trained for other classes (%s); the head "
+                        "starts fresh, the rest of the AST is kept", path, what)  # fmt: skip
+        elif reordered:
+            raise ValueError(
+                f"init_from {path}: its head scores the data's classes in another order "
+                f"({what}); each score would be read as another class. Fine-tune it on this "
+                "data first (fit re-initialises the head)"
+            )
+        else:
+            log.warning("init_from %s: its head names other classes than the data's (%s); its "
+                        "scores are read by class index", path, what)  # fmt: skip
 
     def forward(self, fbank: Tensor) -> Tensor:
         """(B, T, F) normalized fbank -> (B, num_classes) logits."""

@@ -7,6 +7,7 @@ kind, the data's feature settings and identity, and the CNN's architecture.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 from pathlib import Path
@@ -14,7 +15,11 @@ from typing import Any
 
 from torch import Tensor
 
-from fastast_pl.models.checkpoints.cnn_weights import init_cnn_teacher
+from fastast_pl.models.checkpoints.cnn_weights import (
+    check_variant,
+    init_cnn_teacher,
+    read_cnn_weights,
+)
 from fastast_pl.models.checkpoints.teacher import load_teacher
 from fastast_pl.models.teacher import CNNTeacher, FrozenTeacher, TeacherArch
 from fastast_pl.modules.base import ClassificationModule
@@ -51,8 +56,10 @@ class TeacherModule(ClassificationModule):
             file recording another backbone variant than ``teacher.backbone`` is refused
             (``efficientnet_bX`` and ``tf_efficientnet_bX`` share keys and shapes, not
             padding and BatchNorm eps). The pooling head is loaded where its shapes fit
-            (same pooling, heads and classes), else starts fresh (logged). Give either this
-            or ``teacher.pretrained_path``.
+            (same pooling, heads and classes), else starts fresh (logged); so does, at fit,
+            a TeacherModule checkpoint's head named for other classes than the data's. Give either this
+            or ``teacher.pretrained_path``, whose file gets the same variant check before
+            timm loads it.
     """
 
     def __init__(
@@ -72,13 +79,37 @@ class TeacherModule(ClassificationModule):
                 f"TeacherModule: give model.init_from ({init_from!r}) or "
                 f"model.teacher.pretrained_path ({self.arch.pretrained_path!r}), not both"
             )
+        pretrained = self.arch.pretrained_path
+        if pretrained and Path(pretrained).is_file():  # a missing file: CNNTeacher names it
+            check_variant(read_cnn_weights(pretrained), self.arch.backbone)
         self.model = CNNTeacher(
             num_classes=self.num_classes,
             input_fdim=self.num_mel_bins,
             **dataclasses.asdict(self.arch),
         )
+        self._init_head: tuple[str, list[str], dict[str, Tensor]] | None = None
         if init_from:
-            init_cnn_teacher(self.model, init_from, self.arch.backbone)
+            fresh = copy.deepcopy(self.model.head.state_dict())
+            classes = init_cnn_teacher(self.model, init_from, self.arch.backbone)
+            if classes is not None:
+                self._init_head = (init_from, classes, fresh)
+
+    def setup(self, stage: str) -> None:
+        """Before fitting: an ``init_from`` head trained for other classes than the data's
+        (same count, other names or order) starts fresh, as one of another shape does."""
+        super().setup(stage)
+        if stage != "fit" or self._init_head is None:
+            return
+        path, classes, fresh = self._init_head
+        differs = self.differing_class(classes)
+        if differs is not None:
+            self.model.head.load_state_dict(fresh)
+            log.warning(
+                "init_from %s: its pooling head was trained for other classes (class %d: %r "
+                "there, %r in the data); the head starts fresh, the backbone is kept",
+                path,
+                *differs[:3],
+            )
 
     def forward(self, fbank: Tensor) -> Tensor:
         """(B, T, F) normalized fbank -> (B, num_classes) logits."""

@@ -27,7 +27,8 @@ def check_teacher_compatibility(
 ) -> None:
     """Raise ValueError naming the teacher's and the data's value of every setting that differs.
 
-    Compared: the number of classes, the class names (where both say), the label kind, the
+    Compared: the number of classes, the class names (where both say; a teacher that names
+    none is warned about, as one that does not say its label kind is), the label kind, the
     feature settings (every key of ``feature_config()`` both sides have, except training
     dither; without a stored feature config, the mel bins) and, unless ``other_data``, the
     data source the teacher was trained on (its ``data_identity()["source"]``: the source,
@@ -44,6 +45,14 @@ def check_teacher_compatibility(
             problems.append(
                 f"class {at}: teacher {info.class_names[at]!r}, data {class_names[at]!r}"
             )
+    elif info.class_names is None and class_names:
+        log.warning(  # a PaSST weights file, an official AST release: a head without names
+            "teacher checkpoint %r names no classes: its class k is taken as the data's class "
+            "k (%s); the order is not checked",
+            info.path,
+            ", ".join(f"{k}: {name!r}" for k, name in enumerate(class_names[:3]))
+            + (", ..." if len(class_names) > 3 else ""),
+        )
     teacher_source = (info.data or {}).get("source")
     if not other_data and teacher_source is not None and data_source is not None:
         if teacher_source != data_source:
@@ -78,7 +87,7 @@ def check_waveform_data(datamodule: Any, teacher_checkpoint: str | None) -> None
     if datamodule is not None and not (callable(carries) and carries()):
         raise ValueError(
             f"teacher {teacher_checkpoint!r} is a waveform teacher (an HF audio "
-            f"classifier with its own feature extractor); {type(datamodule).__name__} "
+            f"classifier or PaSST, with its own front-end); {type(datamodule).__name__} "
             "does not put waveforms into its batches: set data.waveforms: true"
         )
     others = (

@@ -31,7 +31,10 @@ def summarise(
     memory: dict[int, float | None],
 ) -> list[dict]:
     """One row per variant: latency, throughput, and its speed-up and FLOP ratio against
-    the r=0 variant of the same model and mode (plus vs eager and vs HF where present)."""
+    the r=0 variant of the same model and mode (a mode without one, such as a short-clip
+    option: against eager r=0), plus vs eager and vs HF where present. The speed-up's
+    spread: the smallest and largest ratio of one round's calls (interleaved, so a load
+    change hits both)."""
     median = {k: statistics.median(v) for k, v in timings.times.items()}
 
     def find(model: str, mode: str, schedule: str) -> Variant | None:
@@ -41,10 +44,11 @@ def summarise(
     hf = find("hf", "eager", "r=0")
     rows = []
     for v in variants:
-        base = find(v.model, v.mode, "r=0") or v
+        base = find(v.model, v.mode, "r=0") or find(v.model, "eager", "r=0") or v
         eager = find(v.model, "eager", v.schedule)
         lat = [t * 1e3 for t in timings.times[id(v)]]
         speedup = median[id(base)] / median[id(v)]
+        per_round = [b / t for b, t in zip(timings.times[id(base)], timings.times[id(v)])]
         rows.append(
             {
                 "model": v.model,
@@ -64,6 +68,7 @@ def summarise(
                 # Median-based: robust to the odd disturbed call on a shared machine.
                 "throughput": batch_size / median[id(v)],
                 "speedup": speedup,
+                "speedup_range": f"{min(per_round):.2f}-{max(per_round):.2f}",
                 "speedup_per_flop_ratio": speedup / (base.gflops / v.gflops),
                 "speedup_vs_eager": (
                     median[id(eager)] / median[id(v)] if eager and v.mode != "eager" else None

@@ -11,8 +11,8 @@ from fastast_pl.tome.flops import (
     vit_flops,
     vit_macs,
 )
-from fastast_pl.tome.merge import bipartite_soft_matching, merge_source, merge_wavg
-from fastast_pl.tome.patch import apply_tome, remove_tome, tome_state
+from fastast_pl.tome.merge import bipartite_soft_matching, group_merge, merge_source, merge_wavg
+from fastast_pl.tome.patch import apply_tome, merge_before_blocks, remove_tome, tome_state
 from fastast_pl.tome.schedule import (
     InflectSchedule,
     MergeSchedule,
@@ -38,6 +38,8 @@ __all__ = [
     "vit_flops",
     "vit_macs",
     "bipartite_soft_matching",
+    "group_merge",
+    "merge_before_blocks",
     "merge_source",
     "merge_wavg",
     "remove_tome",

@@ -91,6 +91,34 @@ def bipartite_soft_matching(
     return merge, MatchInfo(r, unm_idx, src_idx, dst_idx)
 
 
+def group_merge(groups: torch.Tensor, num_groups: int) -> MergeFn:
+    """A merge decided in advance: token n of every sequence goes into output ``groups[n]``.
+
+    groups: (N,) int64 in ``[0, num_groups)``, every group used. Returns ``merge_fn(x, mode)``
+    mapping (B, N, D) -> (B, num_groups, D) with ``scatter_reduce`` ``mode``, the same
+    contract as ``bipartite_soft_matching``'s, so ``merge_wavg`` and ``merge_source`` keep
+    the sizes and sources of a merge that no similarity decided (e.g. padding known to
+    carry nothing).
+    """
+    if groups.ndim != 1 or groups.numel() == 0:
+        raise ValueError(
+            f"groups: expected a non-empty (N,) index tensor, got {tuple(groups.shape)}"
+        )
+    used = torch.unique(groups)
+    if used.numel() != num_groups or used[0] != 0 or used[-1] != num_groups - 1:
+        raise ValueError(f"groups must use every output 0..{num_groups - 1}, found {used.tolist()}")
+
+    def merge(x: torch.Tensor, mode: str = "mean") -> torch.Tensor:
+        bsz, n_tok, dim = x.shape
+        if n_tok != groups.numel():
+            raise ValueError(f"group_merge built for {groups.numel()} tokens, got {n_tok}")
+        index = groups.to(x.device).view(1, n_tok, 1).expand(bsz, n_tok, dim)  # (B, N, D)
+        out = x.new_zeros(bsz, num_groups, dim)  # (B, G, D)
+        return out.scatter_reduce(1, index, x, reduce=mode, include_self=False)  # (B, G, D)
+
+    return merge
+
+
 def merge_wavg(
     merge_fn: MergeFn, x: torch.Tensor, size: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:

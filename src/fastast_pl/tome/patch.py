@@ -26,7 +26,7 @@ from timm.models.vision_transformer import Block
 from torch import nn
 
 from fastast_pl.tome.attention import BACKENDS, AttentionBackend, proportional_attention
-from fastast_pl.tome.merge import bipartite_soft_matching, merge_source, merge_wavg
+from fastast_pl.tome.merge import MergeFn, bipartite_soft_matching, merge_source, merge_wavg
 from fastast_pl.tome.schedule import (
     MergeSpec,
     ResolvedSchedule,
@@ -137,7 +137,7 @@ class _ToMeBlockMixin:
         index = self._tome_index
         if index == 0:
             state.schedule = state.resolve(int(x.shape[1]))  # int: a traced size is a tensor
-            if state.trace_source:
+            if state.trace_source and state.source is None:  # else set by merge_before_blocks
                 bsz, n_tok = x.shape[:2]
                 eye = torch.eye(n_tok, device=x.device, dtype=x.dtype)
                 state.source = eye.expand(bsz, n_tok, n_tok)  # (B, N0, N0)
@@ -269,6 +269,35 @@ def apply_tome(
         blk._tome_state = state
         blk._tome_index = i
     return model
+
+
+def merge_before_blocks(model: nn.Module, x: torch.Tensor, merge_fn: MergeFn) -> torch.Tensor:
+    """Merge the tokens ``x`` (B, N, D) entering the first block by ``merge_fn`` (e.g.
+    ``merge.group_merge``), as a size-weighted average whose sizes the blocks then carry:
+    proportional attention counts a merged token as the patches it stands for, and later
+    merges add to its size. Returns (B, N', D).
+
+    Call it inside the model's forward (after the pre-hook has reset the per-forward
+    state), on a model patched with proportional attention: without it a merged token
+    would weigh as one patch, so that is refused rather than run differently.
+    """
+    state = getattr(model, "_tome_state", None)
+    if not isinstance(state, ToMeState):
+        raise ValueError(
+            f"merge_before_blocks: {type(model).__name__} has no Token Merging blocks; call "
+            "apply_tome(model, r=..., prop_attn=True) first (r=0 merges nothing more)"
+        )
+    if not state.prop_attn:
+        raise ValueError(
+            f"merge_before_blocks: {type(model).__name__} runs ToMe with prop_attn=False, so a "
+            "merged token would count as one patch in attention; it needs prop_attn=True"
+        )
+    if state.size is not None or state.tokens_seen:
+        raise RuntimeError("merge_before_blocks: call it once per forward, before the blocks")
+    if state.trace_source:
+        state.source = merge_source(merge_fn, x)  # (B, N', N)
+    merged, state.size = merge_wavg(merge_fn, x)  # (B, N', D), (B, N', 1)
+    return merged
 
 
 def remove_tome(model: nn.Module) -> nn.Module:

@@ -1,7 +1,8 @@
 """`python -m fastast_pl check-data`: decode every file of a config's data once, before training.
 
-It reads the splits as `fit` would (the same source, so the same description errors), then
-runs `fastast_pl.data.checks.inspect_audio` on each file: the checks that decide bad audio
+It reads the splits as `fit` would (the same source, so the same description errors), and
+the unlabeled training audio (``data.unlabeled`` folder/manifest) with the training split,
+then runs `fastast_pl.data.checks.inspect_audio` on each file: the checks that decide bad audio
 for `on_bad_audio` (unreadable, truncated against its WAV header, NaN/inf, shorter than one
 window) plus warnings (silent, a sample rate below the feature rate or unlike the rest of
 its split). It prints a summary, writes a CSV report and exits 1 when anything was flagged.
@@ -57,12 +58,16 @@ def main(argv: list[str] | None = None) -> int:
         splits = dm.clip_splits
         for note in splits.notes:
             print(note)
-        for leak in leaks_across_splits({s: [c.path for c in splits.splits[s]] for s in SPLITS}):
+        files = {s: [c.path for c in splits.splits[s]] for s in SPLITS}
+        for leak in leaks_across_splits(files):
             print(f"leak: {leak}")
         names = SPLITS if args.split == "all" else (args.split,)
-        reports = scan(
-            {s: [c.path for c in splits.splits[s]] for s in names}, dm.features, args.out
-        )
+        paths = {s: files[s] for s in names}
+        if dm.unlabeled is not None and "train" in names:  # training audio too
+            paths["unlabeled"] = dm.unlabeled.audio_files()
+            for leak in leaks_across_splits({**files, "train": paths["unlabeled"]}, "unlabeled"):
+                print(f"leak: {leak}")
+        reports = scan(paths, dm.features, args.out)
     except USER_ERRORS as err:
         return fail(p.prog, err)
     return summarize(reports, args.out)

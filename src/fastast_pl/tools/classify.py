@@ -129,17 +129,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--short-clips",
-        choices=("pad", "crop-pos"),
+        choices=("pad", "crop-pos", "merge-pad"),  # short_clips.SHORT_CLIPS (lazy imports)
         default="pad",
         help="a clip shorter than the model input: zero-pad it to the input as in training "
-        "(pad, exact, the default) or run it at its own length with the time position "
-        "embeddings cut (crop-pos: fewer tokens, approximate; docs/benchmarks.md)",
+        "(pad, exact, the default), run it at its own length with the time position "
+        "embeddings cut (crop-pos), or merge its padding-only patches into one token per "
+        "frequency row first (merge-pad); both give fewer tokens and are approximate "
+        "(docs/benchmarks.md)",
     )
     p.add_argument(
         "--cost",
         action="store_true",
-        help="print windows, tokens and wall ms (decoding included) per file on stderr; "
-        "files then run one at a time",
+        help="print windows, tokens, transformer MFLOPs and wall ms (decoding included) per "
+        "file on stderr; files then run one at a time",
     )
     return p
 
@@ -164,7 +166,8 @@ def csv_rows(predictions: list, top_k: int, multi_label: bool) -> tuple[list[str
 
 
 def predict_with_cost(classifier: Any, files: list[Path], options: dict[str, Any]) -> list:
-    """Predict one file at a time, printing its windows, tokens and wall time on stderr."""
+    """Predict one file at a time, printing its windows, tokens, transformer FLOPs
+    (``tome.flops.vit_flops``) and wall time on stderr."""
     predictions = []
     for path in files:
         start = time.perf_counter()
@@ -172,7 +175,8 @@ def predict_with_cost(classifier: Any, files: list[Path], options: dict[str, Any
         ms = (time.perf_counter() - start) * 1e3
         for pred in found:
             print(
-                f"cost {pred.source}: {pred.windows} window(s), {pred.tokens} tokens, {ms:.1f} ms",
+                f"cost {pred.source}: {pred.windows} window(s), {pred.tokens} tokens, "
+                f"{pred.flops / 1e6:.3f} MFLOPs, {ms:.1f} ms",
                 file=sys.stderr,
             )
         predictions += found

@@ -48,6 +48,11 @@ SECTIONS: list[tuple[str, str, str]] = [
     ),
     ("AST architecture", "model.init_args.ast", "fastast_pl.models.arch.ASTArch"),
     ("Teacher architecture", "model.init_args.teacher", "fastast_pl.models.teacher.TeacherArch"),
+    (
+        "PaSST teacher (distillation)",
+        "model.init_args.teacher_passt",
+        "fastast_pl.models.passt_teacher.PasstArch",
+    ),
     ("Merge schedule", "model.init_args.merge", "fastast_pl.tome.schedule.MergeSchedule"),
     ("Optimiser and LR schedule", "model.init_args.optim", "fastast_pl.modules.base.OptimConfig"),
 ]

@@ -13,6 +13,7 @@ logits differ from float32 by design, so its parity is measured on real clips an
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import tempfile
 from pathlib import Path
@@ -67,7 +68,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--features",
         metavar="JSON",
-        help="feature settings for --check-audio with checkpoints without them (JSON or file)",
+        help="feature settings for checkpoints without them (JSON or file): used by "
+        "--check-audio and written to the sidecar; a value the checkpoint has is replaced "
+        "(warned)",
     )
     p.add_argument(
         "--min-agreement",
@@ -81,9 +84,10 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _check_windows(local: Path, args: argparse.Namespace, merge: Any) -> tuple[Any, torch.Tensor]:
-    """The model through ``AudioClassifier`` (its feature settings) and the fbank windows
-    ``(W, T, F)`` of every ``--check-audio`` file."""
+def _with_features(local: Path, args: argparse.Namespace, merge: Any) -> tuple[Any, Any]:
+    """The model through ``AudioClassifier`` (the checkpoint's feature settings, replaced by
+    ``--features`` where given) and the fbank windows ``(W, T, F)`` of every
+    ``--check-audio`` file (None without it)."""
     from fastast_pl.data.audio import load_audio
     from fastast_pl.inference import AudioClassifier
     from fastast_pl.inference_inputs import audio_files
@@ -91,12 +95,14 @@ def _check_windows(local: Path, args: argparse.Namespace, merge: Any) -> tuple[A
     classifier = AudioClassifier.from_pretrained(
         local, merge=merge, features=read_json_option(args.features, "--features"), device="cpu"
     )
+    if not args.check_audio:
+        return classifier, None
     cfg = classifier.features
     windows = [
         classifier.windows(load_audio(f, cfg.sample_rate, cfg.frame_length))
         for f in audio_files(args.check_audio)
     ]
-    return classifier.model, torch.cat(windows)  # (sum W, T, F)
+    return classifier, torch.cat(windows)  # (sum W, T, F)
 
 
 def _check_args(args: argparse.Namespace) -> None:
@@ -126,9 +132,11 @@ def main(argv: list[str] | None = None) -> int:
         info = read_inference_info(local)
         merge = parse_merge(args.merge)
         merge = merge if merge is not None else (info.merge if info.merge is not None else 0)
-        windows = None
-        if args.check_audio:
-            model, windows = _check_windows(local, args, merge)
+        windows, features = None, info.features
+        if args.check_audio or args.features:
+            classifier, windows = _with_features(local, args, merge)
+            model = classifier.model
+            features = {**(info.features or {}), **dataclasses.asdict(classifier.features)}
         else:
             model = ASTModel.from_pretrained(local, merge=merge)
         model = model.eval()
@@ -154,7 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     report = {"random_inputs": {"windows": 3, "max_abs_diff": diff}, "audio": real}
     with atomic_write(sidecar_path(args.out), "w") as fh:
         json.dump(
-            sidecar(model, info, args.format, str(args.checkpoint), args.quantize, report),
+            sidecar(
+                model, info, features, args.format, str(args.checkpoint), args.quantize, report
+            ),
             fh,
             indent=2,
         )

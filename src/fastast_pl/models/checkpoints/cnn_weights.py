@@ -92,6 +92,7 @@ class CNNWeights:
     layout: str
     architecture: str | None
     path: str
+    class_names: list[str] | None = None  # the head's classes, where the file names them
 
 
 def variant(name: str) -> str:
@@ -114,7 +115,8 @@ def read_cnn_weights(source: str | os.PathLike) -> CNNWeights:
     obj = load_torch(path, expected=CNN_FORMATS, trusted=path.suffix == ".ckpt")
     if isinstance(obj, dict) and "state_dict" in obj and "pytorch-lightning_version" in obj:
         info, state = read_teacher_checkpoint(path)
-        return CNNWeights(state, "teacher", str(info.arch.get("backbone")), str(path))
+        backbone = str(info.arch.get("backbone"))
+        return CNNWeights(state, "teacher", backbone, str(path), info.class_names)
     arch = None
     if isinstance(obj, dict):
         arch = obj.get("arch") or (obj.get("pretrained_cfg") or {}).get("architecture")
@@ -235,8 +237,12 @@ def psla_head_state(state: dict[str, Tensor]) -> tuple[dict[str, Tensor] | None,
     return head, ""
 
 
-def init_cnn_teacher(teacher: nn.Module, source: str | os.PathLike, backbone: str) -> None:
-    """Load starting weights into a ``CNNTeacher`` (its ``backbone`` and ``head``).
+def init_cnn_teacher(
+    teacher: nn.Module, source: str | os.PathLike, backbone: str
+) -> list[str] | None:
+    """Load starting weights into a ``CNNTeacher`` (its ``backbone`` and ``head``); return
+    the class names the loaded head was trained for where the file names them (a
+    TeacherModule checkpoint's record), else None, for the caller to check against the data.
 
     The backbone must load completely (strict; a 3-channel first convolution is adapted to
     one channel by timm's ``adapt_input_conv``, the ImageNet classifier dropped). The head is
@@ -283,9 +289,11 @@ def init_cnn_teacher(teacher: nn.Module, source: str | os.PathLike, backbone: st
                 f"fit ours {sorted((k, tuple(v.shape)) for k, v in own.items())[:3]} "
                 "(other pooling, heads or classes)"
             )
+    loaded = head is not None and not why
     log.info(
         "teacher initialised from %s: %s loaded; pooling head %s",
         weights.path,
         what,
-        "loaded" if head is not None and not why else f"fresh ({why})",
+        "loaded" if loaded else f"fresh ({why})",
     )
+    return weights.class_names if loaded else None

@@ -29,11 +29,23 @@ def first_keys(keys: object, n: int = 10) -> list[str]:
     return [str(k) for k in list(keys)[:n]]
 
 
+#: A key only PaSST has (its time positional embedding): such a file is not an AST.
+PASST_KEY = "time_new_pos_embed"
+
+
 def unknown_format(path: Path, keys: object, why: str = "") -> ValueError:
-    """The error for a file none of the formats describes, naming its first keys."""
+    """The error for a file none of the formats describes, naming its first keys (and, for
+    PaSST weights given where an AST is read, the setting that reads them)."""
     why = f" ({why})" if why else ""
+    hint = ""
+    if isinstance(keys, Mapping | list | tuple | set) and PASST_KEY in keys:
+        hint = (
+            f" Its key {PASST_KEY!r} is PaSST's: as a distillation teacher, set "
+            "model.init_args.teacher_passt to read it as PaSST weights (README, PaSST)."
+        )
     return ValueError(
-        f"{path}: unknown checkpoint format{why}; first keys: {first_keys(keys)}. {AST_FORMATS}"
+        f"{path}: unknown checkpoint format{why}; first keys: {first_keys(keys)}. "
+        f"{AST_FORMATS}{hint}"
     )
 
 

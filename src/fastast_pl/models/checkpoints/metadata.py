@@ -44,9 +44,25 @@ class InferenceInfo:
     missing: list[str] = field(default_factory=list)
 
 
+#: Files a user may hand over for a checkpoint that are none (``export`` writes the first
+#: two and a ``.json`` sidecar beside them; an HF model is its directory, not its config).
+_NOT_CHECKPOINTS = {
+    ".onnx": "an ONNX model (python -m fastast_pl export writes them)",
+    ".pt2": "a torch.export program (python -m fastast_pl export writes them)",
+    ".json": "a JSON file (an export's sidecar, or an HF config: its directory is the model)",
+}
+
+
 def read_inference_info(path_or_id: str | os.PathLike) -> InferenceInfo:
     """The inference settings stored with a checkpoint (path or hub id); never the weights."""
     p = resolve_source(path_or_id)
+    if p.suffix in _NOT_CHECKPOINTS:
+        raise ValueError(
+            f"{p} is {_NOT_CHECKPOINTS[p.suffix]}, not a checkpoint: give the checkpoint itself "
+            "(a .ckpt, a state dict, an HF model directory or hub id); an exported model runs "
+            "in its own runtime (README, 'Exporting a model'), and classify --quantize int8 "
+            "runs a checkpoint as int8 ONNX"
+        )
     if p.is_dir():
         return _from_hf(p, p / "config.json", p / "preprocessor_config.json")
     if p.suffix == ".ckpt":
@@ -78,17 +94,32 @@ def _from_lightning(p: Path, checkpoint: Mapping[str, Any]) -> InferenceInfo:
     return info
 
 
+def id2label_names(labels: Any, where: Any) -> list[str] | None:
+    """An HF config's ``id2label`` as class names by index (keys read as ints, in index
+    order, whatever order the file lists them in); None without one. ``where`` names the
+    file in the error for keys that are not 0..N-1."""
+    if not isinstance(labels, Mapping) or not labels:
+        return None
+    by_index = {int(k): str(v) for k, v in labels.items()}
+    if sorted(by_index) != list(range(len(by_index))):
+        raise ValueError(
+            f"{where}: id2label keys {sorted(by_index)[:10]} are not 0..{len(by_index) - 1}"
+        )
+    return [by_index[i] for i in range(len(by_index))]
+
+
+def named_classes(names: list[str] | None) -> list[str] | None:
+    """``names`` unless they are HF's placeholders ``LABEL_0``, ``LABEL_1``, ... (a config
+    saved without ``id2label``), which name no class: None then."""
+    if names is None or names == [f"LABEL_{i}" for i in range(len(names))]:
+        return None
+    return names
+
+
 def _from_hf(p: Path, config_file: Path, extractor_file: Path) -> InferenceInfo:
     config = read_json(config_file)
     info = InferenceInfo(p, "hf")
-    labels = config.get("id2label")
-    if isinstance(labels, Mapping) and labels:
-        by_index = {int(k): str(v) for k, v in labels.items()}
-        if sorted(by_index) != list(range(len(by_index))):
-            raise ValueError(
-                f"{config_file}: id2label keys {sorted(by_index)[:10]} are not 0..{len(by_index) - 1}"
-            )
-        info.class_names = [by_index[i] for i in range(len(by_index))]
+    info.class_names = id2label_names(config.get("id2label"), config_file)
     problem = config.get("problem_type")
     if problem in ("multi_label_classification", "single_label_classification"):
         info.multi_label = problem == "multi_label_classification"
@@ -97,6 +128,7 @@ def _from_hf(p: Path, config_file: Path, extractor_file: Path) -> InferenceInfo:
         kind = extractor.get("feature_extractor_type")
         if kind == "ASTFeatureExtractor":
             info.features = _ast_extractor_features(extractor)
+            _warn_disagreement(config, config_file, info.features, extractor_file)
         else:
             log.warning(
                 "%s: feature_extractor_type=%r, expected 'ASTFeatureExtractor'; its settings are "
@@ -106,6 +138,23 @@ def _from_hf(p: Path, config_file: Path, extractor_file: Path) -> InferenceInfo:
             )
     info.missing = _missing(info)
     return info
+
+
+def _warn_disagreement(
+    config: Mapping[str, Any], config_file: Path, features: Mapping[str, Any], extractor_file: Path
+) -> None:
+    """Warn where the extractor's input size is not the one the model was built for: HF's
+    own AST then fails on the shapes; here the extractor's size is used and the positional
+    embedding adapted to it (``ASTModel.from_pretrained``), which the model never saw."""
+    for own, key in (("max_length", "target_length"), ("num_mel_bins", "num_mel_bins")):
+        built, fed = config.get(own), features.get(key)
+        if built is not None and fed is not None and int(built) != int(fed):
+            log.warning(
+                "%s: %s %s, but %s builds the model for %s %s: its positional embedding is "
+                "adapted to the extractor's %s (pass the size you mean with --features / "
+                "features=, or make the two files agree)",
+                extractor_file, own, fed, config_file, own, built, fed,
+            )  # fmt: skip
 
 
 def _ast_extractor_features(extractor: Mapping[str, Any]) -> dict[str, Any]:

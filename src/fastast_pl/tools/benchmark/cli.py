@@ -1,7 +1,8 @@
 """``python -m fastast_pl benchmark``: arguments, checks, which benchmark runs, files written.
 
 ``--kind inference`` (default): forwards per schedule vs HF AST, with ``--modes`` columns
-(eager, bf16 autocast, torch.compile); ``--kind train``: training steps (student, and
+(eager, bf16 autocast, torch.compile, int8) and ``--short-clips`` rows (crop-pos and
+merge-pad per clip length, against the padded window); ``--kind train``: training steps (student, and
 distillation with the teacher's forward); ``--kind epoch``: a test epoch from the feature
 cache. Each writes ``<stem>.json`` and ``<stem>.md`` (+ ``<stem>.png``) to ``--out``.
 """
@@ -51,6 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--modes", nargs="+", choices=MODES, default=["eager"],
                    help="inference: also time bf16 autocast, torch.compile and/or int8 (CPU, "
                    "ONNX Runtime)")  # fmt: skip
+    p.add_argument("--short-clips", type=float, nargs="+", default=[], metavar="SECONDS",
+                   help="inference: per clip length, our model at r=0 under the short-clip "
+                   "options crop-pos and merge-pad, against r=0 eager (the clip padded to the "
+                   "window); frames from the checkpoint's feature settings (else 16 kHz, "
+                   "25/10 ms)")  # fmt: skip
     p.add_argument("--attn-backend", choices=BACKENDS, default="auto",
                    help="proportional attention: auto (compiled FlexAttention on CUDA, SDPA "
                    "elsewhere), sdpa or flex (see fastast_pl.tome.attention)")  # fmt: skip
@@ -93,6 +99,11 @@ def _check_args(args: argparse.Namespace) -> None:
         raise ValueError("--device cuda: torch sees no CUDA device; use --device cpu or auto")
     if args.kind != "inference" and args.modes != ["eager"]:
         raise ValueError(f"--modes {args.modes}: only --kind inference has mode columns")
+    if args.kind != "inference" and args.short_clips:
+        raise ValueError(f"--short-clips {args.short_clips}: only --kind inference")
+    bad = [s for s in args.short_clips if not s > 0]
+    if bad:
+        raise ValueError(f"--short-clips {bad}: clip lengths in seconds must be > 0")
 
 
 def _run(args: argparse.Namespace, device: torch.device) -> dict:
@@ -120,9 +131,21 @@ def _run(args: argparse.Namespace, device: torch.device) -> dict:
         size = ModelSize.of(ours)
     result = run_benchmark(size, args.batch_sizes, with_hf=not args.no_hf,
                            with_memory=not args.no_memory, modes=args.modes, settings=settings,
-                           ours=ours, plans=plans)  # fmt: skip
+                           ours=ours, plans=plans,
+                           short_clips=_clip_frames(args.short_clips, args.checkpoint))  # fmt: skip
     result["meta"]["checkpoint"] = args.checkpoint
     return result
+
+
+def _clip_frames(seconds: list[float], checkpoint: str | None) -> list[tuple[str, int]]:
+    """``(name, fbank frames)`` per short clip, framed as the checkpoint's features say."""
+    from fastast_pl.data.features import FeatureConfig, fbank_frames
+    from fastast_pl.models.checkpoints import read_inference_info
+
+    stored = (read_inference_info(checkpoint).features or {}) if checkpoint else {}
+    framing = {k: stored[k] for k in ("sample_rate", "frame_shift", "frame_length") if k in stored}
+    config = FeatureConfig(**framing)
+    return [(f"{s:g} s", fbank_frames(s, config)) for s in seconds]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,6 +23,7 @@ _COMMON = [
     ("GMACs/clip", "gmacs_per_clip", _num(".3g")),
     ("FLOP ratio", "flop_ratio", _num(".2f")),
     ("speed-up", "speedup", _num(".2f")),
+    ("speed-up min-max (per round)", "speedup_range", str),
     ("speed-up / FLOP ratio", "speedup_per_flop_ratio", _num(".2f")),
     ("median ms", "latency_ms_median", _num(".1f")),
     ("p90 ms", "latency_ms_p90", _num(".1f")),

@@ -5,6 +5,8 @@ The same file runs under a W&B server (``wandb sweep FILE`` + ``wandb agent``) a
 (``python -m fastast_pl sweep FILE``, Optuna). Trial commands are built with
 ``wandb.sdk.launch.sweeps.utils`` (``create_sweep_command``, ``create_sweep_command_args``),
 the code ``wandb agent`` runs, so a local trial gets the agent's exact ``--key=value`` text.
+That module is internal to wandb (W&B documents the macros, not a function for them), so
+pyproject.toml bounds wandb to the tested line and an import failure names it.
 What is ours is the one table from W&B's parameter grammar to Optuna's distributions
 (W&B "Sweep configuration options"; the W&B value is what reaches the command line):
 ``values`` -> categorical over the value indices (values may be dicts or lists);
@@ -34,7 +36,21 @@ from optuna.distributions import (
     FloatDistribution,
     IntDistribution,
 )
-from wandb.sdk.launch.sweeps.utils import create_sweep_command, create_sweep_command_args
+
+try:  # wandb's internal module (no public API builds agent commands): pinned in pyproject.toml
+    from wandb.sdk.launch.sweeps.utils import create_sweep_command, create_sweep_command_args
+except ImportError as err:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        found = f"wandb {version('wandb')}"
+    except PackageNotFoundError:
+        found = "this environment (no wandb installed)"
+    raise ImportError(
+        f"local sweeps build trial commands with wandb.sdk.launch.sweeps.utils (the functions "
+        f"`wandb agent` runs), which {found} does not have ({err}); install "
+        "the wandb line pyproject.toml names (wandb>=0.19,<0.32; the lock's 0.31 is tested)"
+    ) from err
 
 SWEEP_KEYS = set(
     "program method metric parameters command name description early_terminate run_cap "

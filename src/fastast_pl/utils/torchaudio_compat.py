@@ -1,8 +1,9 @@
-"""Check, when ``fastast_pl.data`` is imported, that torchaudio really works beside this torch.
+"""Check, before torchaudio is first used, that it really works beside this torch.
 
-It runs where audio is first needed (every feature, decoding and augmentation module is in
-``fastast_pl.data``; ``inference`` and the CLI import it), not in the package ``__init__``:
-``fastast_pl.tome`` and ``fastast_pl.models`` need no audio and import without torchaudio.
+It runs where audio is first needed: when ``fastast_pl.data`` is imported (every feature,
+decoding and augmentation module is there; ``inference`` and the CLI import it) and when a
+waveform teacher is built (``models/waveform_teacher.py``), not in the package
+``__init__``: ``fastast_pl.tome`` and ``fastast_pl.models`` import without torchaudio.
 
 torchaudio's native library is built against one torch release; beside another it can
 fail deep inside the loader (an undefined symbol) with a message that does not say what to
@@ -14,6 +15,7 @@ fbank, resampling, SpecAugment masking), and on failure raise one ImportError wi
 
 from __future__ import annotations
 
+import functools
 import re
 from importlib import metadata
 from pathlib import Path
@@ -61,8 +63,10 @@ def _exercise_torchaudio() -> None:
     TimeMasking(1)(FrequencyMasking(1)(fbank.T.unsqueeze(0)))  # (1, F, T)
 
 
+@functools.cache
 def check_torch_family() -> None:
-    """Raise ImportError naming both versions, the loader's error and the fix."""
+    """Raise ImportError naming both versions, the loader's error and the fix (the check
+    runs once per process; a failure raises again on every call)."""
     try:
         _exercise_torchaudio()
     except Exception as err:  # an OSError from the loader, an AttributeError from a stub...
