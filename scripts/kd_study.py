@@ -62,29 +62,31 @@ def fit_and_test(name: str, config: str, seed: int, extra: list[str], root: Path
 
 @torch.no_grad()
 def calibration(checkpoint: str) -> dict:
-    """The teacher's accuracy and mean max-probability at T = 1, 2, 4 on clean clips."""
-    cli = build_cli(
-        [*DATA, "--config", str(CONFIGS / "teacher.yaml"), "--data.augment.freqm", "0",
-         "--data.augment.timem", "0"],
-        run=False,
-    )  # fmt: skip
-    model, data = cli.model, cli.datamodule
-    model.load_state_dict(
-        torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"]
-    )
-    model.eval()
-    data.setup("fit")
-    data.setup("test")
+    """The teacher's accuracy and mean max-probability at T = 1, 2, 4 on the training clips
+    clean and as training augments them (what the student's KD targets come from), and on
+    the test clips."""
     out = {}
-    for split, loader in (("train", data.train_dataloader()), ("test", data.test_dataloader())):
-        logits, targets = [], []
-        for batch in loader:
-            logits.append(model(batch["fbank"]))
-            targets.append(batch["target"].argmax(-1))
-        z, y = torch.cat(logits), torch.cat(targets)
-        out[split] = {"acc": float((z.argmax(-1) == y).float().mean())}
-        for t in (1, 2, 4):
-            out[split][f"max_prob_T{t}"] = float(torch.softmax(z / t, -1).max(-1).values.mean())
+    for augmented in (False, True):
+        clean = [] if augmented else ["--data.augment.freqm", "0", "--data.augment.timem", "0"]
+        cli = build_cli([*DATA, "--config", str(CONFIGS / "teacher.yaml"), *clean], run=False)
+        model, data = cli.model, cli.datamodule
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"]
+        model.load_state_dict(state)
+        model.eval()
+        data.setup("fit")
+        data.setup("test")
+        loaders = {"train_augmented": data.train_dataloader()}
+        if not augmented:
+            loaders = {"train": data.train_dataloader(), "test": data.test_dataloader()}
+        for split, loader in loaders.items():
+            logits, targets = [], []
+            for batch in loader:
+                logits.append(model(batch["fbank"]))
+                targets.append(batch["target"].argmax(-1))
+            z, y = torch.cat(logits), torch.cat(targets)
+            out[split] = {"acc": float((z.argmax(-1) == y).float().mean())}
+            for t in (1, 2, 4):
+                out[split][f"max_prob_T{t}"] = float(torch.softmax(z / t, -1).max(-1).values.mean())
     return out
 
 

@@ -33,7 +33,8 @@ KD_FORMS = ("cmkd", "hinton")
 #: CMKD's lambda = 0.5 (Gong et al. 2022, "CMKD", Sec. 2: equal weight on the two terms).
 DEFAULT_KD_LAMBDA = 0.5
 #: Temperature 1: our default, not the CMKD paper's per-dataset T (arXiv 2203.06760, not
-#: re-read); at T = 1 the "cmkd" and "hinton" forms coincide. Tune it in the recipe.
+#: re-read); at T = 1 the "cmkd" and "hinton" forms coincide. T 2 and 4 (either form) never
+#: did better in docs/benchmarks.md, "Why the teacher's knowledge does or does not transfer".
 DEFAULT_KD_TEMPERATURE = 1.0
 #: CMKD's form (Gong et al. 2022, arXiv 2203.06760: temperature on the teacher only, no T^2).
 DEFAULT_KD_FORM: KDForm = "cmkd"

@@ -6,6 +6,7 @@ class and are matched by index, as before."""
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 import torch
@@ -119,3 +120,27 @@ def test_waveform_classifier_saved_without_its_feature_extractor_is_named(tmp_pa
         match=r"w2v2 holds a 'wav2vec2' audio classifier but no preprocessor_config.json",
     ):
         tiny_trainer(tmp_path, limit_val_batches=0).fit(module, datamodule=_dm(tmp_path / "d"))
+
+
+def test_other_spellings_pass_with_teacher_other_data_a_reorder_never(tmp_path, caplog) -> None:
+    _wav2vec2(tmp_path / "spelled", ["C0", "C1", "C2", "C3"])
+    _wav2vec2(tmp_path / "reordered", ["c1", "c0", "c2", "c3"])
+    dm = _dm(tmp_path / "d")
+    with pytest.raises(
+        ValueError,
+        match=r"class 0: teacher 'C0', data 'c0' \(the same classes spelled otherwise: set model.init_args.teacher_other_data=true\)",
+    ):
+        tiny_trainer(tmp_path, limit_val_batches=0).fit(
+            tiny_student(str(tmp_path / "spelled")), datamodule=dm
+        )
+    with caplog.at_level(logging.WARNING, logger="fastast_pl.modules.teacher_checks"):
+        trainer = tiny_trainer(tmp_path, limit_val_batches=0, max_steps=1)
+        trainer.fit(tiny_student(str(tmp_path / "spelled"), teacher_other_data=True), datamodule=dm)
+    assert trainer.global_step == 1
+    assert (
+        "names other classes (class 0: teacher 'C0', data 'c0'): with teacher_other_data"
+        in caplog.text
+    )
+    with pytest.raises(ValueError, match=r"class 0: teacher 'c1', data 'c0'$"):
+        student = tiny_student(str(tmp_path / "reordered"), teacher_other_data=True)
+        tiny_trainer(tmp_path, limit_val_batches=0).fit(student, datamodule=dm)

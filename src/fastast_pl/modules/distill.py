@@ -77,15 +77,21 @@ class DistillationModule(StudentModule):
             kd`` (``fastast_pl.losses``); 0 = labels only. CMKD's lambda weights the other
             term, the ground-truth loss (``lambda * L_gt + (1 - lambda) * L_kd``, Gong et
             al. 2022), so ``kd_lambda = 1 - lambda``: the two agree only at CMKD's 0.5.
-        kd_temperature: softening temperature of the teacher (see DEFAULT_KD_TEMPERATURE).
+            0.5 is kept by docs/benchmarks.md ("Why the teacher's knowledge does or does not
+            transfer"): 0.9 and 1.0 did no better; the teacher helped only with scarce
+            labels, so compare with a ``kd_lambda: 0`` run of the same length.
+        kd_temperature: softening temperature of the teacher (see DEFAULT_KD_TEMPERATURE);
+            1 is kept by the same study: 2 and 4, in either form, never did better.
         kd_form: "cmkd" (CMKD: temperature on the teacher only, no T^2) or "hinton"
             (Hinton et al. 2015: student and teacher at T, times T^2); equal at T = 1.
         cache_teacher_logits: cache the teacher's logits of the training clips on disk
             (used only when training augmentation leaves the teacher's input unchanged).
         teacher_cache_dir: where the cache lives; default ``<teacher checkpoint dir>/teacher_logits``.
         teacher_other_data: the teacher was trained on another data source or split than this
-            data on purpose (e.g. a larger corpus with the same classes); otherwise a teacher
-            whose checkpoint records another source is refused.
+            data on purpose (e.g. a larger corpus with the same classes, a Hugging Face
+            model); otherwise a teacher whose checkpoint records another source is refused.
+            Its class names may then be spelled otherwise (warned, matched by index); the
+            data's classes in another order are refused either way.
     """
 
     def __init__(

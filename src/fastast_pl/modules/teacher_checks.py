@@ -27,7 +27,9 @@ def check_teacher_compatibility(
 ) -> None:
     """Raise ValueError naming the teacher's and the data's value of every setting that differs.
 
-    Compared: the number of classes, the class names (where both say; a teacher that names
+    Compared: the number of classes, the class names (where both say; with ``other_data``
+    names other than the data's are warned about, the data's in another order still refused;
+    a teacher that names
     none is warned about, as one that does not say its label kind is), the label kind, the
     feature settings (every key of ``feature_config()`` both sides have, except training
     dither; without a stored feature config, the mel bins) and, unless ``other_data``, the
@@ -42,9 +44,15 @@ def check_teacher_compatibility(
         pairs = zip(info.class_names, class_names)
         at = next((i for i, (a, b) in enumerate(pairs) if str(a) != str(b)), None)
         if at is not None:
-            problems.append(
-                f"class {at}: teacher {info.class_names[at]!r}, data {class_names[at]!r}"
-            )
+            what = f"class {at}: teacher {info.class_names[at]!r}, data {class_names[at]!r}"
+            reordered = sorted(map(str, info.class_names)) == sorted(map(str, class_names))
+            if other_data and not reordered:  # another corpus may spell the same classes otherwise
+                log.warning("teacher checkpoint %r names other classes (%s): with "
+                            "teacher_other_data they are taken as the data's, by index",
+                            info.path, what)  # fmt: skip
+            else:
+                problems.append(what + ("" if reordered else " (the same classes spelled "
+                                        "otherwise: set model.init_args.teacher_other_data=true)"))  # fmt: skip
     elif info.class_names is None and class_names:
         log.warning(  # a PaSST weights file, an official AST release: a head without names
             "teacher checkpoint %r names no classes: its class k is taken as the data's class "

@@ -138,7 +138,12 @@ def _run(args: argparse.Namespace, device: torch.device) -> dict:
 
 
 def _clip_frames(seconds: list[float], checkpoint: str | None) -> list[tuple[str, int]]:
-    """``(name, fbank frames)`` per short clip, framed as the checkpoint's features say."""
+    """``(name, fbank frames)`` per short clip, framed as the checkpoint's features say.
+
+    The data package is imported only when short clips are asked for: ``make bench-gpu``
+    runs without soundfile and torchaudio's data stack."""
+    if not seconds:
+        return []
     from fastast_pl.data.features import FeatureConfig, fbank_frames
     from fastast_pl.models.checkpoints import read_inference_info
 
