@@ -347,10 +347,13 @@ def ensure_synthetic(root: str | Path, config: SyntheticConfig) -> Path:
     with a log message; a non-empty directory that is not synthetic is refused.
     """
     root = Path(root)
-    if read_meta(root) is None and root.exists() and any(root.iterdir()):
+    unclaimed = read_meta(root) is None and not (root / LOCK_FILE).exists()  # else: see below
+    if unclaimed and root.exists() and any(root.iterdir()):
         generate_synthetic(root, config)  # raises: not ours (checked before creating anything)
     root.mkdir(parents=True, exist_ok=True)
-    with _exclusive(root / LOCK_FILE):  # several nodes' rank 0 may share a filesystem
+    # Several nodes' rank 0 may share a filesystem; one generating writes temporary files
+    # before its metadata, so a directory holding our lock is judged only under the lock.
+    with _exclusive(root / LOCK_FILE):
         meta = read_meta(root)
         if meta is not None:
             same = (
