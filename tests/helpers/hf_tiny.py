@@ -8,7 +8,14 @@ import os
 from pathlib import Path
 
 import torch
-from transformers import ASTConfig, ASTFeatureExtractor, ASTForAudioClassification
+from transformers import (
+    ASTConfig,
+    ASTFeatureExtractor,
+    ASTForAudioClassification,
+    Wav2Vec2Config,
+    Wav2Vec2FeatureExtractor,
+    Wav2Vec2ForSequenceClassification,
+)
 
 LABELS = ["bark", "meow", "chirp"]
 FRAMES, MELS = 64, 32
@@ -35,6 +42,35 @@ def save_tiny_hf_ast(directory: Path, seed: int = 0) -> ASTForAudioClassificatio
     )
     extractor.save_pretrained(directory)
     return model
+
+
+def save_tiny_wav2vec2(
+    directory: Path, names: list[str], sampling_rate: int = 16000, layers: int = 1
+) -> None:
+    """A 32-wide Wav2Vec2ForSequenceClassification named ``names`` (id2label), with its
+    feature extractor at ``sampling_rate``: a waveform teacher at its own rate."""
+    torch.manual_seed(0)
+    config = Wav2Vec2Config(
+        hidden_size=32,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=64,
+        conv_dim=(32, 32),
+        conv_stride=(5, 4),
+        conv_kernel=(10, 8),
+        num_feat_extract_layers=2,
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2,
+        num_labels=len(names),
+        id2label=dict(enumerate(names)),
+        label2id={n: i for i, n in enumerate(names)},
+        do_stable_layer_norm=True,
+        feat_extract_norm="layer",
+    )
+    Wav2Vec2ForSequenceClassification(config).eval().save_pretrained(directory)
+    Wav2Vec2FeatureExtractor(
+        sampling_rate=sampling_rate, do_normalize=True, return_attention_mask=True
+    ).save_pretrained(directory)
 
 
 def hf_logits(model: ASTForAudioClassification, fbank: torch.Tensor) -> torch.Tensor:

@@ -14,9 +14,6 @@ import soundfile as sf
 import torch
 from huggingface_hub import constants
 from transformers import (
-    Wav2Vec2Config,
-    Wav2Vec2FeatureExtractor,
-    Wav2Vec2ForSequenceClassification,
     pipeline,
 )
 
@@ -28,42 +25,19 @@ from fastast_pl.modules.distill import DistillationModule
 
 from helpers.audio import tone, write
 from helpers.distill import T, record_teacher_targets, tiny_student, tiny_trainer
-from helpers.hf_tiny import place_in_hub_cache
+from helpers.hf_tiny import place_in_hub_cache, save_tiny_wav2vec2
 
 REPO_ID = "tiny-org/tiny-wav2vec2"
 COMMIT = "89abcdef0123456789abcdef0123456789abcdef"
 TEACHER_RATE = 8000  # not the data's 16 kHz: the teacher resamples to its own
 
 
-def _save_tiny_wav2vec2(directory) -> None:
-    torch.manual_seed(0)
-    config = Wav2Vec2Config(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        conv_dim=(32, 32),
-        conv_stride=(5, 4),
-        conv_kernel=(10, 8),
-        num_feat_extract_layers=2,
-        num_conv_pos_embeddings=16,
-        num_conv_pos_embedding_groups=2,
-        num_labels=4,
-        id2label={i: f"c{i}" for i in range(4)},
-        label2id={f"c{i}": i for i in range(4)},
-        do_stable_layer_norm=True,
-        feat_extract_norm="layer",
-    )
-    Wav2Vec2ForSequenceClassification(config).eval().save_pretrained(directory)
-    Wav2Vec2FeatureExtractor(
-        sampling_rate=TEACHER_RATE, do_normalize=True, return_attention_mask=True
-    ).save_pretrained(directory)
-
-
 @pytest.fixture
 def hub(tmp_path, monkeypatch):
     """The tiny wav2vec2 in a huggingface_hub cache, read offline (as HF_HUB_OFFLINE=1)."""
-    _save_tiny_wav2vec2(tmp_path / "w2v2")
+    save_tiny_wav2vec2(
+        tmp_path / "w2v2", [f"c{i}" for i in range(4)], sampling_rate=TEACHER_RATE, layers=2
+    )
     cache = tmp_path / "hub"
     place_in_hub_cache(tmp_path / "w2v2", cache, REPO_ID, COMMIT)
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))

@@ -13,9 +13,6 @@ import torch
 from transformers import (
     ASTConfig,
     ASTForAudioClassification,
-    Wav2Vec2Config,
-    Wav2Vec2FeatureExtractor,
-    Wav2Vec2ForSequenceClassification,
 )
 
 from fastast_pl.data.datamodule import AudioDataModule, LoaderConfig
@@ -26,27 +23,7 @@ from fastast_pl.models.frozen import load_frozen_teacher
 
 from helpers.audio import tone, write
 from helpers.distill import F, T, tiny_student, tiny_trainer
-
-
-def _wav2vec2(directory, names: list[str]) -> None:
-    torch.manual_seed(0)
-    config = Wav2Vec2Config(
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=64,
-        conv_dim=(32, 32),
-        conv_stride=(5, 4),
-        conv_kernel=(10, 8),
-        num_feat_extract_layers=2,
-        num_conv_pos_embeddings=16,
-        num_conv_pos_embedding_groups=2,
-        num_labels=len(names),
-        id2label=dict(enumerate(names)),
-        label2id={n: i for i, n in enumerate(names)},
-    )
-    Wav2Vec2ForSequenceClassification(config).eval().save_pretrained(directory)
-    Wav2Vec2FeatureExtractor(sampling_rate=16000).save_pretrained(directory)
+from helpers.hf_tiny import save_tiny_wav2vec2
 
 
 def _dm(root) -> AudioDataModule:
@@ -71,7 +48,7 @@ def _dm(root) -> AudioDataModule:
     ],
 )
 def test_waveform_teacher_of_other_class_order_is_refused(tmp_path, names, expected) -> None:
-    _wav2vec2(tmp_path / "w2v2", names)
+    save_tiny_wav2vec2(tmp_path / "w2v2", names)
     module = tiny_student(str(tmp_path / "w2v2"))
     with pytest.raises(ValueError, match=expected):
         tiny_trainer(tmp_path, limit_val_batches=0).fit(module, datamodule=_dm(tmp_path / "d"))
@@ -111,7 +88,7 @@ def test_id2label_is_read_by_index_not_by_file_order(tmp_path) -> None:
 
 
 def test_waveform_classifier_saved_without_its_feature_extractor_is_named(tmp_path) -> None:
-    _wav2vec2(tmp_path / "w2v2", ["c0", "c1", "c2", "c3"])
+    save_tiny_wav2vec2(tmp_path / "w2v2", ["c0", "c1", "c2", "c3"])
     (tmp_path / "w2v2" / "preprocessor_config.json").unlink()  # model.save_pretrained alone
     module = tiny_student(str(tmp_path / "w2v2"))
     # was: read as an AST checkpoint, "unexpected HF classifier key 'classifier.bias'"
@@ -123,8 +100,8 @@ def test_waveform_classifier_saved_without_its_feature_extractor_is_named(tmp_pa
 
 
 def test_other_spellings_pass_with_teacher_other_data_a_reorder_never(tmp_path, caplog) -> None:
-    _wav2vec2(tmp_path / "spelled", ["C0", "C1", "C2", "C3"])
-    _wav2vec2(tmp_path / "reordered", ["c1", "c0", "c2", "c3"])
+    save_tiny_wav2vec2(tmp_path / "spelled", ["C0", "C1", "C2", "C3"])
+    save_tiny_wav2vec2(tmp_path / "reordered", ["c1", "c0", "c2", "c3"])
     dm = _dm(tmp_path / "d")
     with pytest.raises(
         ValueError,
