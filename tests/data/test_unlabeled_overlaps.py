@@ -11,14 +11,14 @@ import shutil
 import lightning as L
 import pytest
 
-from fastast_pl.data.datamodule import AudioDataModule, LoaderConfig
+from fastast_pl.data.datamodule import AudioDataModule
 from fastast_pl.data.features import FeatureConfig
 from fastast_pl.data.sources import FolderSource
 from fastast_pl.data.unlabeled import UnlabeledConfig
 from fastast_pl.modules.student import StudentModule
 
 from helpers.audio import tone, write
-from helpers.distill import FAST_OPTIM, TINY_AST, T
+from helpers.distill import FAST_OPTIM, TINY_AST, T, folder_datamodule
 
 
 def _data(root):
@@ -37,16 +37,6 @@ def _data(root):
     return root
 
 
-def _dm(root, unlabeled: UnlabeledConfig) -> AudioDataModule:
-    features = FeatureConfig(num_mel_bins=32, target_length=T, mean=-4.27, std=4.57)
-    return AudioDataModule(
-        FolderSource(str(root)),
-        features=features,
-        loader=LoaderConfig(batch_size=4),
-        unlabeled=unlabeled,
-    )
-
-
 def test_pool_holding_training_clips_adds_them_once(tmp_path, caplog) -> None:
     root = _data(tmp_path / "data")
     shutil.copy(root / "train" / "c1" / "0.wav", root / "pool" / "copy_of_train.wav")
@@ -55,7 +45,7 @@ def test_pool_holding_training_clips_adds_them_once(tmp_path, caplog) -> None:
     manifest = tmp_path / "all.json"
     train_files = sorted((root / "train").rglob("*.wav"))
     manifest.write_text(json.dumps({"data": [{"wav": str(p)} for p in train_files]}))
-    dm = _dm(
+    dm = folder_datamodule(
         root,
         UnlabeledConfig(folder=str(root / "pool"), manifest=str(manifest), labeled_fraction=0.5),
     )
@@ -76,7 +66,7 @@ def test_pool_holding_evaluation_clips_is_a_leak_named_in_a_warning(tmp_path, ca
     shutil.copy(root / "test" / "c2" / "0.wav", root / "pool" / "found_on_disk.wav")
     manifest = tmp_path / "more.json"  # the val clip listed by a path relative to the manifest
     manifest.write_text(json.dumps({"data": [{"wav": "data/val/c0/0.wav"}]}))
-    dm = _dm(root, UnlabeledConfig(folder=str(root / "pool"), manifest=str(manifest)))
+    dm = folder_datamodule(root, UnlabeledConfig(folder=str(root / "pool"), manifest=str(manifest)))
     with caplog.at_level(logging.INFO, logger="fastast_pl.data.unlabeled"):
         dm.setup("fit")
     assert len(dm.datasets["train"]) == 8 + 5  # kept: a warning, as for labeled leaks
@@ -105,7 +95,7 @@ def test_one_file_in_folder_and_manifest_counts_once(tmp_path) -> None:
 
 def test_unlabeled_clips_without_a_teacher_are_warned_about(tmp_path, caplog) -> None:
     root = _data(tmp_path / "data")
-    dm = _dm(root, UnlabeledConfig(folder=str(root / "pool")))
+    dm = folder_datamodule(root, UnlabeledConfig(folder=str(root / "pool")))
     module = StudentModule(
         num_classes=4, target_length=T, num_mel_bins=32, ast=TINY_AST, optim=FAST_OPTIM
     )

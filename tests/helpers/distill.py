@@ -14,7 +14,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from fastast_pl.data.augment import AugmentConfig
+from fastast_pl.data.datamodule import AudioDataModule, LoaderConfig
 from fastast_pl.data.features import FeatureConfig
+from fastast_pl.data.sources import FolderSource
+from fastast_pl.data.unlabeled import UnlabeledConfig
 from fastast_pl.models.arch import ASTArch
 from fastast_pl.models.teacher import TeacherArch
 from fastast_pl.modules.base import OptimConfig
@@ -181,3 +184,15 @@ def record_teacher_targets(module: DistillationModule) -> list[tuple[torch.Tenso
 
     module.teacher_logits = spy
     return used
+
+
+def folder_datamodule(root: Path, unlabeled: UnlabeledConfig) -> AudioDataModule:
+    """Class folders under ``root`` (``F`` mel bins, ``T`` frames, batches of 4) plus an
+    unlabeled pool."""
+    features = FeatureConfig(num_mel_bins=F, target_length=T, mean=-4.27, std=4.57)
+    return AudioDataModule(
+        FolderSource(str(root)),
+        features=features,
+        loader=LoaderConfig(batch_size=4),
+        unlabeled=unlabeled,
+    )

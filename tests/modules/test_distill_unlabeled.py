@@ -11,14 +11,11 @@ import pytest
 import torch
 
 from fastast_pl.data.clips import Clip
-from fastast_pl.data.datamodule import AudioDataModule, LoaderConfig
-from fastast_pl.data.features import FeatureConfig
-from fastast_pl.data.sources import FolderSource
 from fastast_pl.data.unlabeled import UnlabeledConfig, withhold_labels
 from fastast_pl.losses import cmkd_loss
 
 from helpers.audio import tone, write
-from helpers.distill import T, teacher_copy, tiny_student, tiny_trainer
+from helpers.distill import folder_datamodule, teacher_copy, tiny_student, tiny_trainer
 
 
 def test_task_term_averages_over_labeled_clips_only() -> None:
@@ -73,21 +70,11 @@ def _data(root, per_class: int = 2, unlabeled: int = 6):
     return root
 
 
-def _dm(root, unlabeled: UnlabeledConfig) -> AudioDataModule:
-    features = FeatureConfig(num_mel_bins=32, target_length=T, mean=-4.27, std=4.57)
-    return AudioDataModule(
-        FolderSource(str(root)),
-        features=features,
-        loader=LoaderConfig(batch_size=4),
-        unlabeled=unlabeled,
-    )
-
-
 def test_unlabeled_clips_come_marked_with_empty_targets(tmp_path) -> None:
     root = _data(tmp_path / "data")
     manifest = tmp_path / "more.json"
     manifest.write_text(json.dumps({"data": [{"wav": str(root / "val" / "c0" / "0.wav")}]}))
-    dm = _dm(root, UnlabeledConfig(folder=str(root / "pool"), manifest=str(manifest)))
+    dm = folder_datamodule(root, UnlabeledConfig(folder=str(root / "pool"), manifest=str(manifest)))
     dm.setup("fit")
     train = dm.datasets["train"]
     assert (train.num_labeled, len(train)) == (8, 15)  # 8 labeled + 6 in the folder + 1 listed
@@ -103,7 +90,7 @@ def test_unlabeled_clips_come_marked_with_empty_targets(tmp_path) -> None:
 
 def test_distillation_trains_on_an_unlabeled_folder(tmp_path, caplog) -> None:
     root = _data(tmp_path / "data")
-    dm = _dm(root, UnlabeledConfig(folder=str(root / "pool")))
+    dm = folder_datamodule(root, UnlabeledConfig(folder=str(root / "pool")))
     L.seed_everything(0, verbose=False)
     module = tiny_student(str(teacher_copy(tmp_path)))
     seen: list[tuple[torch.Tensor, torch.Tensor, dict]] = []
